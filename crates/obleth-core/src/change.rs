@@ -1,0 +1,32 @@
+//! Control-plane change notifications: how an admin change reaches the caches.
+//!
+//! The admin API announces every change through a [`ChangeNotifier`]. In one process
+//! the data plane's caches subscribe directly; across pods a later transport (Postgres
+//! LISTEN/NOTIFY or Redis pub/sub) carries the same events.
+
+use crate::key::KeyHash;
+
+/// A change that may invalidate something the data plane cached.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChangeEvent {
+    /// A tenant was updated, disabled or deleted.
+    Tenant { id: String },
+    /// A key was revoked or deleted.
+    Key { hash: KeyHash },
+    /// A model was created, updated or deleted.
+    Model { name: String },
+}
+
+/// Receives control-plane changes. Must be cheap and non-blocking.
+pub trait ChangeNotifier: Send + Sync + 'static {
+    fn notify(&self, event: ChangeEvent);
+}
+
+/// Fans one event out to several notifiers.
+impl<T: ChangeNotifier> ChangeNotifier for Vec<std::sync::Arc<T>> {
+    fn notify(&self, event: ChangeEvent) {
+        for n in self {
+            n.notify(event.clone());
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! Shared domain types of obleth and the seams between its crates.
+//!
+//! Everything here is plain data or a trait. The data plane, the admin API and the
+//! stores depend on these types; only the binary picks the concrete implementations
+//! behind the traits (see `ARCHITECTURE.md`).
+
+pub mod admission;
+pub mod change;
+pub mod key;
+pub mod model;
+pub mod tenant;
+pub mod usage;
+
+pub use admission::{Admission, AdmissionClass, AdmissionRequest, Admitted, Rejection};
+pub use change::{ChangeEvent, ChangeNotifier};
+pub use key::{ApiKey, GeneratedKey, KeyHash};
+pub use model::Model;
+pub use tenant::{Quota, Tenant};
+pub use usage::{Usage, UsageRecord, UsageSink};
+
+/// Milliseconds since the Unix epoch: the one timestamp representation stored and
+/// exchanged by obleth (JSON, SQLite, Postgres and ClickHouse all handle it natively).
+pub type UnixMillis = i64;
+
+/// The wall clock in [`UnixMillis`]. Only edges (stores, handlers) read the clock;
+/// pure cores take time as an argument.
+pub fn now_millis() -> UnixMillis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A new random identifier: `prefix` followed by 16 base62 characters (≈95 bits).
+pub fn new_id(prefix: &str) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::rng();
+    let mut id = String::with_capacity(prefix.len() + 16);
+    id.push_str(prefix);
+    for _ in 0..16 {
+        id.push(ALPHABET[rng.random_range(0..ALPHABET.len())] as char);
+    }
+    id
+}

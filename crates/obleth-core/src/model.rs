@@ -1,0 +1,60 @@
+//! The model registry entry: how a public model name maps to an upstream.
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use crate::UnixMillis;
+
+/// One registered model. `model_name` is what clients send; the request is forwarded
+/// to `api_base` (or the gateway's default upstream) with `upstream_model` in its place.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Model {
+    pub model_name: String,
+    pub upstream_model: String,
+    /// Base URL of the upstream (`http://host:port` or `…/v1`); `None` uses the default.
+    pub api_base: Option<String>,
+    /// Credential sent upstream. Serialized only by the stores, never by the admin API.
+    #[serde(skip_serializing)]
+    pub api_key: Option<SecretString>,
+    pub input_cost_per_token: f64,
+    pub output_cost_per_token: f64,
+    pub context_window: Option<u32>,
+    pub enabled: bool,
+    /// Fairshare credit multiplier: a request to this model costs the tenant
+    /// `admission_weight` times the credit of the same tokens on a weight-1 model.
+    pub admission_weight: f64,
+    pub created_at: UnixMillis,
+    pub updated_at: UnixMillis,
+}
+
+impl Model {
+    /// Cost of a request in the registry's currency unit.
+    pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> f64 {
+        input_tokens as f64 * self.input_cost_per_token
+            + output_tokens as f64 * self.output_cost_per_token
+    }
+}
+
+/// Checks a public model name: 1–128 printable ASCII characters without spaces
+/// (model names such as `meta-llama/Llama-3.1-8B:free` must pass).
+pub fn validate_model_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 128 {
+        return Err("must be 1 to 128 characters".into());
+    }
+    if !name.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be printable ASCII without spaces".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_names() {
+        assert!(validate_model_name("meta-llama/Llama-3.1-8B:free").is_ok());
+        assert!(validate_model_name("a b").is_err());
+        assert!(validate_model_name("").is_err());
+    }
+}

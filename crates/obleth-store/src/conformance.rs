@@ -1,0 +1,339 @@
+//! The behavioural suite every [`ControlPlaneStore`] must pass.
+//!
+//! Each implementation's tests call [`run`] on a fresh, empty store. It panics (like
+//! any test) on the first behaviour that differs from the contract.
+
+use obleth_core::{ApiKey, Quota, key, now_millis};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::{
+    ControlPlaneStore, KeyFilter, ModelPatch, NewModel, NewTenant, StoreError, TenantPatch,
+};
+
+fn tenant(name: &str) -> NewTenant {
+    NewTenant {
+        name: name.into(),
+        weight: 1,
+        group: "default".into(),
+        allowed_models: vec![],
+        disabled: false,
+        never_degrade: false,
+        quota: Quota::default(),
+    }
+}
+
+fn model(name: &str) -> NewModel {
+    NewModel {
+        model_name: name.into(),
+        upstream_model: None,
+        api_base: None,
+        api_key: None,
+        input_cost_per_token: 0.0,
+        output_cost_per_token: 0.0,
+        context_window: None,
+        enabled: true,
+        admission_weight: 1.0,
+    }
+}
+
+/// Runs the whole suite against an empty store.
+pub async fn run(store: &dyn ControlPlaneStore) {
+    store.ping().await.expect("ping");
+    tenants(store).await;
+    keys(store).await;
+    models(store).await;
+}
+
+async fn tenants(store: &dyn ControlPlaneStore) {
+    let mut new = tenant("chatbot");
+    new.weight = 500;
+    new.group = "prod".into();
+    new.allowed_models = vec!["m1".into()];
+    new.quota.tpm = Some(10_000);
+    new.quota.monthly_budget = Some(12.5);
+    let t = store.create_tenant(new).await.expect("create");
+    assert!(t.id.starts_with("ten_"));
+    assert_eq!(store.get_tenant(&t.id).await.expect("by id"), t);
+    assert_eq!(store.get_tenant("chatbot").await.expect("by name"), t);
+
+    // Names are unique.
+    match store.create_tenant(tenant("chatbot")).await {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("duplicate name: {other:?}"),
+    }
+    // Validation names the field.
+    let mut bad = tenant("ok-name");
+    bad.weight = 0;
+    match store.create_tenant(bad).await {
+        Err(StoreError::Invalid {
+            field: "weight", ..
+        }) => {}
+        other => panic!("weight 0: {other:?}"),
+    }
+    match store.create_tenant(tenant("Bad Name")).await {
+        Err(StoreError::Invalid { field: "name", .. }) => {}
+        other => panic!("bad name: {other:?}"),
+    }
+
+    let patched = store
+        .update_tenant(
+            "chatbot",
+            TenantPatch {
+                weight: Some(7),
+                disabled: Some(true),
+                quota: Some(Quota {
+                    rpm: Some(3),
+                    ..Quota::default()
+                }),
+                ..TenantPatch::default()
+            },
+        )
+        .await
+        .expect("patch");
+    assert_eq!(patched.weight, 7);
+    assert!(patched.disabled);
+    assert_eq!(patched.group, "prod", "untouched fields stay");
+    assert_eq!(
+        patched.quota,
+        Quota {
+            rpm: Some(3),
+            ..Quota::default()
+        }
+    );
+    assert!(patched.updated_at >= t.updated_at);
+    assert_eq!(store.get_tenant(&t.id).await.expect("get"), patched);
+
+    let other = store
+        .create_tenant(tenant("api-batch"))
+        .await
+        .expect("second");
+    match store
+        .update_tenant(
+            &other.id,
+            TenantPatch {
+                name: Some("chatbot".into()),
+                ..Default::default()
+            },
+        )
+        .await
+    {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("rename onto existing: {other:?}"),
+    }
+    let names: Vec<_> = store
+        .list_tenants()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["api-batch", "chatbot"]);
+
+    match store.get_tenant("nobody").await {
+        Err(StoreError::NotFound { kind: "tenant", .. }) => {}
+        other => panic!("missing tenant: {other:?}"),
+    }
+    match store
+        .update_tenant("ten_missing", TenantPatch::default())
+        .await
+    {
+        Err(StoreError::NotFound { .. }) => {}
+        other => panic!("patch missing: {other:?}"),
+    }
+}
+
+async fn keys(store: &dyn ControlPlaneStore) {
+    let t = store
+        .create_tenant(tenant("keyholder"))
+        .await
+        .expect("tenant");
+    let generated = key::generate();
+    let record = ApiKey {
+        id: obleth_core::new_id("key_"),
+        tenant_id: t.id.clone(),
+        name: Some("ci".into()),
+        prefix: generated.prefix.clone(),
+        created_at: now_millis(),
+        expires_at: None,
+        revoked_at: None,
+    };
+    store
+        .insert_key(&record, generated.hash)
+        .await
+        .expect("insert");
+    assert_eq!(
+        store.lookup_key(&generated.hash).await.expect("lookup"),
+        Some(record.clone())
+    );
+    assert_eq!(
+        store
+            .lookup_key(&key::KeyHash::of("obl_nope"))
+            .await
+            .expect("lookup"),
+        None
+    );
+
+    // A key for a tenant that does not exist is refused.
+    let orphan = ApiKey {
+        id: obleth_core::new_id("key_"),
+        tenant_id: "ten_none".into(),
+        ..record.clone()
+    };
+    match store.insert_key(&orphan, key::generate().hash).await {
+        Err(StoreError::NotFound { kind: "tenant", .. }) => {}
+        other => panic!("orphan key: {other:?}"),
+    }
+
+    let second = key::generate();
+    let record2 = ApiKey {
+        id: obleth_core::new_id("key_"),
+        prefix: second.prefix.clone(),
+        ..record.clone()
+    };
+    store
+        .insert_key(&record2, second.hash)
+        .await
+        .expect("insert second");
+    let listed = store
+        .list_keys(KeyFilter {
+            tenant_id: Some(t.id.clone()),
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 2);
+    let by_prefix = store
+        .list_keys(KeyFilter {
+            prefix: Some(generated.prefix.clone()),
+            ..Default::default()
+        })
+        .await
+        .expect("by prefix");
+    assert_eq!(by_prefix, vec![record.clone()]);
+
+    let (revoked, hash) = store.revoke_key(&record.id).await.expect("revoke");
+    assert_eq!(hash, generated.hash);
+    let at = revoked.revoked_at.expect("revoked_at set");
+    let (again, _) = store.revoke_key(&record.id).await.expect("revoke twice");
+    assert_eq!(again.revoked_at, Some(at), "revocation is idempotent");
+    assert!(
+        !store
+            .lookup_key(&generated.hash)
+            .await
+            .expect("lookup")
+            .expect("still found")
+            .is_active(now_millis())
+    );
+    let active = store
+        .list_keys(KeyFilter {
+            tenant_id: Some(t.id.clone()),
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(active, vec![record2.clone()]);
+    let all = store
+        .list_keys(KeyFilter {
+            tenant_id: Some(t.id.clone()),
+            include_revoked: true,
+            ..Default::default()
+        })
+        .await
+        .expect("list all");
+    assert_eq!(all.len(), 2);
+    match store.revoke_key("key_missing").await {
+        Err(StoreError::NotFound { kind: "key", .. }) => {}
+        other => panic!("revoke missing: {other:?}"),
+    }
+
+    // Deleting a tenant deletes its keys and reports their hashes.
+    let (deleted, hashes) = store.delete_tenant("keyholder").await.expect("delete");
+    assert_eq!(deleted.id, t.id);
+    assert_eq!(hashes.len(), 2);
+    assert!(hashes.contains(&second.hash));
+    assert_eq!(store.lookup_key(&second.hash).await.expect("lookup"), None);
+}
+
+async fn models(store: &dyn ControlPlaneStore) {
+    let mut new = model("llama-3-70b");
+    new.upstream_model = Some("llama-3-70b-instruct".into());
+    new.api_base = Some("http://aibrix-gateway:8080".into());
+    new.api_key = Some(SecretString::from("sk-upstream"));
+    new.input_cost_per_token = 0.000_000_5;
+    new.output_cost_per_token = 0.000_001_5;
+    new.context_window = Some(131_072);
+    new.admission_weight = 4.0;
+    let m = store.create_model(new).await.expect("create model");
+    let got = store.get_model("llama-3-70b").await.expect("get");
+    assert_eq!(got.upstream_model, "llama-3-70b-instruct");
+    assert_eq!(
+        got.api_key.as_ref().map(|k| k.expose_secret().to_owned()),
+        Some("sk-upstream".into())
+    );
+    assert_eq!(got.admission_weight, 4.0);
+    assert_eq!(got.context_window, Some(131_072));
+    assert_eq!(got.created_at, m.created_at);
+
+    let defaulted = store.create_model(model("plain")).await.expect("plain");
+    assert_eq!(
+        defaulted.upstream_model, "plain",
+        "upstream_model defaults to model_name"
+    );
+    assert!(defaulted.enabled);
+    assert_eq!(defaulted.admission_weight, 1.0);
+
+    match store.create_model(model("plain")).await {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("duplicate model: {other:?}"),
+    }
+    let mut bad = model("bad");
+    bad.admission_weight = 0.0;
+    match store.create_model(bad).await {
+        Err(StoreError::Invalid {
+            field: "admission_weight",
+            ..
+        }) => {}
+        other => panic!("bad weight: {other:?}"),
+    }
+    let mut bad = model("bad");
+    bad.api_base = Some("ftp://x".into());
+    match store.create_model(bad).await {
+        Err(StoreError::Invalid {
+            field: "api_base", ..
+        }) => {}
+        other => panic!("bad base: {other:?}"),
+    }
+
+    // Absent fields stay; explicit null clears.
+    let patched = store
+        .update_model(
+            "llama-3-70b",
+            ModelPatch {
+                enabled: Some(false),
+                api_key: Some(None),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("patch");
+    assert!(!patched.enabled);
+    assert!(patched.api_key.is_none());
+    assert_eq!(
+        patched.api_base.as_deref(),
+        Some("http://aibrix-gateway:8080")
+    );
+    let names: Vec<_> = store
+        .list_models()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|m| m.model_name)
+        .collect();
+    assert_eq!(names, ["llama-3-70b", "plain"]);
+
+    store.delete_model("plain").await.expect("delete");
+    match store.get_model("plain").await {
+        Err(StoreError::NotFound { kind: "model", .. }) => {}
+        other => panic!("deleted model: {other:?}"),
+    }
+}

@@ -1,0 +1,402 @@
+//! The embedded control-plane store: one SQLite file, created and migrated at start.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use obleth_core::{ApiKey, KeyHash, Model, Quota, Tenant, now_millis, tenant::TENANT_ID_PREFIX};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
+use sqlx::{Row, SqlitePool};
+
+use crate::{
+    ControlPlaneStore, KeyFilter, ModelPatch, NewModel, NewTenant, Result, StoreError, TenantPatch,
+    rules,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The SQLite-backed store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` (`sqlite://path.db` or
+    /// `sqlite::memory:`) and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| crate::invalid("database.url", e.to_string()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        // An in-memory database exists per connection, so it must have exactly one.
+        let max = if url.contains(":memory:") { 1 } else { 4 };
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max)
+            .connect_with(options)
+            .await
+            .map_err(db_err)?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
+        Ok(SqliteStore { pool })
+    }
+
+    async fn tenant_row(&self, id_or_name: &str) -> Result<Tenant> {
+        let column = if id_or_name.starts_with(TENANT_ID_PREFIX) {
+            "id"
+        } else {
+            "name"
+        };
+        let row = sqlx::query(&format!("SELECT * FROM tenants WHERE {column} = ?"))
+            .bind(id_or_name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.map(tenant_from_row)
+            .transpose()?
+            .ok_or_else(|| StoreError::not_found("tenant", id_or_name))
+    }
+
+    async fn write_tenant(&self, t: &Tenant, insert: bool) -> Result<()> {
+        let sql = if insert {
+            "INSERT INTO tenants (name, weight, group_name, allowed_models, disabled, never_degrade,
+                quota_tpm, quota_rpm, quota_max_in_flight, quota_monthly_budget, quota_lifetime_budget,
+                created_at, updated_at, id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+        } else {
+            "UPDATE tenants SET name=?, weight=?, group_name=?, allowed_models=?, disabled=?, never_degrade=?,
+                quota_tpm=?, quota_rpm=?, quota_max_in_flight=?, quota_monthly_budget=?, quota_lifetime_budget=?,
+                created_at=?, updated_at=? WHERE id=?"
+        };
+        let allowed = serde_json::to_string(&t.allowed_models)
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        sqlx::query(sql)
+            .bind(&t.name)
+            .bind(t.weight as i64)
+            .bind(&t.group)
+            .bind(allowed)
+            .bind(t.disabled)
+            .bind(t.never_degrade)
+            .bind(t.quota.tpm.map(|v| v as i64))
+            .bind(t.quota.rpm.map(|v| v as i64))
+            .bind(t.quota.max_in_flight.map(|v| v as i64))
+            .bind(t.quota.monthly_budget)
+            .bind(t.quota.lifetime_budget)
+            .bind(t.created_at)
+            .bind(t.updated_at)
+            .bind(&t.id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| conflict_or(e, format!("a tenant named '{}' already exists", t.name)))?;
+        Ok(())
+    }
+
+    async fn write_model(&self, m: &Model, insert: bool) -> Result<()> {
+        let sql = if insert {
+            "INSERT INTO models (upstream_model, api_base, api_key, input_cost_per_token,
+                output_cost_per_token, context_window, enabled, admission_weight, created_at,
+                updated_at, model_name) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+        } else {
+            "UPDATE models SET upstream_model=?, api_base=?, api_key=?, input_cost_per_token=?,
+                output_cost_per_token=?, context_window=?, enabled=?, admission_weight=?, created_at=?,
+                updated_at=? WHERE model_name=?"
+        };
+        sqlx::query(sql)
+            .bind(&m.upstream_model)
+            .bind(&m.api_base)
+            .bind(m.api_key.as_ref().map(|k| k.expose_secret().to_owned()))
+            .bind(m.input_cost_per_token)
+            .bind(m.output_cost_per_token)
+            .bind(m.context_window.map(|v| v as i64))
+            .bind(m.enabled)
+            .bind(m.admission_weight)
+            .bind(m.created_at)
+            .bind(m.updated_at)
+            .bind(&m.model_name)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| conflict_or(e, format!("model '{}' already exists", m.model_name)))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ControlPlaneStore for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn create_tenant(&self, new: NewTenant) -> Result<Tenant> {
+        let tenant = rules::new_tenant(new)?;
+        self.write_tenant(&tenant, true).await?;
+        Ok(tenant)
+    }
+
+    async fn get_tenant(&self, id_or_name: &str) -> Result<Tenant> {
+        self.tenant_row(id_or_name).await
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        sqlx::query("SELECT * FROM tenants ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(tenant_from_row)
+            .collect()
+    }
+
+    async fn update_tenant(&self, id_or_name: &str, patch: TenantPatch) -> Result<Tenant> {
+        let current = self.tenant_row(id_or_name).await?;
+        let updated = rules::patch_tenant(current, patch)?;
+        self.write_tenant(&updated, false).await?;
+        Ok(updated)
+    }
+
+    async fn delete_tenant(&self, id_or_name: &str) -> Result<(Tenant, Vec<KeyHash>)> {
+        let tenant = self.tenant_row(id_or_name).await?;
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let hashes: Vec<String> =
+            sqlx::query_scalar("SELECT key_hash FROM api_keys WHERE tenant_id = ?")
+                .bind(&tenant.id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        sqlx::query("DELETE FROM tenants WHERE id = ?")
+            .bind(&tenant.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok((
+            tenant,
+            hashes.iter().filter_map(|h| KeyHash::from_hex(h)).collect(),
+        ))
+    }
+
+    async fn insert_key(&self, key: &ApiKey, hash: KeyHash) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, created_at, expires_at, revoked_at)
+             VALUES (?,?,?,?,?,?,?,?)",
+        )
+        .bind(&key.id)
+        .bind(&key.tenant_id)
+        .bind(&key.name)
+        .bind(&key.prefix)
+        .bind(hash.to_hex())
+        .bind(key.created_at)
+        .bind(key.expires_at)
+        .bind(key.revoked_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+                StoreError::not_found("tenant", &key.tenant_id)
+            }
+            _ => conflict_or(e, "key already exists".into()),
+        })?;
+        Ok(())
+    }
+
+    async fn list_keys(&self, filter: KeyFilter) -> Result<Vec<ApiKey>> {
+        let mut sql = String::from("SELECT * FROM api_keys WHERE 1=1");
+        if filter.tenant_id.is_some() {
+            sql.push_str(" AND tenant_id = ?");
+        }
+        if filter.prefix.is_some() {
+            sql.push_str(" AND substr(prefix, 1, length(?)) = ?");
+        }
+        if !filter.include_revoked {
+            sql.push_str(" AND revoked_at IS NULL");
+        }
+        sql.push_str(" ORDER BY created_at, id");
+        let mut q = sqlx::query(&sql);
+        if let Some(t) = &filter.tenant_id {
+            q = q.bind(t);
+        }
+        if let Some(p) = &filter.prefix {
+            q = q.bind(p).bind(p);
+        }
+        q.fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(key_from_row)
+            .collect()
+    }
+
+    async fn revoke_key(&self, id: &str) -> Result<(ApiKey, KeyHash)> {
+        sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(now_millis())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let row = sqlx::query("SELECT * FROM api_keys WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| StoreError::not_found("key", id))?;
+        let hash: String = row.try_get("key_hash").map_err(db_err)?;
+        let hash = KeyHash::from_hex(&hash)
+            .ok_or_else(|| StoreError::Backend("corrupt key hash".into()))?;
+        Ok((key_from_row(&row)?, hash))
+    }
+
+    async fn lookup_key(&self, hash: &KeyHash) -> Result<Option<ApiKey>> {
+        sqlx::query("SELECT * FROM api_keys WHERE key_hash = ?")
+            .bind(hash.to_hex())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .map(key_from_row)
+            .transpose()
+    }
+
+    async fn create_model(&self, new: NewModel) -> Result<Model> {
+        let model = rules::new_model(new)?;
+        self.write_model(&model, true).await?;
+        Ok(model)
+    }
+
+    async fn get_model(&self, name: &str) -> Result<Model> {
+        sqlx::query("SELECT * FROM models WHERE model_name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .map(model_from_row)
+            .transpose()?
+            .ok_or_else(|| StoreError::not_found("model", name))
+    }
+
+    async fn list_models(&self) -> Result<Vec<Model>> {
+        sqlx::query("SELECT * FROM models ORDER BY model_name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(model_from_row)
+            .collect()
+    }
+
+    async fn update_model(&self, name: &str, patch: ModelPatch) -> Result<Model> {
+        let current = self.get_model(name).await?;
+        let updated = rules::patch_model(current, patch)?;
+        self.write_model(&updated, false).await?;
+        Ok(updated)
+    }
+
+    async fn delete_model(&self, name: &str) -> Result<Model> {
+        let model = self.get_model(name).await?;
+        sqlx::query("DELETE FROM models WHERE model_name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(model)
+    }
+}
+
+// === rows ===
+
+fn tenant_from_row(row: SqliteRow) -> Result<Tenant> {
+    let allowed: String = row.try_get("allowed_models").map_err(db_err)?;
+    let opt_u64 = |col: &str| -> Result<Option<u64>> {
+        Ok(row
+            .try_get::<Option<i64>, _>(col)
+            .map_err(db_err)?
+            .map(|v| v.max(0) as u64))
+    };
+    Ok(Tenant {
+        id: row.try_get("id").map_err(db_err)?,
+        name: row.try_get("name").map_err(db_err)?,
+        weight: row
+            .try_get::<i64, _>("weight")
+            .map_err(db_err)?
+            .clamp(1, u32::MAX as i64) as u32,
+        group: row.try_get("group_name").map_err(db_err)?,
+        allowed_models: serde_json::from_str(&allowed)
+            .map_err(|e| StoreError::Backend(format!("corrupt allowed_models: {e}")))?,
+        disabled: row.try_get("disabled").map_err(db_err)?,
+        never_degrade: row.try_get("never_degrade").map_err(db_err)?,
+        quota: Quota {
+            tpm: opt_u64("quota_tpm")?,
+            rpm: opt_u64("quota_rpm")?,
+            max_in_flight: opt_u64("quota_max_in_flight")?.map(|v| v.min(u32::MAX as u64) as u32),
+            monthly_budget: row.try_get("quota_monthly_budget").map_err(db_err)?,
+            lifetime_budget: row.try_get("quota_lifetime_budget").map_err(db_err)?,
+        },
+        created_at: row.try_get("created_at").map_err(db_err)?,
+        updated_at: row.try_get("updated_at").map_err(db_err)?,
+    })
+}
+
+fn key_from_row(row: &SqliteRow) -> Result<ApiKey> {
+    Ok(ApiKey {
+        id: row.try_get("id").map_err(db_err)?,
+        tenant_id: row.try_get("tenant_id").map_err(db_err)?,
+        name: row.try_get("name").map_err(db_err)?,
+        prefix: row.try_get("prefix").map_err(db_err)?,
+        created_at: row.try_get("created_at").map_err(db_err)?,
+        expires_at: row.try_get("expires_at").map_err(db_err)?,
+        revoked_at: row.try_get("revoked_at").map_err(db_err)?,
+    })
+}
+
+fn model_from_row(row: SqliteRow) -> Result<Model> {
+    Ok(Model {
+        model_name: row.try_get("model_name").map_err(db_err)?,
+        upstream_model: row.try_get("upstream_model").map_err(db_err)?,
+        api_base: row.try_get("api_base").map_err(db_err)?,
+        api_key: row
+            .try_get::<Option<String>, _>("api_key")
+            .map_err(db_err)?
+            .map(SecretString::from),
+        input_cost_per_token: row.try_get("input_cost_per_token").map_err(db_err)?,
+        output_cost_per_token: row.try_get("output_cost_per_token").map_err(db_err)?,
+        context_window: row
+            .try_get::<Option<i64>, _>("context_window")
+            .map_err(db_err)?
+            .map(|v| v.clamp(0, u32::MAX as i64) as u32),
+        enabled: row.try_get("enabled").map_err(db_err)?,
+        admission_weight: row.try_get("admission_weight").map_err(db_err)?,
+        created_at: row.try_get("created_at").map_err(db_err)?,
+        updated_at: row.try_get("updated_at").map_err(db_err)?,
+    })
+}
+
+// === errors ===
+
+fn db_err(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+        other => StoreError::Backend(other.to_string()),
+    }
+}
+
+fn conflict_or(e: sqlx::Error, conflict: String) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(conflict),
+        _ => db_err(e),
+    }
+}
