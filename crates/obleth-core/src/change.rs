@@ -23,7 +23,7 @@ pub trait ChangeNotifier: Send + Sync + 'static {
 }
 
 /// Fans one event out to several notifiers.
-impl<T: ChangeNotifier> ChangeNotifier for Vec<std::sync::Arc<T>> {
+impl ChangeNotifier for Vec<std::sync::Arc<dyn ChangeNotifier>> {
     fn notify(&self, event: ChangeEvent) {
         for n in self {
             n.notify(event.clone());

@@ -72,10 +72,7 @@ pub struct GeneratedKey {
 
 impl std::fmt::Debug for GeneratedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GeneratedKey")
-            .field("prefix", &self.prefix)
-            .field("secret", &"[redacted]")
-            .finish()
+        f.debug_struct("GeneratedKey").field("prefix", &self.prefix).field("secret", &"[redacted]").finish()
     }
 }
 
@@ -87,11 +84,7 @@ pub fn generate() -> GeneratedKey {
     for _ in 0..SECRET_LEN {
         secret.push(ALPHABET[rng.random_range(0..ALPHABET.len())] as char);
     }
-    GeneratedKey {
-        prefix: display_prefix(&secret),
-        hash: KeyHash::of(&secret),
-        secret,
-    }
+    GeneratedKey { prefix: display_prefix(&secret), hash: KeyHash::of(&secret), secret }
 }
 
 /// The part of a key that may be shown: at most [`DISPLAY_PREFIX_LEN`] characters.
@@ -131,11 +124,7 @@ mod tests {
         assert_ne!(a.secret, b.secret);
         assert!(a.secret.starts_with(KEY_PREFIX));
         assert_eq!(a.secret.len(), KEY_PREFIX.len() + SECRET_LEN);
-        assert!(
-            a.secret[KEY_PREFIX.len()..]
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric())
-        );
+        assert!(a.secret[KEY_PREFIX.len()..].bytes().all(|c| c.is_ascii_alphanumeric()));
         assert_eq!(a.prefix.len(), DISPLAY_PREFIX_LEN);
         assert!(a.secret.starts_with(&a.prefix));
         assert_eq!(a.hash, KeyHash::of(&a.secret));
@@ -149,10 +138,7 @@ mod tests {
         assert_eq!(KeyHash::from_hex("zz"), None);
         assert_eq!(KeyHash::from_hex(&"g".repeat(64)), None);
         // Known SHA-256 vector.
-        assert_eq!(
-            KeyHash::of("abc").to_hex(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(KeyHash::of("abc").to_hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]

@@ -25,10 +25,7 @@ pub type UnixMillis = i64;
 /// The wall clock in [`UnixMillis`]. Only edges (stores, handlers) read the clock;
 /// pure cores take time as an argument.
 pub fn now_millis() -> UnixMillis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// A new random identifier: `prefix` followed by 16 base62 characters (≈95 bits).

@@ -30,8 +30,7 @@ pub struct Model {
 impl Model {
     /// Cost of a request in the registry's currency unit.
     pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> f64 {
-        input_tokens as f64 * self.input_cost_per_token
-            + output_tokens as f64 * self.output_cost_per_token
+        input_tokens as f64 * self.input_cost_per_token + output_tokens as f64 * self.output_cost_per_token
     }
 }
 

@@ -64,19 +64,14 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 64 {
         return Err("must be 1 to 64 characters".into());
     }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
-    {
+    if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')) {
         return Err("may contain only lowercase letters, digits, '.', '_' and '-'".into());
     }
     if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
         return Err("must start with a letter or digit".into());
     }
     if name.starts_with(TENANT_ID_PREFIX) {
-        return Err(format!(
-            "must not start with '{TENANT_ID_PREFIX}' (reserved for ids)"
-        ));
+        return Err(format!("must not start with '{TENANT_ID_PREFIX}' (reserved for ids)"));
     }
     Ok(())
 }

@@ -6,9 +6,7 @@
 use obleth_core::{ApiKey, Quota, key, now_millis};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::{
-    ControlPlaneStore, KeyFilter, ModelPatch, NewModel, NewTenant, StoreError, TenantPatch,
-};
+use crate::{ControlPlaneStore, KeyFilter, ModelPatch, NewModel, NewTenant, StoreError, TenantPatch};
 
 fn tenant(name: &str) -> NewTenant {
     NewTenant {
@@ -65,9 +63,7 @@ async fn tenants(store: &dyn ControlPlaneStore) {
     let mut bad = tenant("ok-name");
     bad.weight = 0;
     match store.create_tenant(bad).await {
-        Err(StoreError::Invalid {
-            field: "weight", ..
-        }) => {}
+        Err(StoreError::Invalid { field: "weight", .. }) => {}
         other => panic!("weight 0: {other:?}"),
     }
     match store.create_tenant(tenant("Bad Name")).await {
@@ -81,10 +77,7 @@ async fn tenants(store: &dyn ControlPlaneStore) {
             TenantPatch {
                 weight: Some(7),
                 disabled: Some(true),
-                quota: Some(Quota {
-                    rpm: Some(3),
-                    ..Quota::default()
-                }),
+                quota: Some(Quota { rpm: Some(3), ..Quota::default() }),
                 ..TenantPatch::default()
             },
         )
@@ -93,60 +86,30 @@ async fn tenants(store: &dyn ControlPlaneStore) {
     assert_eq!(patched.weight, 7);
     assert!(patched.disabled);
     assert_eq!(patched.group, "prod", "untouched fields stay");
-    assert_eq!(
-        patched.quota,
-        Quota {
-            rpm: Some(3),
-            ..Quota::default()
-        }
-    );
+    assert_eq!(patched.quota, Quota { rpm: Some(3), ..Quota::default() });
     assert!(patched.updated_at >= t.updated_at);
     assert_eq!(store.get_tenant(&t.id).await.expect("get"), patched);
 
-    let other = store
-        .create_tenant(tenant("api-batch"))
-        .await
-        .expect("second");
-    match store
-        .update_tenant(
-            &other.id,
-            TenantPatch {
-                name: Some("chatbot".into()),
-                ..Default::default()
-            },
-        )
-        .await
-    {
+    let other = store.create_tenant(tenant("api-batch")).await.expect("second");
+    match store.update_tenant(&other.id, TenantPatch { name: Some("chatbot".into()), ..Default::default() }).await {
         Err(StoreError::Conflict(_)) => {}
         other => panic!("rename onto existing: {other:?}"),
     }
-    let names: Vec<_> = store
-        .list_tenants()
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
+    let names: Vec<_> = store.list_tenants().await.expect("list").into_iter().map(|t| t.name).collect();
     assert_eq!(names, ["api-batch", "chatbot"]);
 
     match store.get_tenant("nobody").await {
         Err(StoreError::NotFound { kind: "tenant", .. }) => {}
         other => panic!("missing tenant: {other:?}"),
     }
-    match store
-        .update_tenant("ten_missing", TenantPatch::default())
-        .await
-    {
+    match store.update_tenant("ten_missing", TenantPatch::default()).await {
         Err(StoreError::NotFound { .. }) => {}
         other => panic!("patch missing: {other:?}"),
     }
 }
 
 async fn keys(store: &dyn ControlPlaneStore) {
-    let t = store
-        .create_tenant(tenant("keyholder"))
-        .await
-        .expect("tenant");
+    let t = store.create_tenant(tenant("keyholder")).await.expect("tenant");
     let generated = key::generate();
     let record = ApiKey {
         id: obleth_core::new_id("key_"),
@@ -157,56 +120,25 @@ async fn keys(store: &dyn ControlPlaneStore) {
         expires_at: None,
         revoked_at: None,
     };
-    store
-        .insert_key(&record, generated.hash)
-        .await
-        .expect("insert");
-    assert_eq!(
-        store.lookup_key(&generated.hash).await.expect("lookup"),
-        Some(record.clone())
-    );
-    assert_eq!(
-        store
-            .lookup_key(&key::KeyHash::of("obl_nope"))
-            .await
-            .expect("lookup"),
-        None
-    );
+    store.insert_key(&record, generated.hash).await.expect("insert");
+    assert_eq!(store.lookup_key(&generated.hash).await.expect("lookup"), Some(record.clone()));
+    assert_eq!(store.lookup_key(&key::KeyHash::of("obl_nope")).await.expect("lookup"), None);
 
     // A key for a tenant that does not exist is refused.
-    let orphan = ApiKey {
-        id: obleth_core::new_id("key_"),
-        tenant_id: "ten_none".into(),
-        ..record.clone()
-    };
+    let orphan = ApiKey { id: obleth_core::new_id("key_"), tenant_id: "ten_none".into(), ..record.clone() };
     match store.insert_key(&orphan, key::generate().hash).await {
         Err(StoreError::NotFound { kind: "tenant", .. }) => {}
         other => panic!("orphan key: {other:?}"),
     }
 
     let second = key::generate();
-    let record2 = ApiKey {
-        id: obleth_core::new_id("key_"),
-        prefix: second.prefix.clone(),
-        ..record.clone()
-    };
-    store
-        .insert_key(&record2, second.hash)
-        .await
-        .expect("insert second");
-    let listed = store
-        .list_keys(KeyFilter {
-            tenant_id: Some(t.id.clone()),
-            ..Default::default()
-        })
-        .await
-        .expect("list");
+    let record2 = ApiKey { id: obleth_core::new_id("key_"), prefix: second.prefix.clone(), ..record.clone() };
+    store.insert_key(&record2, second.hash).await.expect("insert second");
+    let listed =
+        store.list_keys(KeyFilter { tenant_id: Some(t.id.clone()), ..Default::default() }).await.expect("list");
     assert_eq!(listed.len(), 2);
     let by_prefix = store
-        .list_keys(KeyFilter {
-            prefix: Some(generated.prefix.clone()),
-            ..Default::default()
-        })
+        .list_keys(KeyFilter { prefix: Some(generated.prefix.clone()), ..Default::default() })
         .await
         .expect("by prefix");
     assert_eq!(by_prefix, vec![record.clone()]);
@@ -216,28 +148,12 @@ async fn keys(store: &dyn ControlPlaneStore) {
     let at = revoked.revoked_at.expect("revoked_at set");
     let (again, _) = store.revoke_key(&record.id).await.expect("revoke twice");
     assert_eq!(again.revoked_at, Some(at), "revocation is idempotent");
-    assert!(
-        !store
-            .lookup_key(&generated.hash)
-            .await
-            .expect("lookup")
-            .expect("still found")
-            .is_active(now_millis())
-    );
-    let active = store
-        .list_keys(KeyFilter {
-            tenant_id: Some(t.id.clone()),
-            ..Default::default()
-        })
-        .await
-        .expect("list");
+    assert!(!store.lookup_key(&generated.hash).await.expect("lookup").expect("still found").is_active(now_millis()));
+    let active =
+        store.list_keys(KeyFilter { tenant_id: Some(t.id.clone()), ..Default::default() }).await.expect("list");
     assert_eq!(active, vec![record2.clone()]);
     let all = store
-        .list_keys(KeyFilter {
-            tenant_id: Some(t.id.clone()),
-            include_revoked: true,
-            ..Default::default()
-        })
+        .list_keys(KeyFilter { tenant_id: Some(t.id.clone()), include_revoked: true, ..Default::default() })
         .await
         .expect("list all");
     assert_eq!(all.len(), 2);
@@ -266,19 +182,13 @@ async fn models(store: &dyn ControlPlaneStore) {
     let m = store.create_model(new).await.expect("create model");
     let got = store.get_model("llama-3-70b").await.expect("get");
     assert_eq!(got.upstream_model, "llama-3-70b-instruct");
-    assert_eq!(
-        got.api_key.as_ref().map(|k| k.expose_secret().to_owned()),
-        Some("sk-upstream".into())
-    );
+    assert_eq!(got.api_key.as_ref().map(|k| k.expose_secret().to_owned()), Some("sk-upstream".into()));
     assert_eq!(got.admission_weight, 4.0);
     assert_eq!(got.context_window, Some(131_072));
     assert_eq!(got.created_at, m.created_at);
 
     let defaulted = store.create_model(model("plain")).await.expect("plain");
-    assert_eq!(
-        defaulted.upstream_model, "plain",
-        "upstream_model defaults to model_name"
-    );
+    assert_eq!(defaulted.upstream_model, "plain", "upstream_model defaults to model_name");
     assert!(defaulted.enabled);
     assert_eq!(defaulted.admission_weight, 1.0);
 
@@ -289,46 +199,25 @@ async fn models(store: &dyn ControlPlaneStore) {
     let mut bad = model("bad");
     bad.admission_weight = 0.0;
     match store.create_model(bad).await {
-        Err(StoreError::Invalid {
-            field: "admission_weight",
-            ..
-        }) => {}
+        Err(StoreError::Invalid { field: "admission_weight", .. }) => {}
         other => panic!("bad weight: {other:?}"),
     }
     let mut bad = model("bad");
     bad.api_base = Some("ftp://x".into());
     match store.create_model(bad).await {
-        Err(StoreError::Invalid {
-            field: "api_base", ..
-        }) => {}
+        Err(StoreError::Invalid { field: "api_base", .. }) => {}
         other => panic!("bad base: {other:?}"),
     }
 
     // Absent fields stay; explicit null clears.
     let patched = store
-        .update_model(
-            "llama-3-70b",
-            ModelPatch {
-                enabled: Some(false),
-                api_key: Some(None),
-                ..Default::default()
-            },
-        )
+        .update_model("llama-3-70b", ModelPatch { enabled: Some(false), api_key: Some(None), ..Default::default() })
         .await
         .expect("patch");
     assert!(!patched.enabled);
     assert!(patched.api_key.is_none());
-    assert_eq!(
-        patched.api_base.as_deref(),
-        Some("http://aibrix-gateway:8080")
-    );
-    let names: Vec<_> = store
-        .list_models()
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|m| m.model_name)
-        .collect();
+    assert_eq!(patched.api_base.as_deref(), Some("http://aibrix-gateway:8080"));
+    let names: Vec<_> = store.list_models().await.expect("list").into_iter().map(|m| m.model_name).collect();
     assert_eq!(names, ["llama-3-70b", "plain"]);
 
     store.delete_model("plain").await.expect("delete");

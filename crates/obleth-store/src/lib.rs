@@ -22,10 +22,7 @@ pub use sqlite::SqliteStore;
 pub enum StoreError {
     /// A field has an invalid value (400); names the field.
     #[error("invalid {field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    Invalid { field: &'static str, message: String },
     /// The addressed row does not exist (404).
     #[error("{kind} '{id}' not found")]
     NotFound { kind: &'static str, id: String },
@@ -42,18 +39,12 @@ pub enum StoreError {
 
 impl StoreError {
     pub(crate) fn not_found(kind: &'static str, id: &str) -> Self {
-        StoreError::NotFound {
-            kind,
-            id: id.to_owned(),
-        }
+        StoreError::NotFound { kind, id: id.to_owned() }
     }
 }
 
 pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> StoreError {
-    StoreError::Invalid {
-        field,
-        message: message.into(),
-    }
+    StoreError::Invalid { field, message: message.into() }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

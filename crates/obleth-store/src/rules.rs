@@ -58,28 +58,19 @@ fn check_tenant(t: &Tenant) -> Result<()> {
     validate_name(&t.name).map_err(|m| invalid("name", m))?;
     validate_name(&t.group).map_err(|m| invalid("group", m))?;
     if t.weight == 0 || t.weight > MAX_WEIGHT {
-        return Err(invalid(
-            "weight",
-            format!("must be between 1 and {MAX_WEIGHT}"),
-        ));
+        return Err(invalid("weight", format!("must be between 1 and {MAX_WEIGHT}")));
     }
     for m in &t.allowed_models {
         validate_model_name(m).map_err(|e| invalid("allowed_models", format!("'{m}': {e}")))?;
     }
     let q = &t.quota;
-    for (field, v) in [
-        ("quota.monthly_budget", q.monthly_budget),
-        ("quota.lifetime_budget", q.lifetime_budget),
-    ] {
+    for (field, v) in [("quota.monthly_budget", q.monthly_budget), ("quota.lifetime_budget", q.lifetime_budget)] {
         if v.is_some_and(|v| !v.is_finite() || v < 0.0) {
             return Err(invalid(field, "must be a non-negative number"));
         }
     }
     if q.max_in_flight == Some(0) {
-        return Err(invalid(
-            "quota.max_in_flight",
-            "must be at least 1 (omit it for no limit)",
-        ));
+        return Err(invalid("quota.max_in_flight", "must be at least 1 (omit it for no limit)"));
     }
     Ok(())
 }
@@ -144,28 +135,18 @@ fn check_model(m: &Model) -> Result<()> {
             return Err(invalid("api_base", "is not a valid URL"));
         }
     }
-    if m.api_key
-        .as_ref()
-        .is_some_and(|k| k.expose_secret().is_empty())
-    {
-        return Err(invalid(
-            "api_key",
-            "must not be empty (use null to clear it)",
-        ));
+    if m.api_key.as_ref().is_some_and(|k| k.expose_secret().is_empty()) {
+        return Err(invalid("api_key", "must not be empty (use null to clear it)"));
     }
-    for (field, v) in [
-        ("input_cost_per_token", m.input_cost_per_token),
-        ("output_cost_per_token", m.output_cost_per_token),
-    ] {
+    for (field, v) in
+        [("input_cost_per_token", m.input_cost_per_token), ("output_cost_per_token", m.output_cost_per_token)]
+    {
         if !v.is_finite() || v < 0.0 {
             return Err(invalid(field, "must be a non-negative number"));
         }
     }
     if !m.admission_weight.is_finite() || m.admission_weight <= 0.0 || m.admission_weight > 1000.0 {
-        return Err(invalid(
-            "admission_weight",
-            "must be greater than 0 and at most 1000",
-        ));
+        return Err(invalid("admission_weight", "must be greater than 0 and at most 1000"));
     }
     if m.context_window == Some(0) {
         return Err(invalid("context_window", "must be positive (or null)"));

@@ -9,10 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
 use sqlx::{Row, SqlitePool};
 
-use crate::{
-    ControlPlaneStore, KeyFilter, ModelPatch, NewModel, NewTenant, Result, StoreError, TenantPatch,
-    rules,
-};
+use crate::{ControlPlaneStore, KeyFilter, ModelPatch, NewModel, NewTenant, Result, StoreError, TenantPatch, rules};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -40,32 +37,19 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(5));
         // An in-memory database exists per connection, so it must have exactly one.
         let max = if url.contains(":memory:") { 1 } else { 4 };
-        let pool = SqlitePoolOptions::new()
-            .max_connections(max)
-            .connect_with(options)
-            .await
-            .map_err(db_err)?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
+        let pool = SqlitePoolOptions::new().max_connections(max).connect_with(options).await.map_err(db_err)?;
+        MIGRATOR.run(&pool).await.map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
         Ok(SqliteStore { pool })
     }
 
     async fn tenant_row(&self, id_or_name: &str) -> Result<Tenant> {
-        let column = if id_or_name.starts_with(TENANT_ID_PREFIX) {
-            "id"
-        } else {
-            "name"
-        };
+        let column = if id_or_name.starts_with(TENANT_ID_PREFIX) { "id" } else { "name" };
         let row = sqlx::query(&format!("SELECT * FROM tenants WHERE {column} = ?"))
             .bind(id_or_name)
             .fetch_optional(&self.pool)
             .await
             .map_err(db_err)?;
-        row.map(tenant_from_row)
-            .transpose()?
-            .ok_or_else(|| StoreError::not_found("tenant", id_or_name))
+        row.map(tenant_from_row).transpose()?.ok_or_else(|| StoreError::not_found("tenant", id_or_name))
     }
 
     async fn write_tenant(&self, t: &Tenant, insert: bool) -> Result<()> {
@@ -78,8 +62,7 @@ impl SqliteStore {
                 quota_tpm=?, quota_rpm=?, quota_max_in_flight=?, quota_monthly_budget=?, quota_lifetime_budget=?,
                 created_at=?, updated_at=? WHERE id=?"
         };
-        let allowed = serde_json::to_string(&t.allowed_models)
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let allowed = serde_json::to_string(&t.allowed_models).map_err(|e| StoreError::Backend(e.to_string()))?;
         sqlx::query(sql)
             .bind(&t.name)
             .bind(t.weight as i64)
@@ -133,10 +116,7 @@ impl SqliteStore {
 #[async_trait]
 impl ControlPlaneStore for SqliteStore {
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_err)?;
         Ok(())
     }
 
@@ -170,22 +150,14 @@ impl ControlPlaneStore for SqliteStore {
     async fn delete_tenant(&self, id_or_name: &str) -> Result<(Tenant, Vec<KeyHash>)> {
         let tenant = self.tenant_row(id_or_name).await?;
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let hashes: Vec<String> =
-            sqlx::query_scalar("SELECT key_hash FROM api_keys WHERE tenant_id = ?")
-                .bind(&tenant.id)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        sqlx::query("DELETE FROM tenants WHERE id = ?")
+        let hashes: Vec<String> = sqlx::query_scalar("SELECT key_hash FROM api_keys WHERE tenant_id = ?")
             .bind(&tenant.id)
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await
             .map_err(db_err)?;
+        sqlx::query("DELETE FROM tenants WHERE id = ?").bind(&tenant.id).execute(&mut *tx).await.map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
-        Ok((
-            tenant,
-            hashes.iter().filter_map(|h| KeyHash::from_hex(h)).collect(),
-        ))
+        Ok((tenant, hashes.iter().filter_map(|h| KeyHash::from_hex(h)).collect()))
     }
 
     async fn insert_key(&self, key: &ApiKey, hash: KeyHash) -> Result<()> {
@@ -204,9 +176,7 @@ impl ControlPlaneStore for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(|e| match &e {
-            sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
-                StoreError::not_found("tenant", &key.tenant_id)
-            }
+            sqlx::Error::Database(d) if d.is_foreign_key_violation() => StoreError::not_found("tenant", &key.tenant_id),
             _ => conflict_or(e, "key already exists".into()),
         })?;
         Ok(())
@@ -231,12 +201,7 @@ impl ControlPlaneStore for SqliteStore {
         if let Some(p) = &filter.prefix {
             q = q.bind(p).bind(p);
         }
-        q.fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?
-            .iter()
-            .map(key_from_row)
-            .collect()
+        q.fetch_all(&self.pool).await.map_err(db_err)?.iter().map(key_from_row).collect()
     }
 
     async fn revoke_key(&self, id: &str) -> Result<(ApiKey, KeyHash)> {
@@ -253,8 +218,7 @@ impl ControlPlaneStore for SqliteStore {
             .map_err(db_err)?
             .ok_or_else(|| StoreError::not_found("key", id))?;
         let hash: String = row.try_get("key_hash").map_err(db_err)?;
-        let hash = KeyHash::from_hex(&hash)
-            .ok_or_else(|| StoreError::Backend("corrupt key hash".into()))?;
+        let hash = KeyHash::from_hex(&hash).ok_or_else(|| StoreError::Backend("corrupt key hash".into()))?;
         Ok((key_from_row(&row)?, hash))
     }
 
@@ -305,11 +269,7 @@ impl ControlPlaneStore for SqliteStore {
 
     async fn delete_model(&self, name: &str) -> Result<Model> {
         let model = self.get_model(name).await?;
-        sqlx::query("DELETE FROM models WHERE model_name = ?")
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
+        sqlx::query("DELETE FROM models WHERE model_name = ?").bind(name).execute(&self.pool).await.map_err(db_err)?;
         Ok(model)
     }
 }
@@ -319,18 +279,12 @@ impl ControlPlaneStore for SqliteStore {
 fn tenant_from_row(row: SqliteRow) -> Result<Tenant> {
     let allowed: String = row.try_get("allowed_models").map_err(db_err)?;
     let opt_u64 = |col: &str| -> Result<Option<u64>> {
-        Ok(row
-            .try_get::<Option<i64>, _>(col)
-            .map_err(db_err)?
-            .map(|v| v.max(0) as u64))
+        Ok(row.try_get::<Option<i64>, _>(col).map_err(db_err)?.map(|v| v.max(0) as u64))
     };
     Ok(Tenant {
         id: row.try_get("id").map_err(db_err)?,
         name: row.try_get("name").map_err(db_err)?,
-        weight: row
-            .try_get::<i64, _>("weight")
-            .map_err(db_err)?
-            .clamp(1, u32::MAX as i64) as u32,
+        weight: row.try_get::<i64, _>("weight").map_err(db_err)?.clamp(1, u32::MAX as i64) as u32,
         group: row.try_get("group_name").map_err(db_err)?,
         allowed_models: serde_json::from_str(&allowed)
             .map_err(|e| StoreError::Backend(format!("corrupt allowed_models: {e}")))?,
@@ -365,10 +319,7 @@ fn model_from_row(row: SqliteRow) -> Result<Model> {
         model_name: row.try_get("model_name").map_err(db_err)?,
         upstream_model: row.try_get("upstream_model").map_err(db_err)?,
         api_base: row.try_get("api_base").map_err(db_err)?,
-        api_key: row
-            .try_get::<Option<String>, _>("api_key")
-            .map_err(db_err)?
-            .map(SecretString::from),
+        api_key: row.try_get::<Option<String>, _>("api_key").map_err(db_err)?.map(SecretString::from),
         input_cost_per_token: row.try_get("input_cost_per_token").map_err(db_err)?,
         output_cost_per_token: row.try_get("output_cost_per_token").map_err(db_err)?,
         context_window: row
@@ -386,10 +337,9 @@ fn model_from_row(row: SqliteRow) -> Result<Model> {
 
 fn db_err(e: sqlx::Error) -> StoreError {
     match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+            StoreError::Unavailable(e.to_string())
+        }
         other => StoreError::Backend(other.to_string()),
     }
 }

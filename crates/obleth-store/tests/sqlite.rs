@@ -16,21 +16,14 @@ async fn sqlite_reopens_existing_file_and_keeps_data() {
     let url = format!("sqlite://{}", dir.path().join("cp.db").display());
     {
         let store = SqliteStore::connect(&url).await.expect("connect");
-        store
-            .create_tenant(serde_json::from_str(r#"{"name":"kept"}"#).expect("json"))
-            .await
-            .expect("create");
+        store.create_tenant(serde_json::from_str(r#"{"name":"kept"}"#).expect("json")).await.expect("create");
     }
-    let store = SqliteStore::connect(&url)
-        .await
-        .expect("reopen runs migrations idempotently");
+    let store = SqliteStore::connect(&url).await.expect("reopen runs migrations idempotently");
     assert_eq!(store.get_tenant("kept").await.expect("kept").weight, 1);
 }
 
 #[tokio::test]
 async fn in_memory_database_works() {
-    let store = SqliteStore::connect("sqlite::memory:")
-        .await
-        .expect("connect");
+    let store = SqliteStore::connect("sqlite::memory:").await.expect("connect");
     conformance::run(&store).await;
 }

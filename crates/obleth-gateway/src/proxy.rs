@@ -1,0 +1,423 @@
+//! The OpenAI-compatible proxy: the hot path of every inference request.
+//!
+//! `auth -> budget -> cache -> schedule -> proxy -> stream -> reconcile -> record`.
+//! Budget and cache are seams that later layers fill; this module performs the others
+//! in order and makes sure that whatever happens, the admission slot is released and
+//! one usage record is emitted (see [`Tracker`]).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::Stream;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use obleth_core::{AdmissionRequest, Admitted, Model, Rejection};
+use secrecy::ExposeSecret;
+use serde_json::{Map, Value};
+use tokio::time::Sleep;
+
+use crate::error::ApiError;
+use crate::identity::Caller;
+use crate::sse::{SseScanner, usage_of_body};
+use crate::tracker::Tracker;
+use crate::{Gateway, Route, telemetry, upstream};
+
+/// Response header telling the client how its request was admitted.
+pub const ADMISSION_HEADER: &str = "x-obleth-admission";
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Upstream error bodies are read up to this size.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Axum handler for the three proxied routes.
+pub async fn handle(State(gw): State<Arc<Gateway>>, route: Route, req: Request) -> Response {
+    let request_id = uuid::Uuid::now_v7().to_string();
+    let mut tracker = Tracker::new(gw.sink.clone(), route, request_id);
+    let mut response = match forward(&gw, route, req, &mut tracker).await {
+        Ok(res) => res,
+        Err(e) => {
+            tracker.failed(&e);
+            e.into_response()
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(tracker.request_id()) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    response
+}
+
+async fn forward(gw: &Gateway, route: Route, req: Request, tracker: &mut Tracker) -> Result<Response, ApiError> {
+    // === auth ===
+    let caller = authenticate(gw, req.headers()).await?;
+    tracker.caller(&caller);
+
+    // Only kept when the operator asked to forward it (off by default).
+    let client_authorization =
+        if gw.config.forward_client_authorization { req.headers().get(header::AUTHORIZATION).cloned() } else { None };
+
+    // === parse ===
+    let body = read_body(req.into_body(), gw.config.max_body_bytes).await?;
+    let mut obj: Map<String, Value> = match serde_json::from_slice(&body) {
+        Ok(Value::Object(obj)) => obj,
+        Ok(_) => {
+            return Err(ApiError::bad_request("invalid_json", "The request body must be a JSON object."));
+        }
+        Err(e) => {
+            return Err(ApiError::bad_request("invalid_json", format!("The request body is not valid JSON: {e}.")));
+        }
+    };
+    let requested = match obj.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => m.clone(),
+        Some(_) => {
+            return Err(
+                ApiError::bad_request("invalid_model", "'model' must be a non-empty string.").with_param("model")
+            );
+        }
+        None => {
+            return Err(ApiError::bad_request("missing_model", "'model' is required.").with_param("model"));
+        }
+    };
+    tracker.requested_model(&requested);
+    let stream = match (route, obj.get("stream")) {
+        (Route::Embeddings, _) | (_, None | Some(Value::Null)) => false,
+        (_, Some(Value::Bool(b))) => *b,
+        (_, Some(_)) => {
+            return Err(ApiError::bad_request("invalid_stream", "'stream' must be a boolean.").with_param("stream"));
+        }
+    };
+
+    // === model and policy ===
+    let model = gw.registry.get(&requested).await?;
+    if !caller.tenant.may_use(&requested) {
+        return Err(ApiError::model_not_allowed(&requested));
+    }
+    tracker.model(&requested, &model);
+
+    // === budget === (token budgets are enforced by the budget layer; see ARCHITECTURE.md)
+    let estimated_input = (body.len() as u64).div_ceil(4);
+    tracker.estimated_input = estimated_input;
+
+    // === rewrite ===
+    obj.insert("model".into(), Value::String(model.upstream_model.clone()));
+    let client_wants_usage = stream && wants_usage(&obj);
+    if stream && !client_wants_usage {
+        let opts = obj.entry("stream_options").or_insert_with(|| Value::Object(Map::new()));
+        if !opts.is_object() {
+            *opts = Value::Object(Map::new());
+        }
+        if let Value::Object(o) = opts {
+            o.insert("include_usage".into(), Value::Bool(true));
+        }
+    }
+
+    // === schedule ===
+    let admitted = gw
+        .admission
+        .admit(AdmissionRequest {
+            tenant_id: caller.tenant.id.clone(),
+            group: caller.tenant.group.clone(),
+            tenant_weight: caller.tenant.weight,
+            model: requested.clone(),
+            model_admission_weight: model.admission_weight,
+            estimated_tokens: estimated_input + requested_output(&obj),
+            never_degrade: caller.tenant.never_degrade,
+        })
+        .await
+        .map_err(rejection)?;
+    tracker.admitted(admitted.class, admitted.waited);
+    if let Some(cap) = admitted.max_tokens_cap {
+        cap_max_tokens(&mut obj, cap);
+    }
+
+    // === proxy ===
+    let body =
+        serde_json::to_vec(&obj).map_err(|e| ApiError::internal(format!("re-encoding the request failed: {e}")))?;
+    let upstream_req = build_upstream_request(gw, route, &model, body, client_authorization, tracker.request_id())?;
+    let sent = Instant::now();
+    let res = match tokio::time::timeout(gw.config.response_timeout, gw.client.request(upstream_req)).await {
+        Ok(Ok(res)) => res,
+        Ok(Err(e)) => return Err(client_error(e)),
+        Err(_) => return Err(ApiError::upstream_timeout(gw.config.response_timeout)),
+    };
+    telemetry::upstream_responded(route.as_str(), sent.elapsed());
+    let status = res.status();
+    if !status.is_success() {
+        return Err(upstream_status(status, res.into_body(), gw.config.response_timeout).await);
+    }
+    let admission_value = HeaderValue::from_static(admitted.class.as_str());
+
+    if stream {
+        // === stream ===
+        tracker.streamed();
+        let body = ProxyStream {
+            body: res.into_body(),
+            scanner: SseScanner::new(!client_wants_usage),
+            tracker: tracker.hand_off(),
+            model,
+            _admitted: admitted,
+            idle: Box::pin(tokio::time::sleep(gw.config.stream_idle_timeout)),
+            idle_timeout: gw.config.stream_idle_timeout,
+            route,
+            sent,
+            first_chunk_seen: false,
+            done: false,
+        };
+        let mut response = Response::new(Body::from_stream(body));
+        let h = response.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        h.insert(ADMISSION_HEADER, admission_value);
+        return Ok(response);
+    }
+
+    // === reconcile (non-streamed) ===
+    let content_type = res.headers().get(header::CONTENT_TYPE).cloned();
+    let remaining = gw.config.response_timeout.saturating_sub(sent.elapsed());
+    let collected =
+        tokio::time::timeout(remaining, Limited::new(res.into_body(), gw.config.max_response_bytes).collect());
+    let bytes = match collected.await {
+        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(e)) => {
+            return Err(ApiError::upstream_error(format!("reading the model backend's response failed: {e}")));
+        }
+        Err(_) => return Err(ApiError::upstream_timeout(gw.config.response_timeout)),
+    };
+    tracker.first_token();
+    tracker.succeeded(status.as_u16(), usage_of_body(&bytes), 0, &model);
+    drop(admitted);
+    let mut response = Response::new(Body::from(bytes));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, content_type.unwrap_or(HeaderValue::from_static("application/json")));
+    h.insert(ADMISSION_HEADER, admission_value);
+    Ok(response)
+}
+
+pub(crate) async fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(ApiError::missing_key());
+    };
+    let secret = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .ok_or_else(ApiError::invalid_key)?;
+    gw.identity.resolve(secret).await
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    if body.size_hint().lower() > limit as u64 {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(ApiError::payload_too_large(limit))
+        }
+        Err(e) => Err(ApiError::bad_request("unreadable_body", format!("The request body could not be read: {e}"))),
+    }
+}
+
+fn wants_usage(obj: &Map<String, Value>) -> bool {
+    obj.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// Output tokens the request may produce, for the admission estimate.
+fn requested_output(obj: &Map<String, Value>) -> u64 {
+    let max = obj.get("max_completion_tokens").or_else(|| obj.get("max_tokens")).and_then(Value::as_u64).unwrap_or(256);
+    let n = obj.get("n").and_then(Value::as_u64).unwrap_or(1).max(1);
+    max.saturating_mul(n)
+}
+
+/// Caps the request's output length (brownout).
+fn cap_max_tokens(obj: &mut Map<String, Value>, cap: u32) {
+    let field = if obj.contains_key("max_completion_tokens") { "max_completion_tokens" } else { "max_tokens" };
+    let current = obj.get(field).and_then(Value::as_u64).unwrap_or(u64::MAX);
+    obj.insert(field.into(), Value::from(current.min(cap as u64)));
+}
+
+fn rejection(r: Rejection) -> ApiError {
+    match r {
+        Rejection::QueueFull { retry_after } => {
+            ApiError::overloaded("queue_full", "The gateway's queue is full; retry later.", retry_after)
+        }
+        Rejection::QueueTimeout { retry_after } => ApiError::overloaded(
+            "queue_timeout",
+            "The request waited too long for a free slot; retry later.",
+            retry_after,
+        ),
+        Rejection::ShuttingDown => {
+            ApiError::overloaded("shutting_down", "The gateway is shutting down.", Duration::from_secs(1))
+        }
+    }
+}
+
+fn build_upstream_request(
+    gw: &Gateway,
+    route: Route,
+    model: &Model,
+    body: Vec<u8>,
+    client_authorization: Option<HeaderValue>,
+    request_id: &str,
+) -> Result<http::Request<Full<Bytes>>, ApiError> {
+    let base = model.api_base.as_deref().or(gw.config.default_upstream.as_deref()).ok_or_else(|| {
+        ApiError::upstream_error(format!("No upstream is configured for the model '{}'.", model.model_name))
+    })?;
+    let uri = upstream::endpoint(base, route.upstream_path()).map_err(|_| {
+        ApiError::upstream_error(format!("The upstream URL of the model '{}' is invalid.", model.model_name))
+    })?;
+    let mut builder = http::Request::post(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(
+            header::ACCEPT,
+            if route == Route::Embeddings { "application/json" } else { "application/json, text/event-stream" },
+        )
+        .header(REQUEST_ID_HEADER, request_id);
+    let credential = model.api_key.as_ref().or(gw.config.upstream_api_key.as_ref());
+    if let Some(key) = credential {
+        let v = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
+            .map_err(|_| ApiError::internal("The configured upstream API key is not a valid header value."))?;
+        builder = builder.header(header::AUTHORIZATION, v);
+    } else if let Some(v) = client_authorization {
+        builder = builder.header(header::AUTHORIZATION, v);
+    }
+    builder
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| ApiError::internal(format!("building the upstream request failed: {e}")))
+}
+
+fn client_error(e: hyper_util::client::legacy::Error) -> ApiError {
+    if e.is_connect() {
+        // The connector's error says which address failed; it holds no credential.
+        let detail = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string());
+        ApiError::upstream_unreachable(detail)
+    } else {
+        ApiError::upstream_error(format!("The model backend closed the connection: {e}"))
+    }
+}
+
+/// Maps a non-2xx upstream answer. Errors about the request itself (400, 404, 413,
+/// 422, 429) are passed through with the upstream's body, as a client of the backend
+/// would have seen them; errors about the gateway's own credentials or the backend's
+/// health become 502 so that clients do not blame their key.
+async fn upstream_status(status: StatusCode, body: Incoming, timeout: Duration) -> ApiError {
+    let bytes = match tokio::time::timeout(timeout, Limited::new(body, MAX_ERROR_BODY).collect()).await {
+        Ok(Ok(c)) => c.to_bytes(),
+        _ => Bytes::new(),
+    };
+    let message = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| v.pointer("/error/message").and_then(Value::as_str).map(str::to_owned));
+    match status.as_u16() {
+        400 | 404 | 413 | 422 | 429 => {
+            let mut e =
+                ApiError::upstream_error(message.unwrap_or_else(|| format!("The model backend answered {status}.")));
+            e.status = status;
+            e.kind = "invalid_request_error";
+            e.code = "upstream_rejected";
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                e.kind = "rate_limit_error";
+                e.retry_after = Some(Duration::from_secs(1));
+            }
+            e
+        }
+        401 | 403 => {
+            ApiError::upstream_error(format!("The model backend refused the gateway's credentials ({status})."))
+        }
+        _ => ApiError::upstream_error(format!("The model backend failed with status {status}.")),
+    }
+}
+
+// === impl ProxyStream ===
+
+/// The body of a streamed response: forwards upstream frames as they come, watches
+/// for usage, enforces the idle timeout, and holds the admission slot and the tracker
+/// until the stream ends or is dropped (client gone), which also drops the upstream
+/// body and thereby cancels the upstream request.
+struct ProxyStream {
+    body: Incoming,
+    scanner: SseScanner,
+    tracker: Tracker,
+    model: Arc<Model>,
+    _admitted: Admitted,
+    idle: Pin<Box<Sleep>>,
+    idle_timeout: Duration,
+    route: Route,
+    sent: Instant,
+    first_chunk_seen: bool,
+    done: bool,
+}
+
+impl ProxyStream {
+    fn end_with_error(&mut self, error: ApiError) -> Option<Result<Bytes, std::io::Error>> {
+        self.done = true;
+        let mut out = self.scanner.finish().to_vec();
+        let mut event = b"data: ".to_vec();
+        event.extend_from_slice(&error.body());
+        event.extend_from_slice(b"\n\n");
+        out.extend_from_slice(&event);
+        self.tracker.failed(&error);
+        Some(Ok(Bytes::from(out)))
+    }
+}
+
+impl Stream for ProxyStream {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            match Pin::new(&mut this.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    if !this.first_chunk_seen {
+                        this.first_chunk_seen = true;
+                        this.tracker.first_token();
+                        telemetry::upstream_first_chunk(this.route.as_str(), this.sent.elapsed());
+                    }
+                    let deadline = tokio::time::Instant::now() + this.idle_timeout;
+                    this.idle.as_mut().reset(deadline);
+                    let out = this.scanner.push(data);
+                    if out.is_empty() {
+                        continue;
+                    }
+                    return Poll::Ready(Some(Ok(out)));
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    let err = ApiError::upstream_error(format!("The model backend's stream broke off: {e}"));
+                    return Poll::Ready(this.end_with_error(err));
+                }
+                Poll::Ready(None) => {
+                    this.done = true;
+                    let rest = this.scanner.finish();
+                    if this.scanner.upstream_error {
+                        this.tracker
+                            .failed(&ApiError::upstream_error("The model backend reported an error in the stream."));
+                    } else {
+                        let fallback = this.scanner.content_events;
+                        this.tracker.succeeded(200, this.scanner.usage, fallback, &this.model);
+                    }
+                    return Poll::Ready((!rest.is_empty()).then_some(Ok(rest)));
+                }
+                Poll::Pending => {
+                    ready!(this.idle.as_mut().poll(cx));
+                    let err = ApiError::upstream_timeout(this.idle_timeout);
+                    return Poll::Ready(this.end_with_error(err));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! The model registry as the data plane sees it: a cache of model entries by name,
+//! including "known absent" entries, invalidated by admin changes and bounded by a TTL.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::sync::Cache;
+use obleth_core::{ChangeEvent, ChangeNotifier, Model};
+use obleth_store::{ControlPlaneStore, StoreError};
+
+use crate::error::ApiError;
+
+/// Looks models up by public name.
+pub struct Registry {
+    store: Arc<dyn ControlPlaneStore>,
+    models: Cache<String, Option<Arc<Model>>>,
+}
+
+impl Registry {
+    pub fn new(store: Arc<dyn ControlPlaneStore>, ttl: Duration) -> Self {
+        Registry { store, models: Cache::builder().max_capacity(10_000).time_to_live(ttl).build() }
+    }
+
+    /// The enabled model called `name`, or the client-facing error.
+    pub async fn get(&self, name: &str) -> Result<Arc<Model>, ApiError> {
+        let entry = match self.models.get(name) {
+            Some(entry) => entry,
+            None => {
+                let entry = match self.store.get_model(name).await {
+                    Ok(m) => Some(Arc::new(m)),
+                    Err(StoreError::NotFound { .. }) => None,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "control-plane store failed during model lookup");
+                        return Err(ApiError::store_unavailable());
+                    }
+                };
+                self.models.insert(name.to_owned(), entry.clone());
+                entry
+            }
+        };
+        match entry {
+            Some(m) if m.enabled => Ok(m),
+            _ => Err(ApiError::model_not_found(name)),
+        }
+    }
+
+    /// Every enabled model (for `GET /v1/models`; not on the hot path).
+    pub async fn list_enabled(&self) -> Result<Vec<Model>, ApiError> {
+        match self.store.list_models().await {
+            Ok(models) => Ok(models.into_iter().filter(|m| m.enabled).collect()),
+            Err(e) => {
+                tracing::warn!(error = %e, "control-plane store failed listing models");
+                Err(ApiError::store_unavailable())
+            }
+        }
+    }
+}
+
+impl ChangeNotifier for Registry {
+    fn notify(&self, event: ChangeEvent) {
+        if let ChangeEvent::Model { name } = event {
+            self.models.invalidate(&name);
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The per-request record: filled in along the hot path, emitted exactly once.
+//!
+//! A [`Tracker`] is created when a request arrives and travels with it — into the
+//! response body stream for streamed responses. Its `Drop` emits the usage record and
+//! the request metrics, so every request leaves exactly one row whatever path it took:
+//! an early refusal, an upstream failure, a finished stream, or a client that left.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use obleth_core::{AdmissionClass, Model, Usage, UsageRecord, UsageSink, now_millis};
+
+use crate::Route;
+use crate::error::ApiError;
+use crate::identity::Caller;
+use crate::telemetry;
+
+/// Status recorded for a client that went away before the response ended (nginx's 499).
+pub const CLIENT_CLOSED: u16 = 499;
+
+pub struct Tracker {
+    sink: Arc<dyn UsageSink>,
+    route: Route,
+    started: Instant,
+    record: UsageRecord,
+    /// Input tokens estimated at admission, used when the upstream reports none.
+    pub estimated_input: u64,
+    /// Set once the outcome is known; a tracker dropped while unset was abandoned.
+    settled: bool,
+    /// A disarmed tracker (its state moved elsewhere) records nothing.
+    armed: bool,
+}
+
+impl Tracker {
+    pub fn new(sink: Arc<dyn UsageSink>, route: Route, request_id: String) -> Self {
+        telemetry::request_started();
+        Tracker {
+            sink,
+            route,
+            started: Instant::now(),
+            record: UsageRecord {
+                request_id,
+                received_at: now_millis(),
+                admitted_at: None,
+                first_token_at: None,
+                finished_at: 0,
+                tenant_id: None,
+                key_prefix: None,
+                group: None,
+                route: route.as_str(),
+                requested_model: None,
+                upstream_model: None,
+                usage: None,
+                tokens_estimated: false,
+                cost: 0.0,
+                queue_wait_ms: 0,
+                admission_class: AdmissionClass::Rejected,
+                status: CLIENT_CLOSED,
+                error_type: None,
+                streamed: false,
+                client_disconnected: false,
+            },
+            estimated_input: 0,
+            settled: false,
+            armed: true,
+        }
+    }
+
+    pub fn request_id(&self) -> &str {
+        &self.record.request_id
+    }
+
+    pub fn caller(&mut self, caller: &Caller) {
+        self.record.tenant_id = Some(caller.tenant.id.clone());
+        self.record.group = Some(caller.tenant.group.clone());
+        self.record.key_prefix = Some(caller.key_prefix.to_string());
+    }
+
+    pub fn model(&mut self, requested: &str, model: &Model) {
+        self.record.requested_model = Some(requested.to_owned());
+        self.record.upstream_model = Some(model.upstream_model.clone());
+    }
+
+    pub fn requested_model(&mut self, requested: &str) {
+        self.record.requested_model = Some(requested.to_owned());
+    }
+
+    pub fn admitted(&mut self, class: AdmissionClass, waited: std::time::Duration) {
+        self.record.admitted_at = Some(now_millis());
+        self.record.admission_class = class;
+        self.record.queue_wait_ms = waited.as_millis() as u64;
+        telemetry::admission(class.as_str(), waited);
+    }
+
+    pub fn streamed(&mut self) {
+        self.record.streamed = true;
+    }
+
+    pub fn first_token(&mut self) {
+        if self.record.first_token_at.is_none() {
+            self.record.first_token_at = Some(now_millis());
+        }
+    }
+
+    /// The request ended with `status`; `usage` is what the upstream reported, if it did.
+    pub fn succeeded(&mut self, status: u16, usage: Option<Usage>, fallback_output: u64, model: &Model) {
+        let (usage, estimated) = match usage {
+            Some(u) => (u, false),
+            None => {
+                (Usage { input_tokens: self.estimated_input, output_tokens: fallback_output, cached_tokens: 0 }, true)
+            }
+        };
+        self.record.cost = model.cost(usage.input_tokens, usage.output_tokens);
+        self.record.usage = Some(usage);
+        self.record.tokens_estimated = estimated;
+        self.record.status = status;
+        self.settled = true;
+    }
+
+    /// The request was refused or failed with `error`.
+    pub fn failed(&mut self, error: &ApiError) {
+        self.record.status = error.status.as_u16();
+        self.record.error_type = Some(error.code.to_owned());
+        self.settled = true;
+    }
+
+    /// Moves the state into a new tracker (for the response body), leaving this one
+    /// disarmed.
+    pub fn hand_off(&mut self) -> Tracker {
+        self.armed = false;
+        Tracker {
+            sink: self.sink.clone(),
+            route: self.route,
+            started: self.started,
+            record: self.record.clone(),
+            estimated_input: self.estimated_input,
+            settled: self.settled,
+            armed: true,
+        }
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if !self.settled {
+            self.record.client_disconnected = true;
+            self.record.status = CLIENT_CLOSED;
+        }
+        self.record.finished_at = now_millis();
+        if let Some(u) = &self.record.usage {
+            telemetry::tokens(u.input_tokens, u.output_tokens);
+        }
+        telemetry::request_finished(self.route.as_str(), self.record.status, self.started.elapsed());
+        let record = std::mem::replace(&mut self.record, empty_record());
+        self.sink.record(record);
+    }
+}
+
+fn empty_record() -> UsageRecord {
+    UsageRecord {
+        request_id: String::new(),
+        received_at: 0,
+        admitted_at: None,
+        first_token_at: None,
+        finished_at: 0,
+        tenant_id: None,
+        key_prefix: None,
+        group: None,
+        route: "",
+        requested_model: None,
+        upstream_model: None,
+        usage: None,
+        tokens_estimated: false,
+        cost: 0.0,
+        queue_wait_ms: 0,
+        admission_class: AdmissionClass::Rejected,
+        status: 0,
+        error_type: None,
+        streamed: false,
+        client_disconnected: false,
+    }
+}

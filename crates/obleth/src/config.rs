@@ -1,0 +1,414 @@
+//! Configuration: a TOML file, then `OBLETH_*` environment overrides, then validation
+//! into a typed [`Config`].
+//!
+//! Unknown keys in the file are rejected, and every error names the field (and the
+//! file). Secrets are held as `SecretString` and never printed; `obleth config check`
+//! shows the effective configuration with secrets redacted. The loader takes the
+//! environment as an argument so that tests never touch the process environment.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// Errors of loading or validating the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The file is not valid TOML or does not match the schema (names the key).
+    #[error("{origin}: {message}")]
+    Parse { origin: String, message: String },
+    /// An environment override has a value of the wrong type.
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    /// A value is well-typed but unacceptable.
+    #[error("{origin}: invalid {field}: {message}")]
+    Invalid { origin: String, field: &'static str, message: String },
+}
+
+// === raw (as written) ===
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    listen: RawListen,
+    admin: RawAdmin,
+    database: RawDatabase,
+    upstream: RawUpstream,
+    limits: RawLimits,
+    keys: RawKeys,
+    admission: RawAdmission,
+    log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawListen {
+    data: String,
+    admin: String,
+    metrics: String,
+}
+
+impl Default for RawListen {
+    fn default() -> Self {
+        RawListen { data: "0.0.0.0:8080".into(), admin: "0.0.0.0:9090".into(), metrics: "0.0.0.0:9091".into() }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAdmin {
+    token: Option<SecretString>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDatabase {
+    url: String,
+}
+
+impl Default for RawDatabase {
+    fn default() -> Self {
+        RawDatabase { url: "sqlite://obleth.db".into() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawUpstream {
+    base_url: Option<String>,
+    api_key: Option<SecretString>,
+    forward_client_authorization: bool,
+    #[serde(with = "humantime_serde")]
+    connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    response_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    stream_idle_timeout: Duration,
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        RawUpstream {
+            base_url: None,
+            api_key: None,
+            forward_client_authorization: false,
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(600),
+            stream_idle_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLimits {
+    max_body_bytes: usize,
+    max_response_bytes: usize,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits { max_body_bytes: 4 << 20, max_response_bytes: 64 << 20 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawKeys {
+    #[serde(with = "humantime_serde")]
+    cache_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    negative_cache_ttl: Duration,
+    cache_capacity: u64,
+}
+
+impl Default for RawKeys {
+    fn default() -> Self {
+        RawKeys {
+            cache_ttl: Duration::from_secs(10),
+            negative_cache_ttl: Duration::from_secs(2),
+            cache_capacity: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAdmission {
+    max_in_flight: usize,
+    #[serde(with = "humantime_serde")]
+    queue_timeout: Duration,
+}
+
+impl Default for RawAdmission {
+    fn default() -> Self {
+        RawAdmission { max_in_flight: 256, queue_timeout: Duration::from_secs(30) }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLog {
+    level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog { level: "info".into() }
+    }
+}
+
+// === typed (validated) ===
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Listen,
+    pub admin_token: Option<SecretString>,
+    pub database_url: String,
+    pub upstream: Upstream,
+    pub max_body_bytes: usize,
+    pub max_response_bytes: usize,
+    pub keys: obleth_gateway::IdentityConfig,
+    /// `None`: no global cap.
+    pub max_in_flight: Option<usize>,
+    pub queue_timeout: Duration,
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Listen {
+    pub data: SocketAddr,
+    pub admin: SocketAddr,
+    pub metrics: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub base_url: Option<String>,
+    pub api_key: Option<SecretString>,
+    pub forward_client_authorization: bool,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub stream_idle_timeout: Duration,
+}
+
+/// One supported environment override: variable, TOML section, key, value type.
+struct EnvKey(&'static str, &'static str, &'static str, Kind);
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Int,
+    Bool,
+}
+
+/// Every `OBLETH_*` variable the gateway reads (the README lists the same).
+const ENV_KEYS: &[EnvKey] = &[
+    EnvKey("OBLETH_LISTEN_DATA", "listen", "data", Kind::Str),
+    EnvKey("OBLETH_LISTEN_ADMIN", "listen", "admin", Kind::Str),
+    EnvKey("OBLETH_LISTEN_METRICS", "listen", "metrics", Kind::Str),
+    EnvKey("OBLETH_ADMIN_TOKEN", "admin", "token", Kind::Str),
+    EnvKey("OBLETH_DATABASE_URL", "database", "url", Kind::Str),
+    EnvKey("OBLETH_UPSTREAM_BASE_URL", "upstream", "base_url", Kind::Str),
+    EnvKey("OBLETH_UPSTREAM_API_KEY", "upstream", "api_key", Kind::Str),
+    EnvKey("OBLETH_UPSTREAM_FORWARD_CLIENT_AUTHORIZATION", "upstream", "forward_client_authorization", Kind::Bool),
+    EnvKey("OBLETH_UPSTREAM_CONNECT_TIMEOUT", "upstream", "connect_timeout", Kind::Str),
+    EnvKey("OBLETH_UPSTREAM_RESPONSE_TIMEOUT", "upstream", "response_timeout", Kind::Str),
+    EnvKey("OBLETH_UPSTREAM_STREAM_IDLE_TIMEOUT", "upstream", "stream_idle_timeout", Kind::Str),
+    EnvKey("OBLETH_LIMITS_MAX_BODY_BYTES", "limits", "max_body_bytes", Kind::Int),
+    EnvKey("OBLETH_LIMITS_MAX_RESPONSE_BYTES", "limits", "max_response_bytes", Kind::Int),
+    EnvKey("OBLETH_KEYS_CACHE_TTL", "keys", "cache_ttl", Kind::Str),
+    EnvKey("OBLETH_KEYS_NEGATIVE_CACHE_TTL", "keys", "negative_cache_ttl", Kind::Str),
+    EnvKey("OBLETH_KEYS_CACHE_CAPACITY", "keys", "cache_capacity", Kind::Int),
+    EnvKey("OBLETH_ADMISSION_MAX_IN_FLIGHT", "admission", "max_in_flight", Kind::Int),
+    EnvKey("OBLETH_ADMISSION_QUEUE_TIMEOUT", "admission", "queue_timeout", Kind::Str),
+    EnvKey("OBLETH_LOG_LEVEL", "log", "level", Kind::Str),
+];
+
+/// Variables read by the CLI rather than the gateway; not an error to have them set.
+const CLI_ENV: &[&str] = &["OBLETH_CONFIG", "OBLETH_ADMIN_URL"];
+
+impl Config {
+    /// Loads `file` (if any) and applies `env` overrides.
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let (text, origin) = match file {
+            Some(path) => (
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?,
+                path.display().to_string(),
+            ),
+            None => (String::new(), "configuration".to_owned()),
+        };
+        Self::from_parts(&text, &origin, env)
+    }
+
+    /// Parses TOML `text` (from `origin`, for messages) with `env` overrides.
+    pub fn from_parts(
+        text: &str,
+        origin: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { origin: origin.into(), message: e.to_string() })?;
+        for (var, value) in env {
+            if !var.starts_with("OBLETH_") {
+                continue;
+            }
+            let Some(EnvKey(_, section, key, kind)) = ENV_KEYS.iter().find(|k| k.0 == var) else {
+                if !CLI_ENV.contains(&var.as_str()) {
+                    tracing::warn!(variable = %var, "ignoring unknown OBLETH_ environment variable");
+                }
+                continue;
+            };
+            let value = match kind {
+                Kind::Str => toml::Value::String(value),
+                Kind::Int => toml::Value::Integer(
+                    value
+                        .trim()
+                        .parse()
+                        .map_err(|_| ConfigError::Env { var: var.clone(), message: "expected an integer".into() })?,
+                ),
+                Kind::Bool => toml::Value::Boolean(match value.trim() {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
+                    _ => {
+                        return Err(ConfigError::Env { var, message: "expected true or false".into() });
+                    }
+                }),
+            };
+            let entry = table.entry(*section).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(section_table) = entry else {
+                return Err(ConfigError::Parse {
+                    origin: origin.into(),
+                    message: format!("'{section}' must be a table"),
+                });
+            };
+            section_table.insert((*key).into(), value);
+        }
+        let raw: RawConfig = RawConfig::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::Parse { origin: origin.into(), message: e.to_string().trim().to_owned() })?;
+        raw.validate(origin)
+    }
+}
+
+impl RawConfig {
+    fn validate(self, origin: &str) -> Result<Config, ConfigError> {
+        let invalid =
+            |field: &'static str, message: String| ConfigError::Invalid { origin: origin.into(), field, message };
+        let addr = |field: &'static str, v: &str| {
+            v.parse::<SocketAddr>().map_err(|_| invalid(field, format!("'{v}' is not an address like 0.0.0.0:8080")))
+        };
+        let listen = Listen {
+            data: addr("listen.data", &self.listen.data)?,
+            admin: addr("listen.admin", &self.listen.admin)?,
+            metrics: addr("listen.metrics", &self.listen.metrics)?,
+        };
+        if let Some(token) = &self.admin.token
+            && token.expose_secret().len() < 16
+        {
+            return Err(invalid("admin.token", "must be at least 16 characters".into()));
+        }
+        let url = self.database.url.trim().to_owned();
+        if !url.starts_with("sqlite:") {
+            return Err(invalid(
+                "database.url",
+                "only sqlite:// URLs are supported by this build (Postgres is on the roadmap)".into(),
+            ));
+        }
+        if let Some(base) = &self.upstream.base_url {
+            let ok = (base.starts_with("http://") || base.starts_with("https://")) && base.parse::<http::Uri>().is_ok();
+            if !ok {
+                return Err(invalid("upstream.base_url", format!("'{base}' is not an http(s) URL")));
+            }
+        }
+        if self.upstream.api_key.as_ref().is_some_and(|k| k.expose_secret().is_empty()) {
+            return Err(invalid("upstream.api_key", "must not be empty".into()));
+        }
+        for (field, d) in [
+            ("upstream.connect_timeout", self.upstream.connect_timeout),
+            ("upstream.response_timeout", self.upstream.response_timeout),
+            ("upstream.stream_idle_timeout", self.upstream.stream_idle_timeout),
+            ("keys.cache_ttl", self.keys.cache_ttl),
+            ("admission.queue_timeout", self.admission.queue_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(field, "must be greater than zero".into()));
+            }
+        }
+        if self.limits.max_body_bytes < 1024 {
+            return Err(invalid("limits.max_body_bytes", "must be at least 1024".into()));
+        }
+        if self.limits.max_response_bytes < 1024 {
+            return Err(invalid("limits.max_response_bytes", "must be at least 1024".into()));
+        }
+        if self.log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
+            return Err(invalid(
+                "log.level",
+                format!("'{}' is not a log filter (e.g. info, obleth=debug)", self.log.level),
+            ));
+        }
+        Ok(Config {
+            listen,
+            admin_token: self.admin.token,
+            database_url: url,
+            upstream: Upstream {
+                base_url: self.upstream.base_url,
+                api_key: self.upstream.api_key,
+                forward_client_authorization: self.upstream.forward_client_authorization,
+                connect_timeout: self.upstream.connect_timeout,
+                response_timeout: self.upstream.response_timeout,
+                stream_idle_timeout: self.upstream.stream_idle_timeout,
+            },
+            max_body_bytes: self.limits.max_body_bytes,
+            max_response_bytes: self.limits.max_response_bytes,
+            keys: obleth_gateway::IdentityConfig {
+                ttl: self.keys.cache_ttl,
+                negative_ttl: self.keys.negative_cache_ttl,
+                capacity: self.keys.cache_capacity,
+            },
+            max_in_flight: (self.admission.max_in_flight > 0).then_some(self.admission.max_in_flight),
+            queue_timeout: self.admission.queue_timeout,
+            log_level: self.log.level,
+        })
+    }
+}
+
+/// The effective configuration with secrets redacted, for `obleth config check`.
+#[derive(Serialize)]
+pub struct Redacted<'a> {
+    listen_data: String,
+    listen_admin: String,
+    listen_metrics: String,
+    admin_token: &'a str,
+    database_url: &'a str,
+    upstream_base_url: Option<&'a str>,
+    upstream_api_key: &'a str,
+    max_in_flight: Option<usize>,
+    key_cache_ttl: String,
+}
+
+impl Config {
+    pub fn redacted(&self) -> Redacted<'_> {
+        let secret = |s: &Option<SecretString>| if s.is_some() { "[set]" } else { "[not set]" };
+        Redacted {
+            listen_data: self.listen.data.to_string(),
+            listen_admin: self.listen.admin.to_string(),
+            listen_metrics: self.listen.metrics.to_string(),
+            admin_token: secret(&self.admin_token),
+            database_url: &self.database_url,
+            upstream_base_url: self.upstream.base_url.as_deref(),
+            upstream_api_key: secret(&self.upstream.api_key),
+            max_in_flight: self.max_in_flight,
+            key_cache_ttl: humantime_serde::re::humantime::format_duration(self.keys.ttl).to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

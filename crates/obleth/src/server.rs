@@ -1,0 +1,358 @@
+//! Wiring: builds the gateway from the configuration and runs the three listeners.
+//!
+//! This is the one place that chooses implementations: the SQLite store, the
+//! concurrency-limit admission policy, the tracing usage sink. Later capabilities
+//! (fairshare scheduler, budgets, ledger) are swapped in here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use metrics_exporter_prometheus::PrometheusHandle;
+use obleth_core::{ChangeNotifier, UsageSink};
+use obleth_gateway::{Gateway, GatewayConfig, Identity, Registry, admission::ConcurrencyLimit, upstream};
+use obleth_store::{ControlPlaneStore, SqliteStore};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{AdminConn, call};
+use crate::config::Config;
+use crate::telemetry;
+
+/// How long open connections (e.g. long streams) may drain after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The bound listeners of a gateway.
+pub struct Listeners {
+    pub data: TcpListener,
+    pub admin: TcpListener,
+    /// `None` when metrics are not exported (tests).
+    pub metrics: Option<(TcpListener, PrometheusHandle)>,
+}
+
+impl Listeners {
+    /// Binds the configured addresses.
+    pub async fn bind(config: &Config, metrics: Option<PrometheusHandle>) -> anyhow::Result<Listeners> {
+        let bind = |addr: SocketAddr, what: &'static str| async move {
+            TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen on {addr} for the {what}; is another process using it? (see OBLETH_LISTEN_*)")
+            })
+        };
+        Ok(Listeners {
+            data: bind(config.listen.data, "data plane").await?,
+            admin: bind(config.listen.admin, "admin API").await?,
+            metrics: match metrics {
+                Some(h) => Some((bind(config.listen.metrics, "metrics endpoint").await?, h)),
+                None => None,
+            },
+        })
+    }
+}
+
+/// A running gateway.
+pub struct Running {
+    pub data_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    pub store: Arc<dyn ControlPlaneStore>,
+    tasks: JoinSet<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Waits until every listener has stopped (after `shutdown` was cancelled).
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        while let Some(res) = self.tasks.join_next().await {
+            res.context("listener task panicked")?.context("listener failed")?;
+        }
+        Ok(())
+    }
+}
+
+/// Builds the gateway and starts serving on `listeners` until `shutdown` is cancelled.
+pub async fn start(
+    config: &Config,
+    listeners: Listeners,
+    sink: Arc<dyn UsageSink>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Running> {
+    let admin_token = config.admin_token.clone().context(
+        "admin.token is required: set OBLETH_ADMIN_TOKEN (16+ characters) or [admin] token in the config file",
+    )?;
+    let store: Arc<dyn ControlPlaneStore> = Arc::new(
+        SqliteStore::connect(&config.database_url)
+            .await
+            .with_context(|| format!("opening the control-plane database {}", config.database_url))?,
+    );
+    let identity = Arc::new(Identity::new(store.clone(), &config.keys));
+    let registry = Arc::new(Registry::new(store.clone(), config.keys.ttl));
+    let notifier: Arc<dyn ChangeNotifier> =
+        Arc::new(vec![identity.clone() as Arc<dyn ChangeNotifier>, registry.clone() as Arc<dyn ChangeNotifier>]);
+    let gateway = Arc::new(Gateway {
+        config: GatewayConfig {
+            default_upstream: config.upstream.base_url.clone(),
+            upstream_api_key: config.upstream.api_key.clone(),
+            forward_client_authorization: config.upstream.forward_client_authorization,
+            response_timeout: config.upstream.response_timeout,
+            stream_idle_timeout: config.upstream.stream_idle_timeout,
+            max_body_bytes: config.max_body_bytes,
+            max_response_bytes: config.max_response_bytes,
+        },
+        identity,
+        registry,
+        admission: Arc::new(ConcurrencyLimit::new(config.max_in_flight, config.queue_timeout)),
+        sink,
+        client: upstream::client(config.upstream.connect_timeout),
+    });
+
+    let data_addr = listeners.data.local_addr()?;
+    let admin_addr = listeners.admin.local_addr()?;
+    let mut tasks = JoinSet::new();
+    tasks.spawn(obleth_gateway::serve(listeners.data, obleth_gateway::router(gateway), drained(shutdown.clone())));
+    let admin = obleth_admin::router(obleth_admin::AdminState { store: store.clone(), notifier, token: admin_token });
+    tasks.spawn(obleth_gateway::serve(listeners.admin, admin, drained(shutdown.clone())));
+    let metrics_addr = match listeners.metrics {
+        Some((listener, handle)) => {
+            let addr = listener.local_addr()?;
+            tasks.spawn(obleth_gateway::serve(listener, telemetry::router(handle), drained(shutdown.clone())));
+            Some(addr)
+        }
+        None => None,
+    };
+    telemetry::announce("data plane", data_addr);
+    telemetry::announce("admin API", admin_addr);
+    if let Some(addr) = metrics_addr {
+        telemetry::announce("metrics", addr);
+    }
+    Ok(Running { data_addr, admin_addr, metrics_addr, store, tasks })
+}
+
+fn drained(token: CancellationToken) -> tokio_util::sync::WaitForCancellationFutureOwned {
+    token.cancelled_owned()
+}
+
+/// `obleth serve`.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    if config.upstream.base_url.is_none() {
+        tracing::warn!("no upstream.base_url (OBLETH_UPSTREAM_BASE_URL): only models with an api_base will work");
+    }
+    let metrics = telemetry::install_recorder()?;
+    let listeners = Listeners::bind(&config, Some(metrics)).await?;
+    let shutdown = CancellationToken::new();
+    let running = start(&config, listeners, Arc::new(obleth_gateway::TracingSink), shutdown.clone()).await?;
+    run_until_signal(running, shutdown).await
+}
+
+async fn run_until_signal(running: Running, shutdown: CancellationToken) -> anyhow::Result<()> {
+    shutdown_signal().await;
+    tracing::info!("shutting down; draining open requests for up to {}s", DRAIN_TIMEOUT.as_secs());
+    shutdown.cancel();
+    match tokio::time::timeout(DRAIN_TIMEOUT, running.wait()).await {
+        Ok(res) => res,
+        Err(_) => {
+            tracing::warn!("drain timed out; exiting with requests still open");
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+// === demo ===
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Directory for the demo's SQLite database (used when no database URL is configured).
+    #[arg(long, default_value = "obleth-data")]
+    pub data_dir: std::path::PathBuf,
+    /// Address of the bundled mock backend.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub mock_listen: SocketAddr,
+}
+
+/// `obleth demo`: the gateway on the embedded store in front of the bundled mock.
+pub async fn demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
+    if config.database_url == "sqlite://obleth.db" {
+        std::fs::create_dir_all(&args.data_dir)
+            .with_context(|| format!("creating the demo data directory {}", args.data_dir.display()))?;
+        config.database_url = format!("sqlite://{}", args.data_dir.join("demo.db").display());
+    }
+    let token = match &config.admin_token {
+        Some(t) => t.clone(),
+        None => SecretString::from(obleth_core::new_id("obl-admin-")),
+    };
+    config.admin_token = Some(token.clone());
+
+    let shutdown = CancellationToken::new();
+    let mock_listener = TcpListener::bind(args.mock_listen).await.context("binding the mock backend")?;
+    let mock_addr = mock_listener.local_addr()?;
+    let mock_config = obleth_mock::MockConfig {
+        ttft: Duration::from_millis(30),
+        itl: Duration::from_millis(15),
+        max_num_seqs: 16,
+        ..obleth_mock::MockConfig::default()
+    };
+    tokio::spawn(obleth_mock::serve(mock_listener, mock_config, drained(shutdown.clone())));
+    config.upstream.base_url = Some(format!("http://{mock_addr}/v1"));
+
+    let metrics = telemetry::install_recorder()?;
+    let listeners = Listeners::bind(&config, Some(metrics)).await?;
+    let running = start(&config, listeners, Arc::new(obleth_gateway::TracingSink), shutdown.clone()).await?;
+
+    // Seed through the admin API, as an operator would.
+    let conn = AdminConn {
+        admin_url: format!("http://{}", loopback(running.admin_addr)),
+        admin_token: token.expose_secret().to_owned(),
+    };
+    if call(&conn, "GET", "/api/v1/tenants/demo", None).await.is_err() {
+        call(&conn, "POST", "/api/v1/tenants", Some(json!({"name": "demo", "weight": 10, "group": "default"}))).await?;
+    }
+    if call(&conn, "GET", "/api/v1/models/mock-model", None).await.is_err() {
+        call(
+            &conn,
+            "POST",
+            "/api/v1/models",
+            Some(json!({"model_name": "mock-model", "input_cost_per_token": 0.0000005, "output_cost_per_token": 0.0000015, "context_window": 32768})),
+        )
+        .await?;
+    }
+    let key = call(&conn, "POST", "/api/v1/tenants/demo/keys", Some(json!({"name": "demo"}))).await?;
+    let secret = key["secret"].as_str().unwrap_or_default();
+    let data = loopback(running.data_addr);
+    println!(
+        r#"
+obleth demo is running.
+
+  data plane   http://{data}/v1       (OpenAI-compatible)
+  admin API    http://{admin}         (token: {token})
+  metrics      http://{metrics}/metrics
+  mock backend http://{mock_addr}/v1  (16 sequences, 30 ms to first token, 15 ms per token)
+
+A tenant 'demo' and the model 'mock-model' are registered. A new key was created for you:
+
+  export OPENAI_API_KEY={secret}
+  export OPENAI_BASE_URL=http://{data}/v1
+
+Try:
+
+  curl -sN http://{data}/v1/chat/completions \
+    -H "Authorization: Bearer $OPENAI_API_KEY" -H "Content-Type: application/json" \
+    -d '{{"model": "mock-model", "stream": true, "messages": [{{"role": "user", "content": "Hello, obleth"}}]}}'
+
+Manage it with the CLI (OBLETH_ADMIN_TOKEN={token} OBLETH_ADMIN_URL=http://{admin}):
+
+  obleth tenants list        obleth keys list --tenant demo        obleth models list
+
+Press Ctrl-C to stop.
+"#,
+        admin = loopback(running.admin_addr),
+        token = token.expose_secret(),
+        metrics = running.metrics_addr.map(|a| loopback(a).to_string()).unwrap_or_default(),
+    );
+    run_until_signal(running, shutdown).await
+}
+
+/// A wildcard bind address, shown as loopback so the printed URLs work as typed.
+fn loopback(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr }
+}
+
+// === mock ===
+
+#[derive(Debug, Args)]
+pub struct MockArgs {
+    /// Listen address.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+    /// Concurrent sequences on the simulated GPU (0 = unlimited).
+    #[arg(long, default_value_t = 64)]
+    pub max_num_seqs: usize,
+    /// Requests allowed to wait beyond capacity before 503 (0 = unbounded).
+    #[arg(long, default_value_t = 0)]
+    pub max_waiting: usize,
+    /// Time to first token, milliseconds.
+    #[arg(long, default_value_t = 20.0)]
+    pub ttft_ms: f64,
+    /// Added prefill time per prompt token, microseconds.
+    #[arg(long, default_value_t = 0.0)]
+    pub prefill_us_per_token: f64,
+    /// Time per output token, milliseconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub itl_ms: f64,
+    /// Output length when the request sets no max_tokens.
+    #[arg(long, default_value_t = 16)]
+    pub default_output_tokens: u32,
+    /// Models listed by /v1/models (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "mock-model")]
+    pub models: Vec<String>,
+    /// Probability of an injected 500.
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// Probability of an injected stall.
+    #[arg(long, default_value_t = 0.0)]
+    pub stall_rate: f64,
+    /// Probability of a stream cut halfway.
+    #[arg(long, default_value_t = 0.0)]
+    pub abort_rate: f64,
+    /// Never report usage.
+    #[arg(long)]
+    pub omit_usage: bool,
+    /// Seed of the fault draws and output text.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// `obleth mock`.
+pub async fn mock(args: MockArgs) -> anyhow::Result<()> {
+    let ms = |v: f64| Duration::from_secs_f64(v.max(0.0) / 1000.0);
+    for (name, p) in
+        [("--error-rate", args.error_rate), ("--stall-rate", args.stall_rate), ("--abort-rate", args.abort_rate)]
+    {
+        anyhow::ensure!((0.0..=1.0).contains(&p), "{name} must be between 0 and 1");
+    }
+    let config = obleth_mock::MockConfig {
+        max_num_seqs: args.max_num_seqs,
+        max_waiting: args.max_waiting,
+        ttft: ms(args.ttft_ms),
+        prefill_per_token: Duration::from_secs_f64(args.prefill_us_per_token.max(0.0) / 1e6),
+        itl: ms(args.itl_ms),
+        default_output_tokens: args.default_output_tokens,
+        models: args.models,
+        error_rate: args.error_rate,
+        stall_rate: args.stall_rate,
+        abort_rate: args.abort_rate,
+        omit_usage: args.omit_usage,
+        seed: args.seed,
+        ..obleth_mock::MockConfig::default()
+    };
+    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    telemetry::announce("mock backend", listener.local_addr()?);
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(obleth_mock::serve(listener, config, drained(shutdown.clone())));
+    shutdown_signal().await;
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    Ok(())
+}
