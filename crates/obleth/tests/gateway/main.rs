@@ -1,0 +1,10 @@
+//! Integration tests: the real gateway (as `obleth serve` wires it) in front of the
+//! bundled mock backend, both on 127.0.0.1:0, talking real HTTP.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+mod errors;
+mod lifecycle;
+mod proxy;
