@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every test obleth has: the Rust workspace (unit, property and integration tests
+# against real servers on 127.0.0.1:0) and the end-to-end suite with the official
+# OpenAI Python SDK against the real binary. Installs what it needs on first run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== Rust tests"
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
+
+echo "== OpenAI SDK end-to-end tests"
+bash scripts/e2e.sh
