@@ -41,11 +41,18 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 pub async fn handle(State(gw): State<Arc<Gateway>>, route: Route, req: Request) -> Response {
     let request_id = uuid::Uuid::now_v7().to_string();
     let mut tracker = Tracker::new(gw.sink.clone(), route, request_id);
-    let mut response = match forward(&gw, route, req, &mut tracker).await {
+    let mut body_read = false;
+    let mut response = match forward(&gw, route, req, &mut tracker, &mut body_read).await {
         Ok(res) => res,
         Err(e) => {
             tracker.failed(&e);
-            e.into_response()
+            let mut res = e.into_response();
+            if !body_read {
+                // hyper closes a connection whose request body was left unread; say so,
+                // or the client would send its next request into a closing socket.
+                res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            res
         }
     };
     if let Ok(v) = HeaderValue::from_str(tracker.request_id()) {
@@ -54,7 +61,13 @@ pub async fn handle(State(gw): State<Arc<Gateway>>, route: Route, req: Request) 
     response
 }
 
-async fn forward(gw: &Gateway, route: Route, req: Request, tracker: &mut Tracker) -> Result<Response, ApiError> {
+async fn forward(
+    gw: &Gateway,
+    route: Route,
+    req: Request,
+    tracker: &mut Tracker,
+    body_read: &mut bool,
+) -> Result<Response, ApiError> {
     // === auth ===
     let caller = authenticate(gw, req.headers()).await?;
     tracker.caller(&caller);
@@ -65,6 +78,7 @@ async fn forward(gw: &Gateway, route: Route, req: Request, tracker: &mut Tracker
 
     // === parse ===
     let body = read_body(req.into_body(), gw.config.max_body_bytes).await?;
+    *body_read = true;
     let mut obj: Map<String, Value> = match serde_json::from_slice(&body) {
         Ok(Value::Object(obj)) => obj,
         Ok(_) => {
