@@ -14,7 +14,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use obleth_core::{ApiKey, ChangeEvent, ChangeNotifier, Model, key, now_millis};
+use obleth_core::{Admission, ApiKey, ChangeEvent, ChangeNotifier, Model, key, now_millis};
 use obleth_store::{ControlPlaneStore, KeyFilter, ModelPatch, NewModel, NewTenant, StoreError, TenantPatch};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -27,6 +27,8 @@ pub struct AdminState {
     pub store: Arc<dyn ControlPlaneStore>,
     pub notifier: Arc<dyn ChangeNotifier>,
     pub token: SecretString,
+    /// The admission policy, for `GET /api/v1/scheduler`.
+    pub admission: Arc<dyn Admission>,
 }
 
 /// The admin router.
@@ -40,6 +42,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/keys/{id}/revoke", post(revoke_key))
         .route("/api/v1/models", get(list_models).post(create_model))
         .route("/api/v1/models/{*name}", get(get_model).patch(update_model).delete(delete_model))
+        .route("/api/v1/groups", get(list_groups))
+        .route("/api/v1/groups/{name}", get(get_group).put(put_group).delete(delete_group))
+        .route("/api/v1/scheduler", get(scheduler))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .merge(api)
@@ -110,14 +115,14 @@ async fn update_tenant(
 ) -> Result<Json<Value>, AdminError> {
     let Json(patch) = body?;
     let updated = s.store.update_tenant(&tenant, patch).await?;
-    s.notifier.notify(ChangeEvent::Tenant { id: updated.id.clone() });
+    s.notifier.notify(ChangeEvent::Tenant { id: updated.id.clone(), tenant: Some(Arc::new(updated.clone())) });
     tracing::info!(tenant = %updated.name, "tenant updated");
     Ok(Json(json!(updated)))
 }
 
 async fn delete_tenant(State(s): State<AdminState>, Path(tenant): Path<String>) -> Result<Json<Value>, AdminError> {
     let (deleted, hashes) = s.store.delete_tenant(&tenant).await?;
-    s.notifier.notify(ChangeEvent::Tenant { id: deleted.id.clone() });
+    s.notifier.notify(ChangeEvent::Tenant { id: deleted.id.clone(), tenant: None });
     for hash in hashes {
         s.notifier.notify(ChangeEvent::Key { hash });
     }
@@ -260,6 +265,45 @@ async fn delete_model(State(s): State<AdminState>, Path(name): Path<String>) -> 
     s.notifier.notify(ChangeEvent::Model { name: model.model_name.clone() });
     tracing::info!(model = %model.model_name, "model deleted");
     Ok(Json(json!({ "deleted": model_view(&model) })))
+}
+
+// === groups and the scheduler ===
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupBody {
+    weight: u32,
+}
+
+async fn list_groups(State(s): State<AdminState>) -> Result<Json<Value>, AdminError> {
+    Ok(Json(json!({ "data": s.store.list_groups().await? })))
+}
+
+async fn get_group(State(s): State<AdminState>, Path(name): Path<String>) -> Result<Json<Value>, AdminError> {
+    Ok(Json(json!(s.store.get_group(&name).await?)))
+}
+
+async fn put_group(
+    State(s): State<AdminState>,
+    Path(name): Path<String>,
+    body: Result<Json<GroupBody>, JsonRejection>,
+) -> Result<Json<Value>, AdminError> {
+    let Json(body) = body?;
+    let group = s.store.put_group(&name, body.weight).await?;
+    s.notifier.notify(ChangeEvent::Group { name: group.name.clone(), weight: Some(group.weight) });
+    tracing::info!(group = %group.name, weight = group.weight, "group weight set");
+    Ok(Json(json!(group)))
+}
+
+async fn delete_group(State(s): State<AdminState>, Path(name): Path<String>) -> Result<Json<Value>, AdminError> {
+    let group = s.store.delete_group(&name).await?;
+    s.notifier.notify(ChangeEvent::Group { name: group.name.clone(), weight: None });
+    Ok(Json(json!({ "deleted": group })))
+}
+
+/// Slots, queues, share scores and target vs actual shares.
+async fn scheduler(State(s): State<AdminState>) -> Json<Value> {
+    Json(s.admission.snapshot())
 }
 
 // === errors ===

@@ -41,15 +41,31 @@ impl AdmissionClass {
 /// What the scheduler needs to know about a request.
 #[derive(Debug, Clone)]
 pub struct AdmissionRequest {
-    pub tenant_id: String,
+    /// The tenant's name (unique; the scheduler's key and what its API shows).
+    pub tenant: String,
     pub group: String,
     pub tenant_weight: u32,
+    pub tenant_max_in_flight: Option<u32>,
+    pub never_degrade: bool,
     pub model: String,
     pub model_admission_weight: f64,
-    /// Estimated tokens (input + weighted output) the request will cost.
-    pub estimated_tokens: u64,
-    pub never_degrade: bool,
+    /// The model's own slot cap.
+    pub model_max_in_flight: Option<u32>,
+    /// Estimated prompt tokens.
+    pub estimated_input_tokens: u64,
+    /// Output tokens the request may produce (`max_tokens` × `n`, or a default).
+    pub estimated_output_tokens: u64,
 }
+
+/// A held slot. Dropping it releases the slot; [`SlotPermit::settle`] first reports the
+/// actual usage so that the scheduler can replace its estimate.
+pub trait SlotPermit: Send + Sync {
+    /// Reports the request's tokens so far; the last call before the drop counts.
+    fn settle(&mut self, _input_tokens: u64, _output_tokens: u64) {}
+}
+
+/// A slot that needs no release (no admission control).
+impl SlotPermit for () {}
 
 /// A granted slot. Dropping it releases the slot.
 pub struct Admitted {
@@ -57,8 +73,7 @@ pub struct Admitted {
     pub waited: Duration,
     /// If set, the request's `max_tokens` must be capped to this (brownout).
     pub max_tokens_cap: Option<u32>,
-    /// Held for its `Drop`; the concrete type is the scheduler's business.
-    pub permit: Box<dyn Send + Sync>,
+    pub permit: Box<dyn SlotPermit>,
 }
 
 impl std::fmt::Debug for Admitted {
@@ -87,4 +102,9 @@ pub enum Rejection {
 pub trait Admission: Send + Sync + 'static {
     /// Waits for a slot. Cancel-safe: dropping the future gives up the place in line.
     async fn admit(&self, request: AdmissionRequest) -> Result<Admitted, Rejection>;
+
+    /// The scheduler's state for the admin API (`GET /api/v1/scheduler`).
+    fn snapshot(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
 }

@@ -4,13 +4,18 @@
 //! the data plane's caches subscribe directly; across pods a later transport (Postgres
 //! LISTEN/NOTIFY or Redis pub/sub) carries the same events.
 
+use std::sync::Arc;
+
 use crate::key::KeyHash;
+use crate::tenant::Tenant;
 
 /// A change that may invalidate something the data plane cached.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChangeEvent {
-    /// A tenant was updated, disabled or deleted.
-    Tenant { id: String },
+    /// A tenant was updated, disabled or deleted (`tenant` is `None` when deleted).
+    Tenant { id: String, tenant: Option<Arc<Tenant>> },
+    /// A fairshare group's weight was set (`None`: the group was deleted).
+    Group { name: String, weight: Option<u32> },
     /// A key was revoked or deleted.
     Key { hash: KeyHash },
     /// A model was created, updated or deleted.

@@ -11,11 +11,11 @@ pub mod model;
 pub mod tenant;
 pub mod usage;
 
-pub use admission::{Admission, AdmissionClass, AdmissionRequest, Admitted, Rejection};
+pub use admission::{Admission, AdmissionClass, AdmissionRequest, Admitted, Rejection, SlotPermit};
 pub use change::{ChangeEvent, ChangeNotifier};
 pub use key::{ApiKey, GeneratedKey, KeyHash};
 pub use model::Model;
-pub use tenant::{Quota, Tenant};
+pub use tenant::{Group, Quota, Tenant};
 pub use usage::{Usage, UsageRecord, UsageSink};
 
 /// Milliseconds since the Unix epoch: the one timestamp representation stored and

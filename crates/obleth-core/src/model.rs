@@ -23,6 +23,8 @@ pub struct Model {
     /// Fairshare credit multiplier: a request to this model costs the tenant
     /// `admission_weight` times the credit of the same tokens on a weight-1 model.
     pub admission_weight: f64,
+    /// The model's own cap on requests in flight (within the global pool).
+    pub max_in_flight: Option<u32>,
     pub created_at: UnixMillis,
     pub updated_at: UnixMillis,
 }

@@ -37,6 +37,16 @@ impl Tenant {
     }
 }
 
+/// A fairshare group: in hierarchical admission, slots are split between active
+/// groups in proportion to their weights before tenants compete inside a group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Group {
+    pub name: String,
+    pub weight: u32,
+    pub created_at: UnixMillis,
+    pub updated_at: UnixMillis,
+}
+
 /// Per-tenant limits. Every field is optional: `None` is "no limit".
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

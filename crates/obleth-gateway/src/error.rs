@@ -121,6 +121,18 @@ impl ApiError {
         e
     }
 
+    /// The tenant's (or the gateway's) queue is full: 429, so clients back off.
+    pub fn queue_full(retry_after: Duration) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "queue_full",
+            "Too many requests are waiting for this tenant or the gateway; retry later.",
+        );
+        e.retry_after = Some(retry_after);
+        e
+    }
+
     pub fn store_unavailable() -> Self {
         let mut e = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -126,12 +126,12 @@ fn store_error(e: StoreError) -> ApiError {
 impl ChangeNotifier for Identity {
     fn notify(&self, event: ChangeEvent) {
         match event {
-            ChangeEvent::Tenant { id } => self.tenants.invalidate(&id),
+            ChangeEvent::Tenant { id, .. } => self.tenants.invalidate(&id),
             ChangeEvent::Key { hash } => {
                 self.keys.invalidate(&hash);
                 self.negative.invalidate(&hash);
             }
-            ChangeEvent::Model { .. } => {}
+            ChangeEvent::Model { .. } | ChangeEvent::Group { .. } => {}
         }
     }
 }

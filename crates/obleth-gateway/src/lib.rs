@@ -18,7 +18,6 @@ use obleth_core::{Admission, UsageRecord, UsageSink};
 use secrecy::SecretString;
 use serde_json::json;
 
-pub mod admission;
 pub mod error;
 pub mod identity;
 mod proxy;

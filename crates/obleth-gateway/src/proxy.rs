@@ -133,20 +133,26 @@ async fn forward(
     }
 
     // === schedule ===
-    let admitted = gw
+    let mut admitted = gw
         .admission
         .admit(AdmissionRequest {
-            tenant_id: caller.tenant.id.clone(),
+            tenant: caller.tenant.name.clone(),
             group: caller.tenant.group.clone(),
             tenant_weight: caller.tenant.weight,
+            tenant_max_in_flight: caller.tenant.quota.max_in_flight,
+            never_degrade: caller.tenant.never_degrade,
             model: requested.clone(),
             model_admission_weight: model.admission_weight,
-            estimated_tokens: estimated_input + requested_output(&obj),
-            never_degrade: caller.tenant.never_degrade,
+            model_max_in_flight: model.max_in_flight,
+            estimated_input_tokens: estimated_input,
+            estimated_output_tokens: requested_output(&obj),
         })
         .await
         .map_err(rejection)?;
     tracker.admitted(admitted.class, admitted.waited);
+    // Until the outcome is known, a request that fails costs its prompt only: the
+    // backend produced nothing for it.
+    admitted.permit.settle(estimated_input, 0);
     if let Some(cap) = admitted.max_tokens_cap {
         cap_max_tokens(&mut obj, cap);
     }
@@ -176,7 +182,7 @@ async fn forward(
             scanner: SseScanner::new(!client_wants_usage),
             tracker: tracker.hand_off(),
             model,
-            _admitted: admitted,
+            admitted,
             idle: Box::pin(tokio::time::sleep(gw.config.stream_idle_timeout)),
             idle_timeout: gw.config.stream_idle_timeout,
             route,
@@ -205,7 +211,8 @@ async fn forward(
         Err(_) => return Err(ApiError::upstream_timeout(gw.config.response_timeout)),
     };
     tracker.first_token();
-    tracker.succeeded(status.as_u16(), usage_of_body(&bytes), 0, &model);
+    let usage = tracker.succeeded(status.as_u16(), usage_of_body(&bytes), 0, &model);
+    admitted.permit.settle(usage.input_tokens, usage.output_tokens);
     drop(admitted);
     let mut response = Response::new(Body::from(bytes));
     let h = response.headers_mut();
@@ -260,9 +267,7 @@ fn cap_max_tokens(obj: &mut Map<String, Value>, cap: u32) {
 
 fn rejection(r: Rejection) -> ApiError {
     match r {
-        Rejection::QueueFull { retry_after } => {
-            ApiError::overloaded("queue_full", "The gateway's queue is full; retry later.", retry_after)
-        }
+        Rejection::QueueFull { retry_after } => ApiError::queue_full(retry_after),
         Rejection::QueueTimeout { retry_after } => ApiError::overloaded(
             "queue_timeout",
             "The request waited too long for a free slot; retry later.",
@@ -361,7 +366,7 @@ struct ProxyStream {
     scanner: SseScanner,
     tracker: Tracker,
     model: Arc<Model>,
-    _admitted: Admitted,
+    admitted: Admitted,
     idle: Pin<Box<Sleep>>,
     idle_timeout: Duration,
     route: Route,
@@ -371,8 +376,15 @@ struct ProxyStream {
 }
 
 impl ProxyStream {
+    /// A stream that ends early (error, or client gone) cost what it streamed so far.
+    fn settle_partial(&mut self) {
+        let streamed = self.scanner.usage.map(|u| u.output_tokens).unwrap_or(self.scanner.content_events);
+        self.admitted.permit.settle(self.tracker.estimated_input, streamed);
+    }
+
     fn end_with_error(&mut self, error: ApiError) -> Option<Result<Bytes, std::io::Error>> {
         self.done = true;
+        self.settle_partial();
         let mut out = self.scanner.finish().to_vec();
         let mut event = b"data: ".to_vec();
         event.extend_from_slice(&error.body());
@@ -380,6 +392,14 @@ impl ProxyStream {
         out.extend_from_slice(&event);
         self.tracker.failed(&error);
         Some(Ok(Bytes::from(out)))
+    }
+}
+
+impl Drop for ProxyStream {
+    fn drop(&mut self) {
+        if !self.done {
+            self.settle_partial();
+        }
     }
 }
 
@@ -422,7 +442,8 @@ impl Stream for ProxyStream {
                             .failed(&ApiError::upstream_error("The model backend reported an error in the stream."));
                     } else {
                         let fallback = this.scanner.content_events;
-                        this.tracker.succeeded(200, this.scanner.usage, fallback, &this.model);
+                        let usage = this.tracker.succeeded(200, this.scanner.usage, fallback, &this.model);
+                        this.admitted.permit.settle(usage.input_tokens, usage.output_tokens);
                     }
                     return Poll::Ready((!rest.is_empty()).then_some(Ok(rest)));
                 }

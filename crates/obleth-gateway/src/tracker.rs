@@ -103,7 +103,8 @@ impl Tracker {
     }
 
     /// The request ended with `status`; `usage` is what the upstream reported, if it did.
-    pub fn succeeded(&mut self, status: u16, usage: Option<Usage>, fallback_output: u64, model: &Model) {
+    /// Returns the usage recorded (reported, or estimated when the upstream gave none).
+    pub fn succeeded(&mut self, status: u16, usage: Option<Usage>, fallback_output: u64, model: &Model) -> Usage {
         let (usage, estimated) = match usage {
             Some(u) => (u, false),
             None => {
@@ -115,6 +116,7 @@ impl Tracker {
         self.record.tokens_estimated = estimated;
         self.record.status = status;
         self.settled = true;
+        usage
     }
 
     /// The request was refused or failed with `error`.

@@ -31,6 +31,7 @@ fn model(name: &str) -> NewModel {
         context_window: None,
         enabled: true,
         admission_weight: 1.0,
+        max_in_flight: None,
     }
 }
 
@@ -40,6 +41,31 @@ pub async fn run(store: &dyn ControlPlaneStore) {
     tenants(store).await;
     keys(store).await;
     models(store).await;
+    groups(store).await;
+}
+
+async fn groups(store: &dyn ControlPlaneStore) {
+    let g = store.put_group("chatbot", 500).await.expect("put");
+    assert_eq!(g.weight, 500);
+    let g2 = store.put_group("chatbot", 400).await.expect("update");
+    assert_eq!(g2.weight, 400);
+    assert_eq!(g2.created_at, g.created_at, "an update keeps created_at");
+    store.put_group("api", 50).await.expect("second");
+    let names: Vec<_> = store.list_groups().await.expect("list").into_iter().map(|g| (g.name, g.weight)).collect();
+    assert_eq!(names, [("api".to_owned(), 50), ("chatbot".to_owned(), 400)]);
+    match store.put_group("api", 0).await {
+        Err(StoreError::Invalid { field: "weight", .. }) => {}
+        other => panic!("weight 0: {other:?}"),
+    }
+    match store.put_group("Bad", 1).await {
+        Err(StoreError::Invalid { field: "name", .. }) => {}
+        other => panic!("bad name: {other:?}"),
+    }
+    store.delete_group("api").await.expect("delete");
+    match store.get_group("api").await {
+        Err(StoreError::NotFound { kind: "group", .. }) => {}
+        other => panic!("deleted group: {other:?}"),
+    }
 }
 
 async fn tenants(store: &dyn ControlPlaneStore) {
@@ -179,12 +205,14 @@ async fn models(store: &dyn ControlPlaneStore) {
     new.output_cost_per_token = 0.000_001_5;
     new.context_window = Some(131_072);
     new.admission_weight = 4.0;
+    new.max_in_flight = Some(6);
     let m = store.create_model(new).await.expect("create model");
     let got = store.get_model("llama-3-70b").await.expect("get");
     assert_eq!(got.upstream_model, "llama-3-70b-instruct");
     assert_eq!(got.api_key.as_ref().map(|k| k.expose_secret().to_owned()), Some("sk-upstream".into()));
     assert_eq!(got.admission_weight, 4.0);
     assert_eq!(got.context_window, Some(131_072));
+    assert_eq!(got.max_in_flight, Some(6));
     assert_eq!(got.created_at, m.created_at);
 
     let defaulted = store.create_model(model("plain")).await.expect("plain");
@@ -211,11 +239,15 @@ async fn models(store: &dyn ControlPlaneStore) {
 
     // Absent fields stay; explicit null clears.
     let patched = store
-        .update_model("llama-3-70b", ModelPatch { enabled: Some(false), api_key: Some(None), ..Default::default() })
+        .update_model(
+            "llama-3-70b",
+            ModelPatch { enabled: Some(false), api_key: Some(None), max_in_flight: Some(None), ..Default::default() },
+        )
         .await
         .expect("patch");
     assert!(!patched.enabled);
     assert!(patched.api_key.is_none());
+    assert_eq!(patched.max_in_flight, None);
     assert_eq!(patched.api_base.as_deref(), Some("http://aibrix-gateway:8080"));
     let names: Vec<_> = store.list_models().await.expect("list").into_iter().map(|m| m.model_name).collect();
     assert_eq!(names, ["llama-3-70b", "plain"]);

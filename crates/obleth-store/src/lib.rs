@@ -7,7 +7,7 @@
 //! change (see `obleth_core::change`).
 
 use async_trait::async_trait;
-use obleth_core::{ApiKey, KeyHash, Model, Quota, Tenant};
+use obleth_core::{ApiKey, Group, KeyHash, Model, Quota, Tenant};
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 
@@ -110,6 +110,7 @@ pub struct NewModel {
     pub enabled: bool,
     #[serde(default = "default_admission_weight")]
     pub admission_weight: f64,
+    pub max_in_flight: Option<u32>,
 }
 
 fn default_true() -> bool {
@@ -136,6 +137,8 @@ pub struct ModelPatch {
     pub context_window: Option<Option<u32>>,
     pub enabled: Option<bool>,
     pub admission_weight: Option<f64>,
+    #[serde(default, deserialize_with = "present")]
+    pub max_in_flight: Option<Option<u32>>,
 }
 
 /// Marks a field that was present in the JSON, even as `null`.
@@ -184,4 +187,10 @@ pub trait ControlPlaneStore: Send + Sync + 'static {
     async fn list_models(&self) -> Result<Vec<Model>>;
     async fn update_model(&self, name: &str, patch: ModelPatch) -> Result<Model>;
     async fn delete_model(&self, name: &str) -> Result<Model>;
+
+    /// Creates or updates a fairshare group.
+    async fn put_group(&self, name: &str, weight: u32) -> Result<Group>;
+    async fn get_group(&self, name: &str) -> Result<Group>;
+    async fn list_groups(&self) -> Result<Vec<Group>>;
+    async fn delete_group(&self, name: &str) -> Result<Group>;
 }

@@ -87,6 +87,7 @@ pub(crate) fn new_model(new: NewModel) -> Result<Model> {
         context_window: new.context_window,
         enabled: new.enabled,
         admission_weight: new.admission_weight,
+        max_in_flight: new.max_in_flight,
         created_at: now,
         updated_at: now,
     };
@@ -119,6 +120,9 @@ pub(crate) fn patch_model(mut m: Model, p: ModelPatch) -> Result<Model> {
     if let Some(v) = p.admission_weight {
         m.admission_weight = v;
     }
+    if let Some(v) = p.max_in_flight {
+        m.max_in_flight = v;
+    }
     m.updated_at = now_millis().max(m.updated_at);
     check_model(&m)?;
     Ok(m)
@@ -148,8 +152,19 @@ fn check_model(m: &Model) -> Result<()> {
     if !m.admission_weight.is_finite() || m.admission_weight <= 0.0 || m.admission_weight > 1000.0 {
         return Err(invalid("admission_weight", "must be greater than 0 and at most 1000"));
     }
+    if m.max_in_flight == Some(0) {
+        return Err(invalid("max_in_flight", "must be at least 1 (or null for no model cap)"));
+    }
     if m.context_window == Some(0) {
         return Err(invalid("context_window", "must be positive (or null)"));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_group(name: &str, weight: u32) -> Result<()> {
+    validate_name(name).map_err(|m| invalid("name", m))?;
+    if weight == 0 || weight > MAX_WEIGHT {
+        return Err(invalid("weight", format!("must be between 1 and {MAX_WEIGHT}")));
     }
     Ok(())
 }

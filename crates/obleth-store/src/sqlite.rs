@@ -4,7 +4,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use obleth_core::{ApiKey, KeyHash, Model, Quota, Tenant, now_millis, tenant::TENANT_ID_PREFIX};
+use obleth_core::{ApiKey, Group, KeyHash, Model, Quota, Tenant, now_millis, tenant::TENANT_ID_PREFIX};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
 use sqlx::{Row, SqlitePool};
@@ -87,12 +87,12 @@ impl SqliteStore {
     async fn write_model(&self, m: &Model, insert: bool) -> Result<()> {
         let sql = if insert {
             "INSERT INTO models (upstream_model, api_base, api_key, input_cost_per_token,
-                output_cost_per_token, context_window, enabled, admission_weight, created_at,
-                updated_at, model_name) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+                output_cost_per_token, context_window, enabled, admission_weight, max_in_flight,
+                created_at, updated_at, model_name) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
         } else {
             "UPDATE models SET upstream_model=?, api_base=?, api_key=?, input_cost_per_token=?,
-                output_cost_per_token=?, context_window=?, enabled=?, admission_weight=?, created_at=?,
-                updated_at=? WHERE model_name=?"
+                output_cost_per_token=?, context_window=?, enabled=?, admission_weight=?, max_in_flight=?,
+                created_at=?, updated_at=? WHERE model_name=?"
         };
         sqlx::query(sql)
             .bind(&m.upstream_model)
@@ -103,6 +103,7 @@ impl SqliteStore {
             .bind(m.context_window.map(|v| v as i64))
             .bind(m.enabled)
             .bind(m.admission_weight)
+            .bind(m.max_in_flight.map(|v| v as i64))
             .bind(m.created_at)
             .bind(m.updated_at)
             .bind(&m.model_name)
@@ -267,11 +268,71 @@ impl ControlPlaneStore for SqliteStore {
         Ok(updated)
     }
 
+    async fn put_group(&self, name: &str, weight: u32) -> Result<Group> {
+        rules::check_group(name, weight)?;
+        let now = now_millis();
+        sqlx::query(
+            "INSERT INTO groups (name, weight, created_at, updated_at) VALUES (?,?,?,?)
+             ON CONFLICT(name) DO UPDATE SET weight = excluded.weight, updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(weight as i64)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        self.get_group(name).await
+    }
+
+    async fn get_group(&self, name: &str) -> Result<Group> {
+        self.group_row(name).await?.ok_or_else(|| StoreError::not_found("group", name))
+    }
+
+    async fn list_groups(&self) -> Result<Vec<Group>> {
+        sqlx::query("SELECT * FROM groups ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(group_from_row)
+            .collect()
+    }
+
+    async fn delete_group(&self, name: &str) -> Result<Group> {
+        let group = self.get_group(name).await?;
+        sqlx::query("DELETE FROM groups WHERE name = ?").bind(name).execute(&self.pool).await.map_err(db_err)?;
+        Ok(group)
+    }
+
     async fn delete_model(&self, name: &str) -> Result<Model> {
         let model = self.get_model(name).await?;
         sqlx::query("DELETE FROM models WHERE model_name = ?").bind(name).execute(&self.pool).await.map_err(db_err)?;
         Ok(model)
     }
+}
+
+// === groups ===
+
+impl SqliteStore {
+    async fn group_row(&self, name: &str) -> Result<Option<Group>> {
+        sqlx::query("SELECT * FROM groups WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .map(|r| group_from_row(&r))
+            .transpose()
+    }
+}
+
+fn group_from_row(row: &SqliteRow) -> Result<Group> {
+    Ok(Group {
+        name: row.try_get("name").map_err(db_err)?,
+        weight: row.try_get::<i64, _>("weight").map_err(db_err)?.clamp(1, u32::MAX as i64) as u32,
+        created_at: row.try_get("created_at").map_err(db_err)?,
+        updated_at: row.try_get("updated_at").map_err(db_err)?,
+    })
 }
 
 // === rows ===
@@ -328,6 +389,10 @@ fn model_from_row(row: SqliteRow) -> Result<Model> {
             .map(|v| v.clamp(0, u32::MAX as i64) as u32),
         enabled: row.try_get("enabled").map_err(db_err)?,
         admission_weight: row.try_get("admission_weight").map_err(db_err)?,
+        max_in_flight: row
+            .try_get::<Option<i64>, _>("max_in_flight")
+            .map_err(db_err)?
+            .map(|v| v.clamp(1, u32::MAX as i64) as u32),
         created_at: row.try_get("created_at").map_err(db_err)?,
         updated_at: row.try_get("updated_at").map_err(db_err)?,
     })

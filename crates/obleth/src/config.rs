@@ -140,14 +140,30 @@ impl Default for RawKeys {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawAdmission {
-    max_in_flight: usize,
+    mode: String,
+    max_in_flight: u32,
     #[serde(with = "humantime_serde")]
     queue_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    brownout_after: Duration,
+    brownout_max_tokens: u32,
+    output_token_weight: f64,
+    max_queue_per_tenant: usize,
+    max_queue: usize,
 }
 
 impl Default for RawAdmission {
     fn default() -> Self {
-        RawAdmission { max_in_flight: 256, queue_timeout: Duration::from_secs(30) }
+        RawAdmission {
+            mode: "hierarchical".into(),
+            max_in_flight: 256,
+            queue_timeout: Duration::from_secs(60),
+            brownout_after: Duration::from_secs(10),
+            brownout_max_tokens: 256,
+            output_token_weight: 2.0,
+            max_queue_per_tenant: 1_000,
+            max_queue: 10_000,
+        }
     }
 }
 
@@ -175,9 +191,7 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub max_response_bytes: usize,
     pub keys: obleth_gateway::IdentityConfig,
-    /// `None`: no global cap.
-    pub max_in_flight: Option<usize>,
-    pub queue_timeout: Duration,
+    pub admission: obleth_scheduler::FairshareConfig,
     pub log_level: String,
 }
 
@@ -205,6 +219,7 @@ struct EnvKey(&'static str, &'static str, &'static str, Kind);
 enum Kind {
     Str,
     Int,
+    Float,
     Bool,
 }
 
@@ -226,8 +241,14 @@ const ENV_KEYS: &[EnvKey] = &[
     EnvKey("OBLETH_KEYS_CACHE_TTL", "keys", "cache_ttl", Kind::Str),
     EnvKey("OBLETH_KEYS_NEGATIVE_CACHE_TTL", "keys", "negative_cache_ttl", Kind::Str),
     EnvKey("OBLETH_KEYS_CACHE_CAPACITY", "keys", "cache_capacity", Kind::Int),
+    EnvKey("OBLETH_ADMISSION_MODE", "admission", "mode", Kind::Str),
     EnvKey("OBLETH_ADMISSION_MAX_IN_FLIGHT", "admission", "max_in_flight", Kind::Int),
     EnvKey("OBLETH_ADMISSION_QUEUE_TIMEOUT", "admission", "queue_timeout", Kind::Str),
+    EnvKey("OBLETH_ADMISSION_BROWNOUT_AFTER", "admission", "brownout_after", Kind::Str),
+    EnvKey("OBLETH_ADMISSION_BROWNOUT_MAX_TOKENS", "admission", "brownout_max_tokens", Kind::Int),
+    EnvKey("OBLETH_ADMISSION_OUTPUT_TOKEN_WEIGHT", "admission", "output_token_weight", Kind::Float),
+    EnvKey("OBLETH_ADMISSION_MAX_QUEUE_PER_TENANT", "admission", "max_queue_per_tenant", Kind::Int),
+    EnvKey("OBLETH_ADMISSION_MAX_QUEUE", "admission", "max_queue", Kind::Int),
     EnvKey("OBLETH_LOG_LEVEL", "log", "level", Kind::Str),
 ];
 
@@ -272,6 +293,12 @@ impl Config {
                         .trim()
                         .parse()
                         .map_err(|_| ConfigError::Env { var: var.clone(), message: "expected an integer".into() })?,
+                ),
+                Kind::Float => toml::Value::Float(
+                    value
+                        .trim()
+                        .parse()
+                        .map_err(|_| ConfigError::Env { var: var.clone(), message: "expected a number".into() })?,
                 ),
                 Kind::Bool => toml::Value::Boolean(match value.trim() {
                     "true" | "1" | "yes" => true,
@@ -346,6 +373,35 @@ impl RawConfig {
         if self.limits.max_response_bytes < 1024 {
             return Err(invalid("limits.max_response_bytes", "must be at least 1024".into()));
         }
+        let mode = match self.admission.mode.as_str() {
+            "hierarchical" => obleth_scheduler::core::Mode::Hierarchical,
+            "weighted" => obleth_scheduler::core::Mode::Weighted,
+            other => return Err(invalid("admission.mode", format!("'{other}' is not 'hierarchical' or 'weighted'"))),
+        };
+        let a = &self.admission;
+        if !(a.output_token_weight.is_finite() && a.output_token_weight >= 0.0) {
+            return Err(invalid("admission.output_token_weight", "must be a non-negative number".into()));
+        }
+        if a.brownout_max_tokens == 0 {
+            return Err(invalid("admission.brownout_max_tokens", "must be at least 1".into()));
+        }
+        if a.max_queue_per_tenant == 0 || a.max_queue == 0 {
+            return Err(invalid("admission.max_queue", "queue bounds must be at least 1".into()));
+        }
+        let admission = obleth_scheduler::FairshareConfig {
+            core: obleth_scheduler::core::Config {
+                mode,
+                // 0 means no global cap: a pool so large it never fills.
+                slots: if a.max_in_flight == 0 { u32::MAX } else { a.max_in_flight },
+                output_weight: a.output_token_weight,
+                brownout_after: (!a.brownout_after.is_zero()).then_some(a.brownout_after),
+                brownout_max_tokens: a.brownout_max_tokens,
+                max_queue_per_tenant: a.max_queue_per_tenant,
+                max_queue: a.max_queue,
+                share_half_life: Duration::from_secs(30),
+            },
+            queue_timeout: a.queue_timeout,
+        };
         if self.log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
             return Err(invalid(
                 "log.level",
@@ -371,8 +427,7 @@ impl RawConfig {
                 negative_ttl: self.keys.negative_cache_ttl,
                 capacity: self.keys.cache_capacity,
             },
-            max_in_flight: (self.admission.max_in_flight > 0).then_some(self.admission.max_in_flight),
-            queue_timeout: self.admission.queue_timeout,
+            admission,
             log_level: self.log.level,
         })
     }
@@ -388,7 +443,8 @@ pub struct Redacted<'a> {
     database_url: &'a str,
     upstream_base_url: Option<&'a str>,
     upstream_api_key: &'a str,
-    max_in_flight: Option<usize>,
+    admission_mode: obleth_scheduler::core::Mode,
+    max_in_flight: u32,
     key_cache_ttl: String,
 }
 
@@ -403,7 +459,8 @@ impl Config {
             database_url: &self.database_url,
             upstream_base_url: self.upstream.base_url.as_deref(),
             upstream_api_key: secret(&self.upstream.api_key),
-            max_in_flight: self.max_in_flight,
+            admission_mode: self.admission.core.mode,
+            max_in_flight: self.admission.core.slots,
             key_cache_ttl: humantime_serde::re::humantime::format_duration(self.keys.ttl).to_string(),
         }
     }

@@ -14,7 +14,9 @@ fn defaults_are_valid() {
     assert_eq!(c.listen.admin.port(), 9090);
     assert_eq!(c.listen.metrics.port(), 9091);
     assert_eq!(c.database_url, "sqlite://obleth.db");
-    assert_eq!(c.max_in_flight, Some(256));
+    assert_eq!(c.admission.core.slots, 256);
+    assert_eq!(c.admission.core.mode, obleth_scheduler::core::Mode::Hierarchical);
+    assert_eq!(c.admission.core.brownout_after, Some(Duration::from_secs(10)));
     assert!(c.admin_token.is_none());
 }
 
@@ -36,14 +38,20 @@ fn file_values_and_env_overrides() {
             ("OBLETH_DATABASE_URL", "sqlite:///tmp/x.db"),
             ("OBLETH_ADMISSION_MAX_IN_FLIGHT", "0"),
             ("OBLETH_UPSTREAM_FORWARD_CLIENT_AUTHORIZATION", "true"),
+            ("OBLETH_ADMISSION_MODE", "weighted"),
+            ("OBLETH_ADMISSION_OUTPUT_TOKEN_WEIGHT", "1.5"),
+            ("OBLETH_ADMISSION_BROWNOUT_AFTER", "0s"),
             ("PATH", "/usr/bin"),
         ]),
     )
     .expect("config");
     assert_eq!(c.upstream.base_url.as_deref(), Some("http://aibrix-gateway:8080/v1"), "env wins over file");
     assert_eq!(c.upstream.response_timeout, Duration::from_secs(90));
-    assert_eq!(c.max_in_flight, None, "0 means unlimited");
+    assert_eq!(c.admission.core.slots, u32::MAX, "0 means unlimited");
     assert!(c.upstream.forward_client_authorization);
+    assert_eq!(c.admission.core.mode, obleth_scheduler::core::Mode::Weighted);
+    assert_eq!(c.admission.core.output_weight, 1.5);
+    assert_eq!(c.admission.core.brownout_after, None, "0s disables brownout");
     assert_eq!(c.database_url, "sqlite:///tmp/x.db");
     assert_eq!(
         c.admin_token.as_ref().map(|t| t.expose_secret().to_owned()).as_deref(),
@@ -70,6 +78,8 @@ fn invalid_values_name_the_field() {
         ("[database]\nurl = \"mysql://x\"\n", "database.url"),
         ("[upstream]\nresponse_timeout = \"0s\"\n", "upstream.response_timeout"),
         ("[limits]\nmax_body_bytes = 10\n", "limits.max_body_bytes"),
+        ("[admission]\nmode = \"fifo\"\n", "admission.mode"),
+        ("[admission]\noutput_token_weight = -1.0\n", "admission.output_token_weight"),
     ];
     for (text, field) in cases {
         let err = Config::from_parts(text, "f", env(&[])).expect_err(field);

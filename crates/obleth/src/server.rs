@@ -12,7 +12,8 @@ use anyhow::Context;
 use clap::Args;
 use metrics_exporter_prometheus::PrometheusHandle;
 use obleth_core::{ChangeNotifier, UsageSink};
-use obleth_gateway::{Gateway, GatewayConfig, Identity, Registry, admission::ConcurrencyLimit, upstream};
+use obleth_gateway::{Gateway, GatewayConfig, Identity, Registry, upstream};
+use obleth_scheduler::Fairshare;
 use obleth_store::{ControlPlaneStore, SqliteStore};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -60,6 +61,7 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,
     pub store: Arc<dyn ControlPlaneStore>,
+    pub scheduler: Arc<Fairshare>,
     tasks: JoinSet<std::io::Result<()>>,
 }
 
@@ -90,8 +92,15 @@ pub async fn start(
     );
     let identity = Arc::new(Identity::new(store.clone(), &config.keys));
     let registry = Arc::new(Registry::new(store.clone(), config.keys.ttl));
-    let notifier: Arc<dyn ChangeNotifier> =
-        Arc::new(vec![identity.clone() as Arc<dyn ChangeNotifier>, registry.clone() as Arc<dyn ChangeNotifier>]);
+    let fairshare = Arc::new(Fairshare::new(config.admission.clone()));
+    for group in store.list_groups().await.context("loading fairshare groups")? {
+        fairshare.set_group_weight(&group.name, group.weight);
+    }
+    let notifier: Arc<dyn ChangeNotifier> = Arc::new(vec![
+        identity.clone() as Arc<dyn ChangeNotifier>,
+        registry.clone() as Arc<dyn ChangeNotifier>,
+        fairshare.clone() as Arc<dyn ChangeNotifier>,
+    ]);
     let gateway = Arc::new(Gateway {
         config: GatewayConfig {
             default_upstream: config.upstream.base_url.clone(),
@@ -104,7 +113,7 @@ pub async fn start(
         },
         identity,
         registry,
-        admission: Arc::new(ConcurrencyLimit::new(config.max_in_flight, config.queue_timeout)),
+        admission: fairshare.clone(),
         sink,
         client: upstream::client(config.upstream.connect_timeout),
     });
@@ -113,12 +122,23 @@ pub async fn start(
     let admin_addr = listeners.admin.local_addr()?;
     let mut tasks = JoinSet::new();
     tasks.spawn(obleth_gateway::serve(listeners.data, obleth_gateway::router(gateway), drained(shutdown.clone())));
-    let admin = obleth_admin::router(obleth_admin::AdminState { store: store.clone(), notifier, token: admin_token });
+    let admin = obleth_admin::router(obleth_admin::AdminState {
+        store: store.clone(),
+        notifier,
+        token: admin_token,
+        admission: fairshare.clone(),
+    });
     tasks.spawn(obleth_gateway::serve(listeners.admin, admin, drained(shutdown.clone())));
     let metrics_addr = match listeners.metrics {
         Some((listener, handle)) => {
             let addr = listener.local_addr()?;
-            tasks.spawn(obleth_gateway::serve(listener, telemetry::router(handle), drained(shutdown.clone())));
+            let scheduler = fairshare.clone();
+            let before_render = move || obleth_scheduler::telemetry::publish(&scheduler.state());
+            tasks.spawn(obleth_gateway::serve(
+                listener,
+                telemetry::router(handle, before_render),
+                drained(shutdown.clone()),
+            ));
             Some(addr)
         }
         None => None,
@@ -128,7 +148,7 @@ pub async fn start(
     if let Some(addr) = metrics_addr {
         telemetry::announce("metrics", addr);
     }
-    Ok(Running { data_addr, admin_addr, metrics_addr, store, tasks })
+    Ok(Running { data_addr, admin_addr, metrics_addr, store, scheduler: fairshare, tasks })
 }
 
 fn drained(token: CancellationToken) -> tokio_util::sync::WaitForCancellationFutureOwned {

@@ -40,13 +40,17 @@ pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
     Ok(handle)
 }
 
-/// The metrics router.
-pub fn router(handle: PrometheusHandle) -> Router {
+/// The metrics router. `before_render` refreshes gauges that are sampled, not counted.
+pub fn router(handle: PrometheusHandle, before_render: impl Fn() + Clone + Send + Sync + 'static) -> Router {
     Router::new().route(
         "/metrics",
         get(move || {
             let handle = handle.clone();
-            async move { handle.render() }
+            let before_render = before_render.clone();
+            async move {
+                before_render();
+                handle.render()
+            }
         }),
     )
 }

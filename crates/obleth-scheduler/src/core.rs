@@ -1,0 +1,912 @@
+//! The scheduler core: who gets the next slot. Pure: no I/O, no clock, no locks.
+//!
+//! # Model
+//! A pool of `slots` bounds the requests in flight. A request that finds a free slot and
+//! is eligible is admitted at once (`fast`); otherwise it waits in its tenant's FIFO
+//! queue, and whenever a slot frees the core picks the next request (`queued`, or
+//! `brownout` if it waited past the threshold).
+//!
+//! # Fairness: virtual token counters
+//! Every tenant has a counter of the work it was served, divided by its weight (the
+//! Virtual Token Counter of Sheng et al., OSDI 2024). Work is measured in tokens:
+//!
+//! ```text
+//! cost = (input_tokens + output_weight × output_tokens) × model.admission_weight
+//! tenant.counter += cost / tenant.weight
+//! ```
+//!
+//! At admission the *estimated* cost is charged (the request's prompt and its
+//! `max_tokens`); at completion the estimate is replaced by the actual usage. The next
+//! slot goes to the eligible tenant with the lowest counter (its `share_score`).
+//!
+//! No banking: a tenant that becomes active again (nothing queued or in flight before)
+//! is lifted to the lowest *settled* counter (counter net of uncorrected reservations)
+//! among the active tenants, so idling earns no credit to later take the pool with.
+//!
+//! # Hierarchical mode
+//! Tenants belong to groups. Slots are first split among the *active* groups (queued
+//! or in flight) in proportion to group weight, each active group getting at least one
+//! (8 slots, weights 500:50 → caps 7 and 1). When a slot frees, the groups below their
+//! cap compete on a group-level counter (same formula with group weights); inside the
+//! chosen group, its tenants compete on their counters. If no group below its cap has
+//! an eligible request, any group may use the slot (work conservation: capacity that an
+//! idle group does not use is never left idle).
+//!
+//! # Eligibility
+//! A tenant is eligible when its queue is non-empty and it is below its own in-flight
+//! cap; its head request additionally needs room under its model's slot cap.
+//!
+//! Invariant (checked by property tests): after every operation, either all slots are
+//! used or no eligible request waits.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// How tenants compete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// All tenants compete globally on their counters.
+    Weighted,
+    /// Slots are split between groups first, then tenants compete within a group.
+    Hierarchical,
+}
+
+/// Scheduler settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: Mode,
+    /// Global cap on requests in flight.
+    pub slots: u32,
+    /// Weight of an output token relative to an input token in the cost.
+    pub output_weight: f64,
+    /// Requests that waited longer are admitted degraded (`None`: never).
+    pub brownout_after: Option<Duration>,
+    /// `max_tokens` cap applied to degraded requests.
+    pub brownout_max_tokens: u32,
+    /// Most requests one tenant may have waiting.
+    pub max_queue_per_tenant: usize,
+    /// Most requests waiting in total.
+    pub max_queue: usize,
+    /// Half-life of the decayed service used for the "actual share" figures.
+    pub share_half_life: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mode: Mode::Hierarchical,
+            slots: 64,
+            output_weight: 2.0,
+            brownout_after: Some(Duration::from_secs(10)),
+            brownout_max_tokens: 256,
+            max_queue_per_tenant: 1_000,
+            max_queue: 10_000,
+            share_half_life: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Token counts of a request (estimated or actual).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tokens {
+    pub input: u64,
+    pub output: u64,
+}
+
+/// Who is asking, as the scheduler sees it. Sent with every request, so that weight or
+/// group changes apply from the next request on even without a change notification.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantSpec {
+    pub name: Arc<str>,
+    pub weight: u32,
+    pub group: Arc<str>,
+    pub max_in_flight: Option<u32>,
+    pub never_degrade: bool,
+}
+
+/// What is asked for.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub tenant: TenantSpec,
+    pub model: Arc<str>,
+    pub model_weight: f64,
+    /// The model's own slot cap, if it has one.
+    pub model_slots: Option<u32>,
+    pub estimate: Tokens,
+}
+
+/// Identifies a request from submission to completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ticket(pub u64);
+
+/// How a request got its slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    Fast,
+    Queued,
+    Brownout,
+}
+
+/// A granted slot.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Grant {
+    pub ticket: Ticket,
+    pub class: Class,
+    pub waited: Duration,
+    pub max_tokens_cap: Option<u32>,
+}
+
+/// Why a request was refused at submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    TenantQueueFull,
+    QueueFull,
+}
+
+/// The outcome of [`Scheduler::submit`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Submitted {
+    Admitted(Grant),
+    Queued(Ticket),
+    Refused(Refusal),
+}
+
+// === internals ===
+
+/// An `f64` as a totally ordered key (for the ordered indexes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Key(u64);
+
+impl Key {
+    fn of(x: f64) -> Key {
+        let bits = x.to_bits();
+        Key(if bits >> 63 == 1 { !bits } else { bits | (1 << 63) })
+    }
+}
+
+#[derive(Debug)]
+struct Waiting {
+    ticket: Ticket,
+    enqueued_at: Duration,
+    estimate: Tokens,
+    model: usize,
+    model_weight: f64,
+}
+
+#[derive(Debug)]
+struct Tenant {
+    name: Arc<str>,
+    /// The group name as configured (in weighted mode all tenants share group 0).
+    group_name: Arc<str>,
+    weight: f64,
+    group: usize,
+    max_in_flight: Option<u32>,
+    never_degrade: bool,
+    counter: f64,
+    /// Reservations (already in `counter`) not yet corrected by completion.
+    unsettled: f64,
+    queue: VecDeque<Waiting>,
+    in_flight: u32,
+    ready_key: Option<Key>,
+    active_key: Option<Key>,
+    served: f64,
+    recent: f64,
+    recent_at: Duration,
+}
+
+#[derive(Debug)]
+struct Group {
+    name: Arc<str>,
+    weight: f64,
+    counter: f64,
+    unsettled: f64,
+    in_flight: u32,
+    queued: usize,
+    cap: u32,
+    /// Eligible tenants by counter.
+    ready: BTreeSet<(Key, usize)>,
+    /// Active tenants by settled counter (for lifting).
+    active: BTreeSet<(Key, usize)>,
+    ready_key: Option<Key>,
+    recent: f64,
+    recent_at: Duration,
+}
+
+impl Group {
+    fn new(name: Arc<str>, weight: f64) -> Group {
+        Group {
+            name,
+            weight,
+            counter: 0.0,
+            unsettled: 0.0,
+            in_flight: 0,
+            queued: 0,
+            cap: 0,
+            ready: BTreeSet::new(),
+            active: BTreeSet::new(),
+            ready_key: None,
+            recent: 0.0,
+            recent_at: Duration::ZERO,
+        }
+    }
+
+    fn is_active(&self) -> bool {
+        self.queued > 0 || self.in_flight > 0
+    }
+}
+
+#[derive(Debug)]
+struct Model {
+    cap: Option<u32>,
+    in_flight: u32,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    tenant: usize,
+    group: usize,
+    model: usize,
+    model_weight: f64,
+    estimate: Tokens,
+    reserved_tenant: f64,
+    reserved_group: f64,
+}
+
+/// Admission counts by outcome.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Counts {
+    pub fast: u64,
+    pub queued: u64,
+    pub brownout: u64,
+    pub refused_queue_full: u64,
+    pub cancelled: u64,
+}
+
+/// The scheduler state.
+#[derive(Debug)]
+pub struct Scheduler {
+    config: Config,
+    tenants: Vec<Tenant>,
+    tenant_index: HashMap<Arc<str>, usize>,
+    groups: Vec<Group>,
+    group_index: HashMap<Arc<str>, usize>,
+    /// Weights of groups set by the operator; others weigh [`DEFAULT_GROUP_WEIGHT`].
+    group_weights: HashMap<Arc<str>, u32>,
+    models: Vec<Model>,
+    model_index: HashMap<Arc<str>, usize>,
+    /// Groups with an eligible tenant, by group counter.
+    ready_groups: BTreeSet<(Key, usize)>,
+    in_flight: HashMap<Ticket, InFlight>,
+    waiting: HashMap<Ticket, usize>,
+    used: u32,
+    queued: usize,
+    next_ticket: u64,
+    counts: Counts,
+}
+
+/// Weight of a group the operator has not configured.
+pub const DEFAULT_GROUP_WEIGHT: u32 = 1;
+
+/// The group every tenant joins in weighted mode.
+const ALL: &str = "*";
+
+impl Scheduler {
+    pub fn new(config: Config) -> Scheduler {
+        let mut s = Scheduler {
+            config,
+            tenants: Vec::new(),
+            tenant_index: HashMap::new(),
+            groups: Vec::new(),
+            group_index: HashMap::new(),
+            group_weights: HashMap::new(),
+            models: Vec::new(),
+            model_index: HashMap::new(),
+            ready_groups: BTreeSet::new(),
+            in_flight: HashMap::new(),
+            waiting: HashMap::new(),
+            used: 0,
+            queued: 0,
+            next_ticket: 1,
+            counts: Counts::default(),
+        };
+        if s.config.mode == Mode::Weighted {
+            s.group_idx(&Arc::from(ALL));
+        }
+        s
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Slots in use.
+    pub fn used(&self) -> u32 {
+        self.used
+    }
+
+    /// Requests waiting.
+    pub fn queued(&self) -> usize {
+        self.queued
+    }
+
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    /// The virtual cost of `tokens` on a model of weight `model_weight`.
+    pub fn cost(&self, tokens: Tokens, model_weight: f64) -> f64 {
+        (tokens.input as f64 + self.config.output_weight * tokens.output as f64) * model_weight
+    }
+
+    // === operations ===
+
+    /// A request arrives at `now`. Returns its outcome and any other requests that the
+    /// submission let through (rare: only when caps changed).
+    pub fn submit(&mut self, now: Duration, request: Request) -> (Submitted, Vec<Grant>) {
+        let t = self.upsert_tenant(&request.tenant);
+        let model = self.upsert_model(&request.model, request.model_slots);
+        if self.tenants[t].queue.len() >= self.config.max_queue_per_tenant {
+            self.counts.refused_queue_full += 1;
+            return (Submitted::Refused(Refusal::TenantQueueFull), vec![]);
+        }
+        if self.queued >= self.config.max_queue {
+            self.counts.refused_queue_full += 1;
+            return (Submitted::Refused(Refusal::QueueFull), vec![]);
+        }
+        let ticket = Ticket(self.next_ticket);
+        self.next_ticket += 1;
+        let g = self.tenants[t].group;
+        if !self.groups[g].is_active() {
+            self.lift_group(g);
+        }
+        if self.tenant_is_inactive(t) {
+            self.lift_tenant(t);
+        }
+        self.tenants[t].queue.push_back(Waiting {
+            ticket,
+            enqueued_at: now,
+            estimate: request.estimate,
+            model,
+            model_weight: request.model_weight,
+        });
+        self.waiting.insert(ticket, t);
+        self.queued += 1;
+        self.groups[g].queued += 1;
+        self.refresh_tenant(t);
+        self.refresh_caps_if_needed(g, false);
+
+        let mut grants = Vec::new();
+        self.dispatch(now, &mut grants);
+        match grants.iter().position(|gr| gr.ticket == ticket) {
+            Some(i) => {
+                let mut grant = grants.swap_remove(i);
+                // Admitted in the same step as it arrived: it never waited.
+                if grant.class == Class::Queued {
+                    self.counts.queued -= 1;
+                    self.counts.fast += 1;
+                    grant.class = Class::Fast;
+                }
+                (Submitted::Admitted(grant), grants)
+            }
+            None => (Submitted::Queued(ticket), grants),
+        }
+    }
+
+    /// A waiting request gave up (client gone, or queue timeout). Returns whether it was
+    /// still waiting (false: it was already admitted or never existed).
+    pub fn cancel(&mut self, now: Duration, ticket: Ticket) -> (bool, Vec<Grant>) {
+        let Some(t) = self.waiting.remove(&ticket) else {
+            return (false, vec![]);
+        };
+        let pos = self.tenants[t].queue.iter().position(|w| w.ticket == ticket);
+        if let Some(pos) = pos {
+            self.tenants[t].queue.remove(pos);
+        }
+        self.queued -= 1;
+        let g = self.tenants[t].group;
+        self.groups[g].queued -= 1;
+        self.counts.cancelled += 1;
+        self.refresh_tenant(t);
+        self.refresh_caps_if_needed(g, true);
+        let mut grants = Vec::new();
+        self.dispatch(now, &mut grants);
+        (true, grants)
+    }
+
+    /// An admitted request finished (or failed, or its client left). `actual` is its
+    /// real usage if known; without it the estimate stands. Returns the requests admitted
+    /// into the freed slot. Idempotent.
+    pub fn complete(&mut self, now: Duration, ticket: Ticket, actual: Option<Tokens>) -> Vec<Grant> {
+        let Some(f) = self.in_flight.remove(&ticket) else {
+            return vec![];
+        };
+        self.used -= 1;
+        self.models[f.model].in_flight -= 1;
+        let cost = self.cost(actual.unwrap_or(f.estimate), f.model_weight);
+        let half_life = self.config.share_half_life;
+
+        let tenant = &mut self.tenants[f.tenant];
+        tenant.in_flight -= 1;
+        tenant.unsettled -= f.reserved_tenant;
+        tenant.counter += cost / tenant.weight - f.reserved_tenant;
+        if tenant.in_flight == 0 {
+            tenant.unsettled = 0.0; // no float residue once nothing is outstanding
+        }
+        tenant.served += cost;
+        decay(&mut tenant.recent, &mut tenant.recent_at, now, half_life);
+        tenant.recent += cost;
+
+        let group = &mut self.groups[f.group];
+        group.in_flight -= 1;
+        group.unsettled -= f.reserved_group;
+        group.counter += cost / group.weight - f.reserved_group;
+        if group.in_flight == 0 {
+            group.unsettled = 0.0;
+        }
+        decay(&mut group.recent, &mut group.recent_at, now, half_life);
+        group.recent += cost;
+
+        self.refresh_tenant(f.tenant);
+        self.refresh_group_ready(f.group);
+        self.refresh_caps_if_needed(f.group, true);
+        let mut grants = Vec::new();
+        self.dispatch(now, &mut grants);
+        grants
+    }
+
+    /// Sets a group's weight (live: applies from the next pick).
+    pub fn set_group_weight(&mut self, group: &str, weight: u32) {
+        let weight = weight.max(1);
+        self.group_weights.insert(Arc::from(group), weight);
+        if let Some(&g) = self.group_index.get(group)
+            && self.config.mode == Mode::Hierarchical
+        {
+            self.groups[g].weight = weight as f64;
+            self.recompute_caps();
+        }
+    }
+
+    /// Applies a tenant change (weight, group, caps) now, not at its next request.
+    pub fn update_tenant(&mut self, now: Duration, spec: &TenantSpec) -> Vec<Grant> {
+        if self.tenant_index.contains_key(&spec.name) {
+            self.upsert_tenant(spec);
+        }
+        let mut grants = Vec::new();
+        self.dispatch(now, &mut grants);
+        grants
+    }
+
+    /// Sets a model's own slot cap.
+    pub fn set_model_slots(&mut self, now: Duration, model: &str, slots: Option<u32>) -> Vec<Grant> {
+        self.upsert_model(&Arc::from(model), slots);
+        let mut grants = Vec::new();
+        self.dispatch(now, &mut grants);
+        grants
+    }
+
+    // === picking ===
+
+    fn dispatch(&mut self, now: Duration, out: &mut Vec<Grant>) {
+        while self.used < self.config.slots {
+            let Some(t) = self.pick() else { break };
+            out.push(self.admit_head(now, t));
+        }
+    }
+
+    /// The tenant whose head request goes next, if any may.
+    fn pick(&self) -> Option<usize> {
+        if self.config.mode == Mode::Weighted {
+            return self.pick_in_group(0);
+        }
+        // Groups below their cap first, by group counter; then any group (work conservation).
+        let under_cap = self
+            .ready_groups
+            .iter()
+            .filter(|(_, g)| self.groups[*g].in_flight < self.groups[*g].cap)
+            .find_map(|(_, g)| self.pick_in_group(*g));
+        under_cap.or_else(|| self.ready_groups.iter().find_map(|(_, g)| self.pick_in_group(*g)))
+    }
+
+    fn pick_in_group(&self, g: usize) -> Option<usize> {
+        self.groups[g].ready.iter().map(|(_, t)| *t).find(|&t| {
+            let head = &self.tenants[t].queue[0];
+            let m = &self.models[head.model];
+            m.cap.is_none_or(|cap| m.in_flight < cap)
+        })
+    }
+
+    fn admit_head(&mut self, now: Duration, t: usize) -> Grant {
+        let Some(w) = self.tenants[t].queue.pop_front() else {
+            unreachable!("pick returns tenants with a non-empty queue")
+        };
+        self.waiting.remove(&w.ticket);
+        let cost = self.cost(w.estimate, w.model_weight);
+        let g = self.tenants[t].group;
+
+        let tenant = &mut self.tenants[t];
+        let reserved_tenant = cost / tenant.weight;
+        tenant.counter += reserved_tenant;
+        tenant.unsettled += reserved_tenant;
+        tenant.in_flight += 1;
+        let never_degrade = tenant.never_degrade;
+
+        let group = &mut self.groups[g];
+        let reserved_group = cost / group.weight;
+        group.counter += reserved_group;
+        group.unsettled += reserved_group;
+        group.in_flight += 1;
+        group.queued -= 1;
+
+        self.models[w.model].in_flight += 1;
+        self.used += 1;
+        self.queued -= 1;
+        self.in_flight.insert(
+            w.ticket,
+            InFlight {
+                tenant: t,
+                group: g,
+                model: w.model,
+                model_weight: w.model_weight,
+                estimate: w.estimate,
+                reserved_tenant,
+                reserved_group,
+            },
+        );
+        self.refresh_tenant(t);
+        self.refresh_group_ready(g);
+
+        let waited = now.saturating_sub(w.enqueued_at);
+        let degraded = !never_degrade && self.config.brownout_after.is_some_and(|after| waited > after);
+        let class = if degraded {
+            self.counts.brownout += 1;
+            Class::Brownout
+        } else {
+            self.counts.queued += 1;
+            Class::Queued
+        };
+        Grant { ticket: w.ticket, class, waited, max_tokens_cap: degraded.then_some(self.config.brownout_max_tokens) }
+    }
+
+    // === bookkeeping ===
+
+    fn tenant_is_inactive(&self, t: usize) -> bool {
+        self.tenants[t].queue.is_empty() && self.tenants[t].in_flight == 0
+    }
+
+    /// No banking: lift a returning tenant to the lowest settled counter of its group's
+    /// active tenants.
+    fn lift_tenant(&mut self, t: usize) {
+        let g = self.tenants[t].group;
+        if let Some(&(_, j)) = self.groups[g].active.iter().find(|(_, j)| *j != t) {
+            let floor = self.tenants[j].counter - self.tenants[j].unsettled;
+            let tenant = &mut self.tenants[t];
+            tenant.counter = tenant.counter.max(floor);
+        }
+    }
+
+    fn lift_group(&mut self, g: usize) {
+        let floor = self
+            .groups
+            .iter()
+            .enumerate()
+            .filter(|(i, other)| *i != g && other.is_active())
+            .map(|(_, other)| other.counter - other.unsettled)
+            .min_by(f64::total_cmp);
+        if let Some(floor) = floor {
+            self.groups[g].counter = self.groups[g].counter.max(floor);
+        }
+    }
+
+    /// Re-indexes tenant `t` after its counter, queue or in-flight count changed.
+    fn refresh_tenant(&mut self, t: usize) {
+        let tenant = &self.tenants[t];
+        let g = tenant.group;
+        let ready = !tenant.queue.is_empty() && tenant.max_in_flight.is_none_or(|cap| tenant.in_flight < cap);
+        let ready_key = ready.then(|| Key::of(tenant.counter));
+        let active = !tenant.queue.is_empty() || tenant.in_flight > 0;
+        let active_key = active.then(|| Key::of(tenant.counter - tenant.unsettled));
+        let (old_ready, old_active) = (tenant.ready_key, tenant.active_key);
+        let group = &mut self.groups[g];
+        if old_ready != ready_key {
+            if let Some(k) = old_ready {
+                group.ready.remove(&(k, t));
+            }
+            if let Some(k) = ready_key {
+                group.ready.insert((k, t));
+            }
+        }
+        if old_active != active_key {
+            if let Some(k) = old_active {
+                group.active.remove(&(k, t));
+            }
+            if let Some(k) = active_key {
+                group.active.insert((k, t));
+            }
+        }
+        let tenant = &mut self.tenants[t];
+        tenant.ready_key = ready_key;
+        tenant.active_key = active_key;
+        self.refresh_group_ready(g);
+    }
+
+    fn refresh_group_ready(&mut self, g: usize) {
+        let group = &self.groups[g];
+        let key = (!group.ready.is_empty()).then(|| Key::of(group.counter));
+        if key != group.ready_key {
+            if let Some(k) = group.ready_key {
+                self.ready_groups.remove(&(k, g));
+            }
+            if let Some(k) = key {
+                self.ready_groups.insert((k, g));
+            }
+            self.groups[g].ready_key = key;
+        }
+    }
+
+    /// Group caps depend on which groups are active; recompute when `g` may have
+    /// changed state (`leaving`: it may have become inactive).
+    fn refresh_caps_if_needed(&mut self, g: usize, leaving: bool) {
+        if self.config.mode != Mode::Hierarchical {
+            return;
+        }
+        let group = &self.groups[g];
+        let became_active = !leaving && group.cap == 0 && group.is_active();
+        let became_inactive = leaving && group.cap > 0 && !group.is_active();
+        if became_active || became_inactive {
+            self.recompute_caps();
+        }
+    }
+
+    /// Splits the slots among active groups by weight (largest remainder), then makes
+    /// sure every active group has at least one, taken from the largest cap.
+    fn recompute_caps(&mut self) {
+        let active: Vec<usize> = (0..self.groups.len()).filter(|&g| self.groups[g].is_active()).collect();
+        for group in &mut self.groups {
+            group.cap = 0;
+        }
+        if active.is_empty() {
+            return;
+        }
+        let slots = self.config.slots as f64;
+        let total_weight: f64 = active.iter().map(|&g| self.groups[g].weight).sum();
+        let mut remainders = Vec::with_capacity(active.len());
+        let mut assigned = 0u32;
+        for &g in &active {
+            let exact = slots * self.groups[g].weight / total_weight;
+            let floor = exact.floor() as u32;
+            self.groups[g].cap = floor;
+            assigned += floor;
+            remainders.push((exact - floor as f64, g));
+        }
+        remainders.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        for &(_, g) in remainders.iter().take((self.config.slots - assigned.min(self.config.slots)) as usize) {
+            self.groups[g].cap += 1;
+        }
+        for &g in &active {
+            if self.groups[g].cap == 0 {
+                self.groups[g].cap = 1;
+                let donor =
+                    active.iter().copied().filter(|&d| self.groups[d].cap > 1).max_by_key(|&d| self.groups[d].cap);
+                if let Some(d) = donor {
+                    self.groups[d].cap -= 1;
+                }
+            }
+        }
+    }
+
+    fn group_idx(&mut self, name: &Arc<str>) -> usize {
+        if let Some(&g) = self.group_index.get(name) {
+            return g;
+        }
+        let weight = self.group_weights.get(name).copied().unwrap_or(DEFAULT_GROUP_WEIGHT);
+        self.groups.push(Group::new(name.clone(), weight as f64));
+        let g = self.groups.len() - 1;
+        self.group_index.insert(name.clone(), g);
+        g
+    }
+
+    fn upsert_model(&mut self, name: &Arc<str>, cap: Option<u32>) -> usize {
+        match self.model_index.get(name) {
+            Some(&m) => {
+                self.models[m].cap = cap;
+                m
+            }
+            None => {
+                self.models.push(Model { cap, in_flight: 0 });
+                self.model_index.insert(name.clone(), self.models.len() - 1);
+                self.models.len() - 1
+            }
+        }
+    }
+
+    fn upsert_tenant(&mut self, spec: &TenantSpec) -> usize {
+        let group_name = if self.config.mode == Mode::Weighted { Arc::from(ALL) } else { spec.group.clone() };
+        let g = self.group_idx(&group_name);
+        let weight = spec.weight.max(1) as f64;
+        let Some(&t) = self.tenant_index.get(&spec.name) else {
+            self.tenants.push(Tenant {
+                name: spec.name.clone(),
+                group_name: spec.group.clone(),
+                weight,
+                group: g,
+                max_in_flight: spec.max_in_flight,
+                never_degrade: spec.never_degrade,
+                counter: 0.0,
+                unsettled: 0.0,
+                queue: VecDeque::new(),
+                in_flight: 0,
+                ready_key: None,
+                active_key: None,
+                served: 0.0,
+                recent: 0.0,
+                recent_at: Duration::ZERO,
+            });
+            let t = self.tenants.len() - 1;
+            self.tenant_index.insert(spec.name.clone(), t);
+            return t;
+        };
+        let tenant = &mut self.tenants[t];
+        tenant.weight = weight;
+        tenant.max_in_flight = spec.max_in_flight;
+        tenant.never_degrade = spec.never_degrade;
+        tenant.group_name = spec.group.clone();
+        if tenant.group != g {
+            self.move_tenant(t, g);
+        }
+        self.refresh_tenant(t);
+        t
+    }
+
+    /// Moves a tenant to another group. Its requests in flight stay accounted to the old
+    /// group until they finish.
+    fn move_tenant(&mut self, t: usize, to: usize) {
+        let from = self.tenants[t].group;
+        let queued = self.tenants[t].queue.len();
+        if let Some(k) = self.tenants[t].ready_key.take() {
+            self.groups[from].ready.remove(&(k, t));
+        }
+        if let Some(k) = self.tenants[t].active_key.take() {
+            self.groups[from].active.remove(&(k, t));
+        }
+        self.groups[from].queued -= queued;
+        self.refresh_group_ready(from);
+        let was_active = self.groups[to].is_active();
+        self.tenants[t].group = to;
+        self.groups[to].queued += queued;
+        if !was_active && queued > 0 {
+            self.lift_group(to);
+        }
+        self.recompute_caps();
+    }
+
+    // === introspection ===
+
+    /// The state for the admin API and metrics.
+    pub fn snapshot(&self, now: Duration) -> Snapshot {
+        let half_life = self.config.share_half_life;
+        let decayed = |recent: f64, at: Duration| recent * decay_factor(now.saturating_sub(at), half_life);
+        let total_recent: f64 = self.tenants.iter().map(|t| decayed(t.recent, t.recent_at)).sum();
+        let group_recent: f64 = self.groups.iter().map(|g| decayed(g.recent, g.recent_at)).sum();
+        let active_group_weight: f64 = self.groups.iter().filter(|g| g.is_active()).map(|g| g.weight).sum();
+        let mut active_tenant_weight = vec![0.0; self.groups.len()];
+        for t in &self.tenants {
+            if t.ready_key.is_some() || t.in_flight > 0 || !t.queue.is_empty() {
+                active_tenant_weight[t.group] += t.weight;
+            }
+        }
+        let share = |x: f64, total: f64| if total > 0.0 { x / total } else { 0.0 };
+        let groups = self
+            .groups
+            .iter()
+            .map(|g| GroupView {
+                name: g.name.to_string(),
+                weight: g.weight,
+                cap: g.cap,
+                in_flight: g.in_flight,
+                queued: g.queued,
+                share_score: g.counter,
+                target_share: if g.is_active() { share(g.weight, active_group_weight) } else { 0.0 },
+                actual_share: share(decayed(g.recent, g.recent_at), group_recent),
+            })
+            .collect();
+        let tenants = self
+            .tenants
+            .iter()
+            .map(|t| {
+                let active = !t.queue.is_empty() || t.in_flight > 0;
+                let group = &self.groups[t.group];
+                let group_share = match self.config.mode {
+                    Mode::Weighted => 1.0,
+                    Mode::Hierarchical => share(group.weight, active_group_weight),
+                };
+                TenantView {
+                    name: t.name.to_string(),
+                    group: t.group_name.to_string(),
+                    weight: t.weight,
+                    queued: t.queue.len(),
+                    in_flight: t.in_flight,
+                    share_score: t.counter,
+                    served_tokens: t.served,
+                    target_share: if active {
+                        group_share * share(t.weight, active_tenant_weight[t.group])
+                    } else {
+                        0.0
+                    },
+                    actual_share: share(decayed(t.recent, t.recent_at), total_recent),
+                }
+            })
+            .collect();
+        Snapshot {
+            mode: self.config.mode,
+            slots_total: self.config.slots,
+            slots_used: self.used,
+            queued: self.queued,
+            groups,
+            tenants,
+            admissions: self.counts,
+        }
+    }
+}
+
+fn decay_factor(elapsed: Duration, half_life: Duration) -> f64 {
+    if half_life.is_zero() {
+        return 1.0;
+    }
+    (-(elapsed.as_secs_f64() / half_life.as_secs_f64()) * std::f64::consts::LN_2).exp()
+}
+
+fn decay(value: &mut f64, at: &mut Duration, now: Duration, half_life: Duration) {
+    *value *= decay_factor(now.saturating_sub(*at), half_life);
+    *at = now;
+}
+
+/// Scheduler state for `GET /api/v1/scheduler`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub mode: Mode,
+    pub slots_total: u32,
+    pub slots_used: u32,
+    pub queued: usize,
+    pub groups: Vec<GroupView>,
+    pub tenants: Vec<TenantView>,
+    pub admissions: Counts,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupView {
+    pub name: String,
+    pub weight: f64,
+    /// Slots reserved for the group while it is active (hierarchical mode).
+    pub cap: u32,
+    pub in_flight: u32,
+    pub queued: usize,
+    pub share_score: f64,
+    pub target_share: f64,
+    pub actual_share: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantView {
+    pub name: String,
+    pub group: String,
+    pub weight: f64,
+    pub queued: usize,
+    pub in_flight: u32,
+    /// Weighted served work (lower goes first).
+    pub share_score: f64,
+    /// Cumulative served cost (tokens, weighted as configured).
+    pub served_tokens: f64,
+    /// Share of the pool this tenant is entitled to among the active tenants.
+    pub target_share: f64,
+    /// Share of recent service (exponentially decayed) it actually received.
+    pub actual_share: f64,
+}
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;

@@ -1,0 +1,451 @@
+//! Decision tests of the scheduler core, and property tests of its invariants.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn cfg(mode: Mode, slots: u32) -> Config {
+    Config {
+        mode,
+        slots,
+        output_weight: 1.0,
+        brownout_after: Some(Duration::from_secs(10)),
+        brownout_max_tokens: 64,
+        max_queue_per_tenant: 100,
+        max_queue: 1_000,
+        share_half_life: Duration::from_secs(30),
+    }
+}
+
+fn spec(name: &str, weight: u32, group: &str) -> TenantSpec {
+    TenantSpec { name: name.into(), weight, group: group.into(), max_in_flight: None, never_degrade: false }
+}
+
+fn req(tenant: TenantSpec, cost: u64) -> Request {
+    Request {
+        tenant,
+        model: "m".into(),
+        model_weight: 1.0,
+        model_slots: None,
+        estimate: Tokens { input: cost, output: 0 },
+    }
+}
+
+const T0: Duration = Duration::ZERO;
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn admitted(s: Submitted) -> Grant {
+    match s {
+        Submitted::Admitted(g) => g,
+        other => panic!("expected admission, got {other:?}"),
+    }
+}
+
+fn queued(s: Submitted) -> Ticket {
+    match s {
+        Submitted::Queued(t) => t,
+        other => panic!("expected queueing, got {other:?}"),
+    }
+}
+
+#[test]
+fn fast_path_then_queue_then_dispatch_on_release() {
+    let mut s = Scheduler::new(cfg(Mode::Weighted, 1));
+    let a = admitted(s.submit(T0, req(spec("a", 1, "g"), 10)).0);
+    assert_eq!(a.class, Class::Fast);
+    let b = queued(s.submit(T0, req(spec("b", 1, "g"), 10)).0);
+    assert_eq!((s.used(), s.queued()), (1, 1));
+    let grants = s.complete(secs(1), a.ticket, None);
+    assert_eq!(grants.len(), 1);
+    assert_eq!(grants[0].ticket, b);
+    assert_eq!(grants[0].class, Class::Queued);
+    assert_eq!(grants[0].waited, secs(1));
+    assert!(s.complete(secs(1), a.ticket, None).is_empty(), "completion is idempotent");
+}
+
+/// Runs a saturated pool in a closed loop: every tenant keeps `slots + 2` requests
+/// outstanding (so it is always backlogged), and requests complete in the order they
+/// were admitted (every slot turns over at the same pace).
+/// Returns how many grants each tenant got after the initial fill.
+fn saturated(s: &mut Scheduler, tenants: &[(TenantSpec, u64)], grants: usize) -> Vec<usize> {
+    let per_tenant = s.config.slots as usize + 2;
+    let mut counts = vec![0; tenants.len()];
+    let index: HashMap<Arc<str>, usize> = tenants.iter().enumerate().map(|(i, (t, _))| (t.name.clone(), i)).collect();
+    let mut now = 1u64;
+    for (spec, cost) in tenants {
+        let waiting =
+            s.tenant_index.get(&spec.name).map(|&t| s.tenants[t].queue.len() + s.tenants[t].in_flight as usize);
+        for _ in waiting.unwrap_or(0)..per_tenant {
+            if let Submitted::Refused(r) = s.submit(Duration::from_millis(now), req(spec.clone(), *cost)).0 {
+                panic!("{r:?}");
+            }
+        }
+    }
+    let mut order: std::collections::VecDeque<Ticket> = {
+        let mut v: Vec<Ticket> = s.in_flight.keys().copied().collect();
+        v.sort();
+        v.into()
+    };
+    while counts.iter().sum::<usize>() < grants {
+        now += 1;
+        let oldest = order.pop_front().expect("something in flight");
+        let done = s.in_flight[&oldest].tenant;
+        let name = s.tenants[done].name.clone();
+        for g in s.complete(Duration::from_millis(now), oldest, None) {
+            let t = s.in_flight[&g.ticket].tenant;
+            counts[index[&s.tenants[t].name]] += 1;
+            order.push_back(g.ticket);
+        }
+        // The client whose request finished sends the next one.
+        let i = index[&name];
+        s.submit(Duration::from_millis(now), req(tenants[i].0.clone(), tenants[i].1));
+    }
+    counts
+}
+
+#[test]
+fn weighted_mode_shares_by_weight_in_tokens() {
+    let mut s = Scheduler::new(cfg(Mode::Weighted, 4));
+    // b's requests cost twice as much: with weights 2:1 and costs 1:2, a gets 4x b's grants.
+    let counts = saturated(&mut s, &[(spec("a", 2, "g"), 100), (spec("b", 1, "g"), 200)], 1000);
+    let ratio = counts[0] as f64 / counts[1] as f64;
+    assert!((ratio - 4.0).abs() < 0.1, "{counts:?}");
+}
+
+#[test]
+fn hierarchical_caps_follow_the_product_example() {
+    let mut s = Scheduler::new(cfg(Mode::Hierarchical, 8));
+    s.set_group_weight("chatbot", 500);
+    s.set_group_weight("api", 50);
+    for _ in 0..20 {
+        s.submit(T0, req(spec("chatbot", 500, "chatbot"), 10));
+        s.submit(T0, req(spec("api-batch", 50, "api"), 10));
+    }
+    let snap = s.snapshot(T0);
+    let caps: Vec<(String, u32, u32)> = snap.groups.iter().map(|g| (g.name.clone(), g.cap, g.in_flight)).collect();
+    // The first 8 arrivals alternate, so both groups start with in-flight work; caps are 7 and 1.
+    assert_eq!(caps.iter().find(|g| g.0 == "chatbot").map(|g| g.1), Some(7));
+    assert_eq!(caps.iter().find(|g| g.0 == "api").map(|g| g.1), Some(1));
+    // In steady state the split converges to the caps.
+    let counts = saturated(&mut s, &[(spec("chatbot", 500, "chatbot"), 10), (spec("api-batch", 50, "api"), 10)], 800);
+    let api_share = counts[1] as f64 / counts.iter().sum::<usize>() as f64;
+    assert!((api_share - 1.0 / 8.0).abs() < 0.02, "{counts:?}");
+}
+
+#[test]
+fn an_idle_group_leaves_no_slot_unused() {
+    let mut s = Scheduler::new(cfg(Mode::Hierarchical, 4));
+    s.set_group_weight("big", 3);
+    s.set_group_weight("small", 1);
+    for _ in 0..10 {
+        s.submit(T0, req(spec("x", 1, "small"), 10));
+    }
+    assert_eq!(s.used(), 4, "the only active group uses every slot");
+}
+
+#[test]
+fn a_returning_tenant_banks_no_credit() {
+    let mut s = Scheduler::new(cfg(Mode::Weighted, 1));
+    // a is served alone for a long time.
+    let mut t = admitted(s.submit(T0, req(spec("a", 1, "g"), 10)).0).ticket;
+    for i in 0..100 {
+        let next = queued(s.submit(secs(i), req(spec("a", 1, "g"), 10)).0);
+        let g = s.complete(secs(i), t, None);
+        assert_eq!(g[0].ticket, next);
+        t = next;
+    }
+    // b arrives; a keeps a backlog. b must not get 100 grants in a row.
+    let mut owners = vec![];
+    let mut pending: HashMap<Ticket, &str> = HashMap::new();
+    for _ in 0..5 {
+        pending.insert(queued(s.submit(secs(200), req(spec("b", 1, "g"), 10)).0), "b");
+        pending.insert(queued(s.submit(secs(200), req(spec("a", 1, "g"), 10)).0), "a");
+    }
+    for _ in 0..8 {
+        let g = s.complete(secs(201), t, None);
+        t = g[0].ticket;
+        owners.push(pending[&t]);
+    }
+    assert_eq!(owners, ["b", "a", "b", "a", "b", "a", "b", "a"], "b starts level with a, not 1000 tokens behind");
+}
+
+#[test]
+fn brownout_degrades_long_waiters_unless_exempt() {
+    let mut s = Scheduler::new(cfg(Mode::Weighted, 1));
+    let a = admitted(s.submit(T0, req(spec("a", 1, "g"), 10)).0);
+    queued(s.submit(T0, req(spec("b", 1, "g"), 10)).0);
+    let mut vip = spec("vip", 1, "g");
+    vip.never_degrade = true;
+    queued(s.submit(T0, req(vip, 10)).0);
+    let g = s.complete(secs(11), a.ticket, None);
+    assert_eq!(g[0].class, Class::Brownout);
+    assert_eq!(g[0].max_tokens_cap, Some(64));
+    let g = s.complete(secs(12), g[0].ticket, None);
+    assert_eq!(g[0].class, Class::Queued, "never_degrade tenants wait but are not capped");
+    assert_eq!(g[0].max_tokens_cap, None);
+    assert_eq!(s.counts().brownout, 1);
+}
+
+#[test]
+fn queues_are_bounded() {
+    let mut c = cfg(Mode::Weighted, 1);
+    c.max_queue_per_tenant = 2;
+    c.max_queue = 3;
+    let mut s = Scheduler::new(c);
+    admitted(s.submit(T0, req(spec("a", 1, "g"), 1)).0);
+    queued(s.submit(T0, req(spec("a", 1, "g"), 1)).0);
+    queued(s.submit(T0, req(spec("a", 1, "g"), 1)).0);
+    assert_eq!(s.submit(T0, req(spec("a", 1, "g"), 1)).0, Submitted::Refused(Refusal::TenantQueueFull));
+    queued(s.submit(T0, req(spec("b", 1, "g"), 1)).0);
+    assert_eq!(s.submit(T0, req(spec("c", 1, "g"), 1)).0, Submitted::Refused(Refusal::QueueFull));
+}
+
+#[test]
+fn cancel_removes_a_waiter() {
+    let mut s = Scheduler::new(cfg(Mode::Weighted, 1));
+    let a = admitted(s.submit(T0, req(spec("a", 1, "g"), 1)).0);
+    let b = queued(s.submit(T0, req(spec("b", 1, "g"), 1)).0);
+    assert!(s.cancel(T0, b).0);
+    assert!(!s.cancel(T0, b).0);
+    assert!(s.complete(T0, a.ticket, None).is_empty());
+    assert_eq!((s.used(), s.queued()), (0, 0));
+}
+
+#[test]
+fn model_and_tenant_caps_hold_without_blocking_others() {
+    let mut s = Scheduler::new(cfg(Mode::Weighted, 8));
+    let mut big = req(spec("a", 1, "g"), 1);
+    big.model = "70b".into();
+    big.model_slots = Some(1);
+    admitted(s.submit(T0, big.clone()).0);
+    queued(s.submit(T0, big).0);
+    // Another model still gets slots.
+    admitted(s.submit(T0, req(spec("b", 1, "g"), 1)).0);
+    let mut capped = spec("c", 1, "g");
+    capped.max_in_flight = Some(1);
+    admitted(s.submit(T0, req(capped.clone(), 1)).0);
+    queued(s.submit(T0, req(capped, 1)).0);
+    assert_eq!((s.used(), s.queued()), (3, 2));
+}
+
+#[test]
+fn completion_replaces_the_estimate() {
+    let mut s = Scheduler::new(cfg(Mode::Weighted, 1));
+    let mut r = req(spec("a", 1, "g"), 0);
+    r.estimate = Tokens { input: 10, output: 1000 };
+    let g = admitted(s.submit(T0, r).0);
+    assert_eq!(s.snapshot(T0).tenants[0].share_score, 1010.0);
+    s.complete(T0, g.ticket, Some(Tokens { input: 10, output: 5 }));
+    let t = &s.snapshot(T0).tenants[0];
+    assert_eq!(t.share_score, 15.0);
+    assert_eq!(t.served_tokens, 15.0);
+}
+
+#[test]
+fn model_admission_weight_multiplies_the_cost() {
+    let mut s = Scheduler::new(cfg(Mode::Weighted, 1));
+    let mut r = req(spec("a", 2, "g"), 100);
+    r.model_weight = 4.0;
+    let g = admitted(s.submit(T0, r).0);
+    s.complete(T0, g.ticket, None);
+    assert_eq!(s.snapshot(T0).tenants[0].share_score, 100.0 * 4.0 / 2.0);
+}
+
+#[test]
+fn weight_changes_apply_to_the_next_pick() {
+    let mut s = Scheduler::new(cfg(Mode::Weighted, 2));
+    let counts = saturated(&mut s, &[(spec("a", 1, "g"), 10), (spec("b", 1, "g"), 10)], 200);
+    assert!((counts[0] as i64 - counts[1] as i64).abs() <= 2, "{counts:?}");
+    s.update_tenant(T0, &spec("a", 9, "g"));
+    let counts = saturated(&mut s, &[(spec("a", 9, "g"), 10), (spec("b", 1, "g"), 10)], 1000);
+    // counts include the first run's queue; the new split dominates.
+    let share = counts[0] as f64 / counts.iter().sum::<usize>() as f64;
+    assert!(share > 0.85, "{counts:?}");
+}
+
+// === properties ===
+
+#[derive(Debug, Clone)]
+enum Op {
+    Submit { tenant: u8, cost: u16, model: u8 },
+    Complete { pick: u16, actual: u16 },
+    Cancel { pick: u16 },
+    Reweigh { tenant: u8, weight: u8 },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u8..6, 1u16..500, 0u8..3).prop_map(|(tenant, cost, model)| Op::Submit { tenant, cost, model }),
+        3 => (any::<u16>(), 0u16..500).prop_map(|(pick, actual)| Op::Complete { pick, actual }),
+        1 => any::<u16>().prop_map(|pick| Op::Cancel { pick }),
+        1 => (0u8..6, 1u8..20).prop_map(|(tenant, weight)| Op::Reweigh { tenant, weight }),
+    ]
+}
+
+fn tenant_spec(i: u8, weight: u8) -> TenantSpec {
+    TenantSpec {
+        name: format!("t{i}").into(),
+        weight: weight as u32,
+        group: format!("g{}", i % 3).into(),
+        max_in_flight: (i == 5).then_some(2),
+        never_degrade: false,
+    }
+}
+
+/// Checks the invariants against the core's internal state.
+fn check(s: &Scheduler) {
+    assert!(s.used <= s.config.slots, "capacity exceeded");
+    assert_eq!(s.used as usize, s.in_flight.len());
+    assert_eq!(s.queued, s.tenants.iter().map(|t| t.queue.len()).sum::<usize>());
+    for m in &s.models {
+        assert!(m.cap.is_none_or(|c| m.in_flight <= c), "model cap exceeded");
+    }
+    for t in &s.tenants {
+        assert!(t.max_in_flight.is_none_or(|c| t.in_flight <= c), "tenant cap exceeded");
+    }
+    if s.used < s.config.slots {
+        // Work conservation: no eligible request may wait while a slot is free.
+        for t in &s.tenants {
+            let Some(head) = t.queue.front() else { continue };
+            let tenant_ok = t.max_in_flight.is_none_or(|c| t.in_flight < c);
+            let m = &s.models[head.model];
+            let model_ok = m.cap.is_none_or(|c| m.in_flight < c);
+            assert!(!(tenant_ok && model_ok), "a slot is free while {} waits", t.name);
+        }
+    }
+    if s.config.mode == Mode::Hierarchical {
+        let active = s.groups.iter().filter(|g| g.is_active()).count() as u32;
+        for g in &s.groups {
+            assert_eq!(g.is_active(), g.cap > 0, "group {} cap {} active {}", g.name, g.cap, g.is_active());
+        }
+        if active > 0 && active <= s.config.slots {
+            assert_eq!(s.groups.iter().map(|g| g.cap).sum::<u32>(), s.config.slots);
+        }
+    }
+}
+
+fn run_ops(mode: Mode, slots: u32, ops: Vec<Op>) {
+    let mut s = Scheduler::new(cfg(mode, slots));
+    s.set_group_weight("g0", 3);
+    let mut weights = [1u8, 2, 3, 4, 5, 6];
+    let mut in_flight: Vec<Ticket> = vec![];
+    let mut waiting: Vec<Ticket> = vec![];
+    let mut now = T0;
+    for op in ops {
+        now += Duration::from_millis(100);
+        let grants = match op {
+            Op::Submit { tenant, cost, model } => {
+                let mut r = req(tenant_spec(tenant, weights[tenant as usize]), cost as u64);
+                r.model = format!("m{model}").into();
+                r.model_slots = (model == 2).then_some(1);
+                let (sub, others) = s.submit(now, r);
+                match sub {
+                    Submitted::Admitted(g) => in_flight.push(g.ticket),
+                    Submitted::Queued(t) => waiting.push(t),
+                    Submitted::Refused(_) => {}
+                }
+                others
+            }
+            Op::Complete { pick, actual } if !in_flight.is_empty() => {
+                let t = in_flight.swap_remove(pick as usize % in_flight.len());
+                s.complete(now, t, Some(Tokens { input: actual as u64, output: 0 }))
+            }
+            Op::Cancel { pick } if !waiting.is_empty() => {
+                let t = waiting.swap_remove(pick as usize % waiting.len());
+                let (_, grants) = s.cancel(now, t);
+                grants
+            }
+            Op::Reweigh { tenant, weight } => {
+                weights[tenant as usize] = weight;
+                s.update_tenant(now, &tenant_spec(tenant, weight))
+            }
+            _ => vec![],
+        };
+        for g in grants {
+            waiting.retain(|t| *t != g.ticket);
+            in_flight.push(g.ticket);
+        }
+        check(&s);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn invariants_hold_in_weighted_mode(slots in 1u32..6, ops in proptest::collection::vec(op(), 1..200)) {
+        run_ops(Mode::Weighted, slots, ops);
+    }
+
+    #[test]
+    fn invariants_hold_in_hierarchical_mode(slots in 1u32..6, ops in proptest::collection::vec(op(), 1..200)) {
+        run_ops(Mode::Hierarchical, slots, ops);
+    }
+
+    /// Starvation freedom: with every tenant permanently backlogged, each is served within
+    /// a bounded number of grants, whatever the weights and costs.
+    #[test]
+    fn no_backlogged_tenant_starves(
+        mode in prop_oneof![Just(Mode::Weighted), Just(Mode::Hierarchical)],
+        slots in 1u32..5,
+        tenants in proptest::collection::vec((1u32..10, 1u64..100), 2..6),
+    ) {
+        let s = Scheduler::new(cfg(mode, slots));
+        let specs: Vec<(TenantSpec, u64)> = tenants
+            .iter()
+            .enumerate()
+            .map(|(i, (w, c))| (spec(&format!("t{i}"), *w, &format!("g{}", i % 2)), *c))
+            .collect();
+        // Bound on the grants others receive between two grants of one tenant: as in VTC's
+        // fairness theorem, two backlogged counters never drift apart by more than twice the
+        // largest cost/weight, so each competitor j takes at most 2·(max c/w)/(c_j/w_j) + 2
+        // grants meanwhile.
+        // In hierarchical mode the tenant's group holds at least one of the slots, so the
+        // grants of the whole pool scale by at most the number of slots. The run is three
+        // times longer than the bound, so a starving tenant fails the test.
+        let max_cw = tenants.iter().map(|(w, c)| *c as f64 / *w as f64).fold(0.0, f64::max);
+        let min_cw = tenants.iter().map(|(w, c)| *c as f64 / *w as f64).fold(f64::MAX, f64::min);
+        let n = tenants.len() as f64;
+        let within = n * (2.0 * max_cw / min_cw + 2.0) + 2.0 * slots as f64 + 4.0;
+        let bound = match mode {
+            Mode::Weighted => within,
+            Mode::Hierarchical => within * (slots as f64 + 1.0),
+        } as usize;
+        let steps = (3 * bound + 100) as u64;
+        let mut s = s;
+        let index: HashMap<Arc<str>, usize> = specs.iter().enumerate().map(|(i, (t, _))| (t.name.clone(), i)).collect();
+        let per_tenant = slots as usize + 2;
+        for (sp, c) in &specs {
+            for _ in 0..per_tenant {
+                s.submit(T0, req(sp.clone(), *c));
+            }
+        }
+        let mut last_served = vec![0usize; specs.len()];
+        let mut grants_so_far = 0usize;
+        let mut order: std::collections::VecDeque<Ticket> = {
+            let mut v: Vec<Ticket> = s.in_flight.keys().copied().collect();
+            v.sort();
+            v.into()
+        };
+        for step in 1..steps {
+            let now = Duration::from_millis(step);
+            let oldest = order.pop_front().expect("in flight");
+            let done = index[&s.tenants[s.in_flight[&oldest].tenant].name];
+            for g in s.complete(now, oldest, None) {
+                let i = index[&s.tenants[s.in_flight[&g.ticket].tenant].name];
+                grants_so_far += 1;
+                last_served[i] = grants_so_far;
+                order.push_back(g.ticket);
+            }
+            s.submit(now, req(specs[done].0.clone(), specs[done].1));
+            for (i, last) in last_served.iter().enumerate() {
+                prop_assert!(grants_so_far - last <= bound, "tenant {} waited {} grants (bound {})", i, grants_so_far - last, bound);
+            }
+        }
+    }
+}

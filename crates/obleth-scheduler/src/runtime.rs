@@ -1,0 +1,269 @@
+//! The async face of the scheduler: implements the gateway's [`Admission`] seam.
+//!
+//! One `std::sync::Mutex` guards the core; it is held only for a core call (a few
+//! microseconds) and never across an await. A request that must wait parks on a oneshot
+//! receiver; whoever frees a slot (a [`Permit`] being dropped) runs the core's dispatch
+//! and hands the next permits out through those channels.
+//!
+//! No slot can leak:
+//! - a permit releases its slot when dropped, wherever it is, including inside a
+//!   channel whose receiver was dropped;
+//! - a waiter that gives up (client gone, queue timeout) cancels its ticket; if it was
+//!   granted at that very moment, the permit is already in its channel and is released
+//!   with it;
+//! - a permit that cannot be delivered (waiter gone) is released on the spot.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use async_trait::async_trait;
+use obleth_core::{
+    Admission, AdmissionClass, AdmissionRequest, Admitted, ChangeEvent, ChangeNotifier, Rejection, SlotPermit,
+};
+use tokio::sync::oneshot;
+
+use crate::core::{Class, Config, Grant, Request, Scheduler, Submitted, TenantSpec, Ticket, Tokens};
+
+/// Settings of the fairshare admission.
+#[derive(Debug, Clone)]
+pub struct FairshareConfig {
+    pub core: Config,
+    /// A request that waited this long is refused with 503 and `Retry-After`.
+    pub queue_timeout: Duration,
+}
+
+/// Fairshare admission for the gateway.
+#[derive(Clone)]
+pub struct Fairshare {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    epoch: Instant,
+    queue_timeout: Duration,
+}
+
+struct State {
+    core: Scheduler,
+    waiters: HashMap<Ticket, oneshot::Sender<Permit>>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the core half-updated in a way
+        // that matters more than stopping admission altogether would.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+}
+
+impl Fairshare {
+    pub fn new(config: FairshareConfig) -> Fairshare {
+        Fairshare {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State { core: Scheduler::new(config.core), waiters: HashMap::new() }),
+                epoch: Instant::now(),
+                queue_timeout: config.queue_timeout,
+            }),
+        }
+    }
+
+    /// The scheduler's state.
+    pub fn state(&self) -> crate::core::Snapshot {
+        let now = self.shared.now();
+        self.shared.lock().core.snapshot(now)
+    }
+
+    /// Sets a group's weight (live).
+    pub fn set_group_weight(&self, group: &str, weight: u32) {
+        self.shared.lock().core.set_group_weight(group, weight);
+    }
+
+    fn permit(&self, grant: Grant) -> Permit {
+        Permit { shared: self.shared.clone(), grant, actual: None, armed: true }
+    }
+}
+
+/// Hands grants to their waiters; releases those nobody waits for any more.
+fn deliver(shared: &Arc<Shared>, state: &mut State, now: Duration, mut grants: Vec<Grant>) {
+    while let Some(grant) = grants.pop() {
+        let permit = Permit { shared: shared.clone(), grant, actual: None, armed: true };
+        let undelivered = match state.waiters.remove(&grant.ticket) {
+            Some(tx) => tx.send(permit).err(),
+            None => Some(permit),
+        };
+        if let Some(mut permit) = undelivered {
+            // Released here, under the lock we hold, not by its Drop (which would lock).
+            permit.armed = false;
+            grants.extend(state.core.complete(now, grant.ticket, None));
+        }
+    }
+}
+
+fn class(c: Class) -> AdmissionClass {
+    match c {
+        Class::Fast => AdmissionClass::Fast,
+        Class::Queued => AdmissionClass::Queued,
+        Class::Brownout => AdmissionClass::Brownout,
+    }
+}
+
+fn admitted(permit: Permit) -> Admitted {
+    Admitted {
+        class: class(permit.grant.class),
+        waited: permit.grant.waited,
+        max_tokens_cap: permit.grant.max_tokens_cap,
+        permit: Box::new(permit),
+    }
+}
+
+fn to_request(r: AdmissionRequest) -> Request {
+    Request {
+        tenant: TenantSpec {
+            name: r.tenant.into(),
+            weight: r.tenant_weight,
+            group: r.group.into(),
+            max_in_flight: r.tenant_max_in_flight,
+            never_degrade: r.never_degrade,
+        },
+        model: r.model.into(),
+        model_weight: r.model_admission_weight,
+        model_slots: r.model_max_in_flight,
+        estimate: Tokens { input: r.estimated_input_tokens, output: r.estimated_output_tokens },
+    }
+}
+
+#[async_trait]
+impl Admission for Fairshare {
+    async fn admit(&self, request: AdmissionRequest) -> Result<Admitted, Rejection> {
+        let (ticket, mut rx) = {
+            let mut state = self.shared.lock();
+            let now = self.shared.now();
+            let (submitted, others) = state.core.submit(now, to_request(request));
+            deliver(&self.shared, &mut state, now, others);
+            match submitted {
+                Submitted::Admitted(grant) => return Ok(admitted(self.permit(grant))),
+                Submitted::Refused(_) => {
+                    return Err(Rejection::QueueFull { retry_after: Duration::from_secs(1) });
+                }
+                Submitted::Queued(ticket) => {
+                    let (tx, rx) = oneshot::channel();
+                    state.waiters.insert(ticket, tx);
+                    (ticket, rx)
+                }
+            }
+        };
+        let mut guard = CancelOnDrop { shared: self.shared.clone(), ticket, armed: true };
+        let outcome = tokio::time::timeout(self.shared.queue_timeout, &mut rx).await;
+        guard.armed = false;
+        match outcome {
+            Ok(Ok(permit)) => Ok(admitted(permit)),
+            Ok(Err(_)) => Err(Rejection::ShuttingDown),
+            Err(_elapsed) => {
+                let cancelled = cancel(&self.shared, ticket);
+                if cancelled {
+                    Err(Rejection::QueueTimeout { retry_after: Duration::from_secs(1) })
+                } else {
+                    // Granted in the instant the timer fired: the permit is in the channel.
+                    rx.try_recv()
+                        .map(admitted)
+                        .map_err(|_| Rejection::QueueTimeout { retry_after: Duration::from_secs(1) })
+                }
+            }
+        }
+    }
+
+    fn snapshot(&self) -> serde_json::Value {
+        serde_json::to_value(self.state()).unwrap_or_default()
+    }
+}
+
+/// Cancels a waiting ticket; returns whether it was still waiting.
+fn cancel(shared: &Arc<Shared>, ticket: Ticket) -> bool {
+    let mut state = shared.lock();
+    let now = shared.now();
+    let (cancelled, grants) = state.core.cancel(now, ticket);
+    if cancelled {
+        state.waiters.remove(&ticket);
+    }
+    deliver(shared, &mut state, now, grants);
+    cancelled
+}
+
+/// Gives up a place in line when the waiting future is dropped (client gone).
+struct CancelOnDrop {
+    shared: Arc<Shared>,
+    ticket: Ticket,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            cancel(&self.shared, self.ticket);
+        }
+    }
+}
+
+/// A held slot.
+pub struct Permit {
+    shared: Arc<Shared>,
+    grant: Grant,
+    actual: Option<Tokens>,
+    armed: bool,
+}
+
+impl SlotPermit for Permit {
+    fn settle(&mut self, input_tokens: u64, output_tokens: u64) {
+        self.actual = Some(Tokens { input: input_tokens, output: output_tokens });
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut state = self.shared.lock();
+        let now = self.shared.now();
+        let grants = state.core.complete(now, self.grant.ticket, self.actual);
+        deliver(&self.shared, &mut state, now, grants);
+    }
+}
+
+/// Live changes: a tenant's weight, group or caps, and group weights, apply to the
+/// next pick without waiting for the tenant's next request.
+impl ChangeNotifier for Fairshare {
+    fn notify(&self, event: ChangeEvent) {
+        match event {
+            ChangeEvent::Tenant { tenant: Some(t), .. } => {
+                let mut state = self.shared.lock();
+                let now = self.shared.now();
+                let spec = TenantSpec {
+                    name: t.name.as_str().into(),
+                    weight: t.weight,
+                    group: t.group.as_str().into(),
+                    max_in_flight: t.quota.max_in_flight,
+                    never_degrade: t.never_degrade,
+                };
+                let grants = state.core.update_tenant(now, &spec);
+                deliver(&self.shared, &mut state, now, grants);
+            }
+            ChangeEvent::Group { name, weight } => {
+                self.set_group_weight(&name, weight.unwrap_or(crate::core::DEFAULT_GROUP_WEIGHT));
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "runtime_tests.rs"]
+mod tests;

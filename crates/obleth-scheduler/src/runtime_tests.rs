@@ -1,0 +1,144 @@
+//! Tests of the async wrapper: delivery, cancellation, timeouts, and that no path leaks
+//! a slot.
+
+use std::time::Duration;
+
+use obleth_core::{Admission, AdmissionClass, AdmissionRequest, Rejection};
+
+use super::*;
+use crate::core::Mode;
+
+fn fairshare(slots: u32, queue_timeout: Duration) -> Fairshare {
+    Fairshare::new(FairshareConfig {
+        core: Config { mode: Mode::Hierarchical, slots, ..Config::default() },
+        queue_timeout,
+    })
+}
+
+fn req(tenant: &str) -> AdmissionRequest {
+    AdmissionRequest {
+        tenant: tenant.into(),
+        group: "g".into(),
+        tenant_weight: 1,
+        tenant_max_in_flight: None,
+        never_degrade: false,
+        model: "m".into(),
+        model_admission_weight: 1.0,
+        model_max_in_flight: None,
+        estimated_input_tokens: 10,
+        estimated_output_tokens: 10,
+    }
+}
+
+fn used_and_queued(f: &Fairshare) -> (u32, usize) {
+    let s = f.state();
+    (s.slots_used, s.queued)
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiters_get_the_slot_when_it_is_released() {
+    let f = fairshare(1, Duration::from_secs(60));
+    let first = f.admit(req("a")).await.expect("first");
+    assert_eq!(first.class, AdmissionClass::Fast);
+    let waiter = tokio::spawn({
+        let f = f.clone();
+        async move { f.admit(req("b")).await }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!waiter.is_finished());
+    assert_eq!(used_and_queued(&f), (1, 1));
+    drop(first);
+    let second = waiter.await.expect("join").expect("second");
+    assert_eq!(second.class, AdmissionClass::Queued);
+    assert_eq!(second.waited, Duration::from_secs(1));
+    drop(second);
+    assert_eq!(used_and_queued(&f), (0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_that_goes_away_gives_up_its_place() {
+    let f = fairshare(1, Duration::from_secs(60));
+    let first = f.admit(req("a")).await.expect("first");
+    let waiter = tokio::spawn({
+        let f = f.clone();
+        async move { f.admit(req("b")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    waiter.abort();
+    let _ = waiter.await;
+    assert_eq!(used_and_queued(&f), (1, 0), "the aborted waiter left the queue");
+    drop(first);
+    assert_eq!(used_and_queued(&f), (0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn queue_timeout_is_a_clear_refusal() {
+    let f = fairshare(1, Duration::from_secs(5));
+    let _held = f.admit(req("a")).await.expect("first");
+    match f.admit(req("b")).await {
+        Err(Rejection::QueueTimeout { retry_after }) => assert!(retry_after >= Duration::from_secs(1)),
+        other => panic!("expected a queue timeout, got {other:?}"),
+    }
+    assert_eq!(used_and_queued(&f), (1, 0));
+}
+
+#[tokio::test]
+async fn settle_replaces_the_estimate() {
+    let f = fairshare(4, Duration::from_secs(5));
+    let mut a = f.admit(req("a")).await.expect("admit");
+    a.permit.settle(3, 4);
+    drop(a);
+    let s = f.state();
+    // cost = input + output_weight (2) × output.
+    assert_eq!(s.tenants[0].served_tokens, 3.0 + 2.0 * 4.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_path_leaks_a_slot_under_concurrency() {
+    let f = fairshare(3, Duration::from_millis(50));
+    let mut tasks = Vec::new();
+    for i in 0..400u32 {
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move {
+            let tenant = format!("t{}", i % 7);
+            if let Ok(mut permit) = f.admit(req(&tenant)).await {
+                if i % 3 == 0 {
+                    permit.permit.settle(1, 1);
+                }
+                tokio::time::sleep(Duration::from_micros((i % 5) as u64 * 300)).await;
+            }
+        }));
+        if i % 5 == 0 {
+            // Some clients give up while waiting.
+            let victim = tasks.len() - 1;
+            tasks[victim].abort();
+        }
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    assert_eq!(used_and_queued(&f), (0, 0), "every slot came back");
+}
+
+#[tokio::test(start_paused = true)]
+async fn live_weight_changes_reach_the_core() {
+    let f = fairshare(1, Duration::from_secs(60));
+    drop(f.admit(req("a")).await.expect("admit"));
+    let tenant = obleth_core::Tenant {
+        id: "ten_x".into(),
+        name: "a".into(),
+        weight: 7,
+        group: "g".into(),
+        allowed_models: vec![],
+        disabled: false,
+        never_degrade: false,
+        quota: obleth_core::Quota::default(),
+        created_at: 0,
+        updated_at: 0,
+    };
+    f.notify(ChangeEvent::Tenant { id: "ten_x".into(), tenant: Some(Arc::new(tenant)) });
+    f.notify(ChangeEvent::Group { name: "g".into(), weight: Some(5) });
+    let s = f.state();
+    assert_eq!(s.tenants[0].weight, 7.0);
+    assert_eq!(s.groups.iter().find(|g| g.name == "g").map(|g| g.weight), Some(5.0));
+}
