@@ -89,6 +89,36 @@ pub enum KeyCmd {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum GroupCmd {
+    /// List fairshare groups.
+    List,
+    /// Create a group or set its weight.
+    Set {
+        name: String,
+        #[arg(long)]
+        weight: u32,
+    },
+    /// Delete a group (its tenants fall back to the default group weight).
+    Delete { name: String },
+}
+
+pub async fn groups(conn: &AdminConn, cmd: GroupCmd) -> anyhow::Result<()> {
+    let out = match cmd {
+        GroupCmd::List => call(conn, "GET", "/api/v1/groups", None).await?,
+        GroupCmd::Set { name, weight } => {
+            call(conn, "PUT", &format!("/api/v1/groups/{name}"), Some(json!({ "weight": weight }))).await?
+        }
+        GroupCmd::Delete { name } => call(conn, "DELETE", &format!("/api/v1/groups/{name}"), None).await?,
+    };
+    print(&out)
+}
+
+/// `obleth scheduler`: slots, queues and shares.
+pub async fn scheduler(conn: &AdminConn) -> anyhow::Result<()> {
+    print(&call(conn, "GET", "/api/v1/scheduler", None).await?)
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ModelCmd {
     /// List registered models.
     List,
@@ -130,6 +160,9 @@ pub struct ModelFields {
     context_window: Option<u32>,
     #[arg(long)]
     admission_weight: Option<f64>,
+    /// The model's own cap on requests in flight.
+    #[arg(long)]
+    max_in_flight: Option<u32>,
     #[arg(long)]
     disabled: bool,
 }
@@ -255,6 +288,9 @@ fn model_body(f: &ModelFields) -> anyhow::Result<Map<String, Value>> {
     }
     if let Some(v) = f.admission_weight {
         put("admission_weight", json!(v));
+    }
+    if let Some(v) = f.max_in_flight {
+        put("max_in_flight", json!(v));
     }
     if f.disabled {
         put("enabled", json!(false));

@@ -47,6 +47,18 @@ enum Command {
         #[command(subcommand)]
         cmd: client::KeyCmd,
     },
+    /// Manage fairshare groups through the admin API.
+    Groups {
+        #[command(flatten)]
+        conn: client::AdminConn,
+        #[command(subcommand)]
+        cmd: client::GroupCmd,
+    },
+    /// Show the scheduler's state: slots, queues, shares.
+    Scheduler {
+        #[command(flatten)]
+        conn: client::AdminConn,
+    },
     /// Manage the model registry through the admin API.
     Models {
         #[command(flatten)]
@@ -83,6 +95,8 @@ fn main() -> anyhow::Result<()> {
             Command::Tenants { conn, cmd } => client::tenants(&conn, cmd).await,
             Command::Keys { conn, cmd } => client::keys(&conn, cmd).await,
             Command::Models { conn, cmd } => client::models(&conn, cmd).await,
+            Command::Groups { conn, cmd } => client::groups(&conn, cmd).await,
+            Command::Scheduler { conn } => client::scheduler(&conn).await,
         }
     })
 }

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod admission;
 mod errors;
 mod lifecycle;
 mod proxy;
