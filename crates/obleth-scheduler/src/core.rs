@@ -15,22 +15,29 @@
 //! tenant.counter += cost / tenant.weight
 //! ```
 //!
-//! At admission the *estimated* cost is charged (the request's prompt and its
-//! `max_tokens`); at completion the estimate is replaced by the actual usage. The next
-//! slot goes to the eligible tenant with the lowest counter (its `share_score`).
+//! At admission an *estimated* cost is charged: the prompt, plus the output the tenant's
+//! recent requests actually produced (an exponential average, never more than the
+//! request's `max_tokens`). A tenant without history is predicted by the whole pool's
+//! average, and before anything has completed at all by `cold_start_output`. At
+//! completion the estimate is replaced by the actual usage. The next slot goes to the
+//! eligible tenant with the lowest counter (its `share_score`). Charging a prediction
+//! rather than `max_tokens` keeps the counters close to the truth while requests are in
+//! flight, which is what the ordering decisions see.
 //!
 //! No banking: a tenant that becomes active again (nothing queued or in flight before)
-//! is lifted to the lowest *settled* counter (counter net of uncorrected reservations)
-//! among the active tenants, so idling earns no credit to later take the pool with.
+//! is lifted to the lowest counter among the active tenants of its group (as VTC does),
+//! so idling earns no credit to later take the pool with.
 //!
 //! # Hierarchical mode
-//! Tenants belong to groups. Slots are first split among the *active* groups (queued
-//! or in flight) in proportion to group weight, each active group getting at least one
-//! (8 slots, weights 500:50 → caps 7 and 1). When a slot frees, the groups below their
-//! cap compete on a group-level counter (same formula with group weights); inside the
-//! chosen group, its tenants compete on their counters. If no group below its cap has
-//! an eligible request, any group may use the slot (work conservation: capacity that an
-//! idle group does not use is never left idle).
+//! Tenants belong to groups, and groups have weights. When a slot frees, an active group
+//! that holds no slot at all goes first (every active group keeps at least one slot, so
+//! a group with a tiny weight queues but never vanishes); otherwise the groups compete on
+//! a group-level counter (the same formula with group weights), and inside the chosen
+//! group its tenants compete on their counters. Shares between groups are therefore
+//! token shares, like shares between tenants. The *cap* shown per group is its weighted
+//! split of the slots (at least one each: 8 slots at 500:50 → 7 and 1); with requests of
+//! similar size it is also the slot split the counters converge to. Capacity a group does
+//! not use goes to the others (work conservation).
 //!
 //! # Eligibility
 //! A tenant is eligible when its queue is non-empty and it is below its own in-flight
@@ -67,6 +74,11 @@ pub struct Config {
     pub brownout_after: Option<Duration>,
     /// `max_tokens` cap applied to degraded requests.
     pub brownout_max_tokens: u32,
+    /// Weight of the newest completion in the output predictions (0 disables prediction:
+    /// reservations use `max_tokens`).
+    pub prediction_alpha: f64,
+    /// Output predicted before any request has completed (capped by `max_tokens`).
+    pub cold_start_output: u64,
     /// Most requests one tenant may have waiting.
     pub max_queue_per_tenant: usize,
     /// Most requests waiting in total.
@@ -83,6 +95,8 @@ impl Default for Config {
             output_weight: 2.0,
             brownout_after: Some(Duration::from_secs(10)),
             brownout_max_tokens: 256,
+            prediction_alpha: 0.2,
+            cold_start_output: 256,
             max_queue_per_tenant: 1_000,
             max_queue: 10_000,
             share_half_life: Duration::from_secs(30),
@@ -188,8 +202,6 @@ struct Tenant {
     max_in_flight: Option<u32>,
     never_degrade: bool,
     counter: f64,
-    /// Reservations (already in `counter`) not yet corrected by completion.
-    unsettled: f64,
     queue: VecDeque<Waiting>,
     in_flight: u32,
     ready_key: Option<Key>,
@@ -197,6 +209,8 @@ struct Tenant {
     served: f64,
     recent: f64,
     recent_at: Duration,
+    /// Exponential average of the output tokens of this tenant's completed requests.
+    output_prediction: Option<f64>,
 }
 
 #[derive(Debug)]
@@ -204,13 +218,12 @@ struct Group {
     name: Arc<str>,
     weight: f64,
     counter: f64,
-    unsettled: f64,
     in_flight: u32,
     queued: usize,
     cap: u32,
     /// Eligible tenants by counter.
     ready: BTreeSet<(Key, usize)>,
-    /// Active tenants by settled counter (for lifting).
+    /// Active tenants (queued or in flight) by counter, for lifting.
     active: BTreeSet<(Key, usize)>,
     ready_key: Option<Key>,
     recent: f64,
@@ -223,7 +236,6 @@ impl Group {
             name,
             weight,
             counter: 0.0,
-            unsettled: 0.0,
             in_flight: 0,
             queued: 0,
             cap: 0,
@@ -287,6 +299,8 @@ pub struct Scheduler {
     queued: usize,
     next_ticket: u64,
     counts: Counts,
+    /// Exponential average of the output tokens of all completed requests.
+    output_prediction: Option<f64>,
 }
 
 /// Weight of a group the operator has not configured.
@@ -313,6 +327,7 @@ impl Scheduler {
             queued: 0,
             next_ticket: 1,
             counts: Counts::default(),
+            output_prediction: None,
         };
         if s.config.mode == Mode::Weighted {
             s.group_idx(&Arc::from(ALL));
@@ -432,22 +447,23 @@ impl Scheduler {
 
         let tenant = &mut self.tenants[f.tenant];
         tenant.in_flight -= 1;
-        tenant.unsettled -= f.reserved_tenant;
         tenant.counter += cost / tenant.weight - f.reserved_tenant;
-        if tenant.in_flight == 0 {
-            tenant.unsettled = 0.0; // no float residue once nothing is outstanding
-        }
         tenant.served += cost;
         decay(&mut tenant.recent, &mut tenant.recent_at, now, half_life);
         tenant.recent += cost;
+        let alpha = self.config.prediction_alpha;
+        if let Some(actual) = actual
+            && alpha > 0.0
+        {
+            let out = actual.output as f64;
+            let blend = |p: Option<f64>| Some(p.map_or(out, |p| (1.0 - alpha) * p + alpha * out));
+            tenant.output_prediction = blend(tenant.output_prediction);
+            self.output_prediction = blend(self.output_prediction);
+        }
 
         let group = &mut self.groups[f.group];
         group.in_flight -= 1;
-        group.unsettled -= f.reserved_group;
         group.counter += cost / group.weight - f.reserved_group;
-        if group.in_flight == 0 {
-            group.unsettled = 0.0;
-        }
         decay(&mut group.recent, &mut group.recent_at, now, half_life);
         group.recent += cost;
 
@@ -503,13 +519,13 @@ impl Scheduler {
         if self.config.mode == Mode::Weighted {
             return self.pick_in_group(0);
         }
-        // Groups below their cap first, by group counter; then any group (work conservation).
-        let under_cap = self
+        // A backlogged group holding no slot first (everyone keeps one); then by group counter.
+        let holding_none = self
             .ready_groups
             .iter()
-            .filter(|(_, g)| self.groups[*g].in_flight < self.groups[*g].cap)
+            .filter(|(_, g)| self.groups[*g].in_flight == 0)
             .find_map(|(_, g)| self.pick_in_group(*g));
-        under_cap.or_else(|| self.ready_groups.iter().find_map(|(_, g)| self.pick_in_group(*g)))
+        holding_none.or_else(|| self.ready_groups.iter().find_map(|(_, g)| self.pick_in_group(*g)))
     }
 
     fn pick_in_group(&self, g: usize) -> Option<usize> {
@@ -525,20 +541,32 @@ impl Scheduler {
             unreachable!("pick returns tenants with a non-empty queue")
         };
         self.waiting.remove(&w.ticket);
-        let cost = self.cost(w.estimate, w.model_weight);
+        let waited = now.saturating_sub(w.enqueued_at);
+        let degraded = !self.tenants[t].never_degrade && self.config.brownout_after.is_some_and(|after| waited > after);
+        // What this request is expected to cost: its prompt, and the output it is likely to
+        // produce (never more than it may produce, capped further when degraded).
+        let mut estimate = w.estimate;
+        if self.config.prediction_alpha > 0.0 {
+            let predicted = match self.tenants[t].output_prediction.or(self.output_prediction) {
+                Some(p) => p.ceil() as u64,
+                None => self.config.cold_start_output,
+            };
+            estimate.output = estimate.output.min(predicted);
+        }
+        if degraded {
+            estimate.output = estimate.output.min(self.config.brownout_max_tokens as u64);
+        }
+        let cost = self.cost(estimate, w.model_weight);
         let g = self.tenants[t].group;
 
         let tenant = &mut self.tenants[t];
         let reserved_tenant = cost / tenant.weight;
         tenant.counter += reserved_tenant;
-        tenant.unsettled += reserved_tenant;
         tenant.in_flight += 1;
-        let never_degrade = tenant.never_degrade;
 
         let group = &mut self.groups[g];
         let reserved_group = cost / group.weight;
         group.counter += reserved_group;
-        group.unsettled += reserved_group;
         group.in_flight += 1;
         group.queued -= 1;
 
@@ -552,7 +580,7 @@ impl Scheduler {
                 group: g,
                 model: w.model,
                 model_weight: w.model_weight,
-                estimate: w.estimate,
+                estimate,
                 reserved_tenant,
                 reserved_group,
             },
@@ -560,8 +588,6 @@ impl Scheduler {
         self.refresh_tenant(t);
         self.refresh_group_ready(g);
 
-        let waited = now.saturating_sub(w.enqueued_at);
-        let degraded = !never_degrade && self.config.brownout_after.is_some_and(|after| waited > after);
         let class = if degraded {
             self.counts.brownout += 1;
             Class::Brownout
@@ -578,12 +604,12 @@ impl Scheduler {
         self.tenants[t].queue.is_empty() && self.tenants[t].in_flight == 0
     }
 
-    /// No banking: lift a returning tenant to the lowest settled counter of its group's
-    /// active tenants.
+    /// No banking: lift a returning tenant to the lowest counter of its group's active
+    /// tenants.
     fn lift_tenant(&mut self, t: usize) {
         let g = self.tenants[t].group;
         if let Some(&(_, j)) = self.groups[g].active.iter().find(|(_, j)| *j != t) {
-            let floor = self.tenants[j].counter - self.tenants[j].unsettled;
+            let floor = self.tenants[j].counter;
             let tenant = &mut self.tenants[t];
             tenant.counter = tenant.counter.max(floor);
         }
@@ -595,7 +621,7 @@ impl Scheduler {
             .iter()
             .enumerate()
             .filter(|(i, other)| *i != g && other.is_active())
-            .map(|(_, other)| other.counter - other.unsettled)
+            .map(|(_, other)| other.counter)
             .min_by(f64::total_cmp);
         if let Some(floor) = floor {
             self.groups[g].counter = self.groups[g].counter.max(floor);
@@ -609,7 +635,7 @@ impl Scheduler {
         let ready = !tenant.queue.is_empty() && tenant.max_in_flight.is_none_or(|cap| tenant.in_flight < cap);
         let ready_key = ready.then(|| Key::of(tenant.counter));
         let active = !tenant.queue.is_empty() || tenant.in_flight > 0;
-        let active_key = active.then(|| Key::of(tenant.counter - tenant.unsettled));
+        let active_key = active.then(|| Key::of(tenant.counter));
         let (old_ready, old_active) = (tenant.ready_key, tenant.active_key);
         let group = &mut self.groups[g];
         if old_ready != ready_key {
@@ -737,7 +763,6 @@ impl Scheduler {
                 max_in_flight: spec.max_in_flight,
                 never_degrade: spec.never_degrade,
                 counter: 0.0,
-                unsettled: 0.0,
                 queue: VecDeque::new(),
                 in_flight: 0,
                 ready_key: None,
@@ -745,6 +770,7 @@ impl Scheduler {
                 served: 0.0,
                 recent: 0.0,
                 recent_at: Duration::ZERO,
+                output_prediction: None,
             });
             let t = self.tenants.len() - 1;
             self.tenant_index.insert(spec.name.clone(), t);

@@ -13,6 +13,8 @@ fn cfg(mode: Mode, slots: u32) -> Config {
         output_weight: 1.0,
         brownout_after: Some(Duration::from_secs(10)),
         brownout_max_tokens: 64,
+        prediction_alpha: 0.0,
+        cold_start_output: 256,
         max_queue_per_tenant: 100,
         max_queue: 1_000,
         share_half_life: Duration::from_secs(30),
@@ -171,7 +173,9 @@ fn a_returning_tenant_banks_no_credit() {
         t = g[0].ticket;
         owners.push(pending[&t]);
     }
-    assert_eq!(owners, ["b", "a", "b", "a", "b", "a", "b", "a"], "b starts level with a, not 1000 tokens behind");
+    // b starts level with a (lifted to a's counter), not 1000 tokens behind: they alternate.
+    assert_eq!(owners.iter().filter(|o| **o == "b").count(), 4, "{owners:?}");
+    assert!(owners.windows(2).all(|w| w[0] != w[1]), "{owners:?}");
 }
 
 #[test]

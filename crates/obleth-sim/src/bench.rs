@@ -39,6 +39,8 @@ impl Saturated {
             output_weight: 2.0,
             brownout_after: None,
             brownout_max_tokens: 0,
+            prediction_alpha: 0.2,
+            cold_start_output: 256,
             max_queue_per_tenant: 1_000_000,
             max_queue: 10_000_000,
             share_half_life: Duration::from_secs(30),

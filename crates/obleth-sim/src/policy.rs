@@ -81,6 +81,7 @@ impl FairsharePolicy {
             max_queue_per_tenant: 1_000_000,
             max_queue: 10_000_000,
             share_half_life: Duration::from_secs(30),
+            ..Config::default()
         };
         let mut core = Scheduler::new(config);
         for (group, weight) in &w.group_weights {

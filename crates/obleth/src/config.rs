@@ -399,6 +399,7 @@ impl RawConfig {
                 max_queue_per_tenant: a.max_queue_per_tenant,
                 max_queue: a.max_queue,
                 share_half_life: Duration::from_secs(30),
+                ..obleth_scheduler::core::Config::default()
             },
             queue_timeout: a.queue_timeout,
         };
