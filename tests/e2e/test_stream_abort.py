@@ -60,3 +60,13 @@ def test_client_abort_mid_stream(client: openai.OpenAI, gateway: GatewayProc, mo
     after = mock.stats()
     assert after["running"] == 0
     assert after["client_disconnects"] == before["client_disconnects"] + 1
+
+
+def test_scheduler_gauges_are_exported(client: openai.OpenAI, gateway: GatewayProc):
+    client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    text = gateway.metrics()
+    assert metric_value(text, "obleth_scheduler_slots", state="total") == 256, text
+    assert metric_value(text, "obleth_scheduler_slots", state="used") == 0, text
+    assert metric_value(text, "obleth_scheduler_tenant_in_flight", tenant="e2e") == 0, text
+    assert (metric_value(text, "obleth_scheduler_tenant_share_score", tenant="e2e") or 0) > 0, text
+    assert (metric_value(text, "obleth_admissions_total", **{"class": "fast"}) or 0) >= 1, text
