@@ -8,7 +8,8 @@ Workloads (the simulator's W1 and W2, scaled to a loopback run):
   W2  the weight-500 tenant sends Poisson traffic at ~30% of capacity; the others are backlogged
 
 Service is counted in the scheduler's cost units: prompt + output_token_weight × completion
-tokens, as reported in each response's usage. The first `--warmup` seconds are not counted.
+tokens, as reported in each response's usage, for the requests that completed inside the
+measured window (after `--warmup` seconds, before `--duration`).
 """
 
 import argparse
@@ -102,7 +103,9 @@ async def one_request(client, tenant, rng, t0, warmup, stats_window):
         tenant.errors += 1
         return
     u = r.json()["usage"]
-    if sent - t0 >= warmup and done - t0 <= stats_window:
+    # Credited when it completes inside the measured window (whenever it was sent), so that
+    # slow tenants' long waits do not push their work out of the window at its end.
+    if warmup <= done - t0 <= stats_window:
         tenant.service += u["prompt_tokens"] + OUTPUT_WEIGHT * u["completion_tokens"]
         tenant.requests += 1
         tenant.waits.append(done - sent)  # end-to-end latency: queueing + the mock's own time
