@@ -51,11 +51,18 @@ struct RawListen {
     data: String,
     admin: String,
     metrics: String,
+    /// Data-plane threads; 0 = one per CPU.
+    data_threads: usize,
 }
 
 impl Default for RawListen {
     fn default() -> Self {
-        RawListen { data: "0.0.0.0:8080".into(), admin: "0.0.0.0:9090".into(), metrics: "0.0.0.0:9091".into() }
+        RawListen {
+            data: "0.0.0.0:8080".into(),
+            admin: "0.0.0.0:9090".into(),
+            metrics: "0.0.0.0:9091".into(),
+            data_threads: 0,
+        }
     }
 }
 
@@ -200,6 +207,8 @@ pub struct Listen {
     pub data: SocketAddr,
     pub admin: SocketAddr,
     pub metrics: SocketAddr,
+    /// Data-plane threads (resolved: at least 1).
+    pub data_threads: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -228,6 +237,7 @@ const ENV_KEYS: &[EnvKey] = &[
     EnvKey("OBLETH_LISTEN_DATA", "listen", "data", Kind::Str),
     EnvKey("OBLETH_LISTEN_ADMIN", "listen", "admin", Kind::Str),
     EnvKey("OBLETH_LISTEN_METRICS", "listen", "metrics", Kind::Str),
+    EnvKey("OBLETH_LISTEN_DATA_THREADS", "listen", "data_threads", Kind::Int),
     EnvKey("OBLETH_ADMIN_TOKEN", "admin", "token", Kind::Str),
     EnvKey("OBLETH_DATABASE_URL", "database", "url", Kind::Str),
     EnvKey("OBLETH_UPSTREAM_BASE_URL", "upstream", "base_url", Kind::Str),
@@ -334,6 +344,10 @@ impl RawConfig {
             data: addr("listen.data", &self.listen.data)?,
             admin: addr("listen.admin", &self.listen.admin)?,
             metrics: addr("listen.metrics", &self.listen.metrics)?,
+            data_threads: match self.listen.data_threads {
+                0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+                n => n,
+            },
         };
         if let Some(token) = &self.admin.token
             && token.expose_secret().len() < 16

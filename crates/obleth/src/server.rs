@@ -30,7 +30,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The bound listeners of a gateway.
 pub struct Listeners {
-    pub data: TcpListener,
+    /// One data-plane listener per data-plane thread, all on the same address
+    /// (`SO_REUSEPORT`, so the kernel spreads connections between them).
+    pub data: Vec<std::net::TcpListener>,
     pub admin: TcpListener,
     /// `None` when metrics are not exported (tests).
     pub metrics: Option<(TcpListener, PrometheusHandle)>,
@@ -44,8 +46,14 @@ impl Listeners {
                 format!("cannot listen on {addr} for the {what}; is another process using it? (see OBLETH_LISTEN_*)")
             })
         };
+        let data = bind_data(config.listen.data, config.listen.data_threads).with_context(|| {
+            format!(
+                "cannot listen on {} for the data plane; is another process using it? (see OBLETH_LISTEN_DATA)",
+                config.listen.data
+            )
+        })?;
         Ok(Listeners {
-            data: bind(config.listen.data, "data plane").await?,
+            data,
             admin: bind(config.listen.admin, "admin API").await?,
             metrics: match metrics {
                 Some(h) => Some((bind(config.listen.metrics, "metrics endpoint").await?, h)),
@@ -53,6 +61,26 @@ impl Listeners {
             },
         })
     }
+}
+
+/// Binds `threads` listeners to `addr` with `SO_REUSEPORT` (all on the port the first one
+/// got, when `addr` asks for port 0).
+pub fn bind_data(addr: SocketAddr, threads: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut addr = addr;
+    let mut listeners = Vec::with_capacity(threads);
+    for _ in 0..threads.max(1) {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        let listener: std::net::TcpListener = socket.into();
+        addr = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
 }
 
 /// A running gateway.
@@ -101,27 +129,35 @@ pub async fn start(
         registry.clone() as Arc<dyn ChangeNotifier>,
         fairshare.clone() as Arc<dyn ChangeNotifier>,
     ]);
-    let gateway = Arc::new(Gateway {
-        config: GatewayConfig {
-            default_upstream: config.upstream.base_url.clone(),
-            upstream_api_key: config.upstream.api_key.clone(),
-            forward_client_authorization: config.upstream.forward_client_authorization,
-            response_timeout: config.upstream.response_timeout,
-            stream_idle_timeout: config.upstream.stream_idle_timeout,
-            max_body_bytes: config.max_body_bytes,
-            max_response_bytes: config.max_response_bytes,
-        },
-        identity,
-        registry,
-        admission: fairshare.clone(),
-        sink,
-        client: upstream::client(config.upstream.connect_timeout),
-    });
+    let gateway_config = GatewayConfig {
+        default_upstream: config.upstream.base_url.clone(),
+        upstream_api_key: config.upstream.api_key.clone(),
+        forward_client_authorization: config.upstream.forward_client_authorization,
+        response_timeout: config.upstream.response_timeout,
+        stream_idle_timeout: config.upstream.stream_idle_timeout,
+        max_body_bytes: config.max_body_bytes,
+        max_response_bytes: config.max_response_bytes,
+    };
 
-    let data_addr = listeners.data.local_addr()?;
+    let data_addr = listeners.data.first().context("no data-plane listener")?.local_addr()?;
     let admin_addr = listeners.admin.local_addr()?;
     let mut tasks = JoinSet::new();
-    tasks.spawn(obleth_gateway::serve(listeners.data, obleth_gateway::router(gateway), drained(shutdown.clone())));
+    // The data plane runs thread-per-core: each thread has its own current-thread runtime,
+    // its own listener and its own upstream connection pool, so a request is handled on one
+    // thread from accept to upstream and back, with no cross-thread wake-ups on the hot
+    // path. The caches, the scheduler and the sink are shared (they are thread-safe).
+    for (i, listener) in listeners.data.into_iter().enumerate() {
+        let gateway = Gateway {
+            config: gateway_config.clone(),
+            identity: identity.clone(),
+            registry: registry.clone(),
+            admission: fairshare.clone(),
+            sink: sink.clone(),
+            client: upstream::client(config.upstream.connect_timeout),
+        };
+        let done = spawn_data_thread(i, listener, gateway, shutdown.clone())?;
+        tasks.spawn(async move { done.await.unwrap_or_else(|_| Err(std::io::Error::other("data-plane thread died"))) });
+    }
     let admin = obleth_admin::router(obleth_admin::AdminState {
         store: store.clone(),
         notifier,
@@ -149,6 +185,30 @@ pub async fn start(
         telemetry::announce("metrics", addr);
     }
     Ok(Running { data_addr, admin_addr, metrics_addr, store, scheduler: fairshare, tasks })
+}
+
+/// Runs one data-plane thread; the returned receiver yields its result when it stops.
+fn spawn_data_thread(
+    index: usize,
+    listener: std::net::TcpListener,
+    gateway: Gateway,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::sync::oneshot::Receiver<std::io::Result<()>>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("obleth-data-{index}"))
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread().enable_all().build().and_then(|rt| {
+                rt.block_on(async move {
+                    let listener = TcpListener::from_std(listener)?;
+                    let router = obleth_gateway::router(Arc::new(gateway));
+                    obleth_gateway::serve(listener, router, shutdown.cancelled_owned()).await
+                })
+            });
+            let _ = tx.send(result);
+        })
+        .context("starting a data-plane thread")?;
+    Ok(rx)
 }
 
 fn drained(token: CancellationToken) -> tokio_util::sync::WaitForCancellationFutureOwned {

@@ -68,7 +68,8 @@ impl Harness {
         vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let config = Config::from_parts("", "test", vars).unwrap();
         let listeners = Listeners {
-            data: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            // Two data-plane threads, as on a small production machine.
+            data: obleth::server::bind_data("127.0.0.1:0".parse().unwrap(), 2).unwrap(),
             admin: TcpListener::bind("127.0.0.1:0").await.unwrap(),
             metrics: None,
         };
