@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 /// How a request got its slot; recorded in the ledger.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AdmissionClass {
     /// A slot was free and nothing was queued.
@@ -22,7 +22,8 @@ pub enum AdmissionClass {
     Brownout,
     /// Answered from the response cache, never admitted.
     CacheHit,
-    /// Refused before admission.
+    /// Refused before admission (also the class of a request until it is admitted).
+    #[default]
     Rejected,
 }
 

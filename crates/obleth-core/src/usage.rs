@@ -14,7 +14,7 @@ pub struct Usage {
 }
 
 /// Everything the ledger keeps about one request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct UsageRecord {
     pub request_id: String,
     pub received_at: UnixMillis,

@@ -41,24 +41,9 @@ impl Tracker {
             record: UsageRecord {
                 request_id,
                 received_at: now_millis(),
-                admitted_at: None,
-                first_token_at: None,
-                finished_at: 0,
-                tenant_id: None,
-                key_prefix: None,
-                group: None,
                 route: route.as_str(),
-                requested_model: None,
-                upstream_model: None,
-                usage: None,
-                tokens_estimated: false,
-                cost: 0.0,
-                queue_wait_ms: 0,
-                admission_class: AdmissionClass::Rejected,
                 status: CLIENT_CLOSED,
-                error_type: None,
-                streamed: false,
-                client_disconnected: false,
+                ..UsageRecord::default()
             },
             estimated_input: 0,
             settled: false,
@@ -156,32 +141,6 @@ impl Drop for Tracker {
             telemetry::tokens(u.input_tokens, u.output_tokens);
         }
         telemetry::request_finished(self.route.as_str(), self.record.status, self.started.elapsed());
-        let record = std::mem::replace(&mut self.record, empty_record());
-        self.sink.record(record);
-    }
-}
-
-fn empty_record() -> UsageRecord {
-    UsageRecord {
-        request_id: String::new(),
-        received_at: 0,
-        admitted_at: None,
-        first_token_at: None,
-        finished_at: 0,
-        tenant_id: None,
-        key_prefix: None,
-        group: None,
-        route: "",
-        requested_model: None,
-        upstream_model: None,
-        usage: None,
-        tokens_estimated: false,
-        cost: 0.0,
-        queue_wait_ms: 0,
-        admission_class: AdmissionClass::Rejected,
-        status: 0,
-        error_type: None,
-        streamed: false,
-        client_disconnected: false,
+        self.sink.record(std::mem::take(&mut self.record));
     }
 }
