@@ -27,8 +27,10 @@ fn slow_mock() -> obleth_mock::MockConfig {
     obleth_mock::MockConfig { ttft: Duration::from_millis(300), ..fast_mock() }
 }
 
-#[tokio::test]
-async fn a_request_that_waited_too_long_is_admitted_degraded() {
+/// A gateway with one slot, brownout after 50 ms (cap 3 tokens), and a first request that
+/// holds the slot for ~300 ms.
+async fn one_slot_held_with_brownout()
+-> (Arc<Harness>, tokio::task::JoinHandle<(http::StatusCode, http::HeaderMap, serde_json::Value)>) {
     let h = Arc::new(
         Harness::with_env(
             slow_mock(),
@@ -44,6 +46,12 @@ async fn a_request_that_waited_too_long_is_admitted_degraded() {
         let h = h.clone();
         async move { h.post("/v1/chat/completions", chat(false, 2)).await }
     });
+    (h, first)
+}
+
+#[tokio::test]
+async fn a_request_that_waited_too_long_is_admitted_degraded() {
+    let (h, first) = one_slot_held_with_brownout().await;
     // Make sure the first holds the only slot before the second arrives.
     wait_for_scheduler(&h, 1, 0).await;
     let (status, headers, body) = h.post("/v1/chat/completions", chat(false, 50)).await;
@@ -62,22 +70,8 @@ async fn a_request_that_waited_too_long_is_admitted_degraded() {
 
 #[tokio::test]
 async fn never_degrade_tenants_wait_without_being_capped() {
-    let h = Arc::new(
-        Harness::with_env(
-            slow_mock(),
-            &[
-                ("OBLETH_ADMISSION_MAX_IN_FLIGHT", "1"),
-                ("OBLETH_ADMISSION_BROWNOUT_AFTER", "50ms"),
-                ("OBLETH_ADMISSION_BROWNOUT_MAX_TOKENS", "3"),
-            ],
-        )
-        .await,
-    );
+    let (h, first) = one_slot_held_with_brownout().await;
     call(&h.admin, "PATCH", "/api/v1/tenants/t1", Some(json!({"never_degrade": true}))).await.unwrap();
-    let first = tokio::spawn({
-        let h = h.clone();
-        async move { h.post("/v1/chat/completions", chat(false, 2)).await }
-    });
     wait_for_scheduler(&h, 1, 0).await;
     let (status, headers, body) = h.post("/v1/chat/completions", chat(false, 8)).await;
     assert_eq!(status, 200);
