@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Gateway-overhead benchmark: one command reproduces everything.
 #
-#   bench/overhead/run.sh            # full run (~5 minutes of load)
+#   bench/overhead/run.sh            # full run (~4 minutes of load, plus the build)
 #
 # Measures the bundled zero-latency mock DIRECTLY and THROUGH obleth, side by side:
 # closed loop (wrk, 1 and 32 connections), open loop at fixed rates (obleth-loadgen,
