@@ -113,7 +113,7 @@ async fn forward(
     if !caller.tenant.may_use(&requested) {
         return Err(ApiError::model_not_allowed(&requested));
     }
-    tracker.model(&requested, &model);
+    tracker.model(&model);
 
     // === budget === (token budgets are enforced by the budget layer; see ARCHITECTURE.md)
     let estimated_input = (body.len() as u64).div_ceil(4);

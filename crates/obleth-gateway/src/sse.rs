@@ -6,6 +6,8 @@
 //! events needs to buffer only the tail of an incomplete event; a frame made of whole
 //! events that needs no change is forwarded as the very same `Bytes` (no copy).
 
+use std::borrow::Cow;
+
 use bytes::{Bytes, BytesMut};
 use obleth_core::Usage;
 use serde::Deserialize;
@@ -55,7 +57,7 @@ pub struct SseScanner {
     drop_usage_chunk: bool,
     /// The last usage the upstream reported.
     pub usage: Option<Usage>,
-    /// Data events carrying choices: a fallback count of output tokens when the
+    /// Data events carrying output text: a fallback count of output tokens when the
     /// upstream reports no usage (servers send about one token per chunk).
     pub content_events: u64,
     /// Whether `data: [DONE]` was seen.
@@ -135,29 +137,45 @@ impl SseScanner {
 
     fn inspect_data(&mut self, data: &[u8]) -> bool {
         #[derive(Deserialize)]
-        struct Chunk {
-            #[serde(default)]
-            choices: Option<Vec<serde::de::IgnoredAny>>,
+        struct Chunk<'a> {
+            #[serde(default, borrow)]
+            choices: Option<Vec<Choice<'a>>>,
             #[serde(default)]
             usage: Option<WireUsage>,
             #[serde(default)]
             error: Option<serde::de::IgnoredAny>,
         }
-        // Most chunks only need the cheap check: they name no usage object.
-        let has_usage = memfind(data, b"\"usage\"");
+        #[derive(Deserialize)]
+        struct Choice<'a> {
+            #[serde(default, borrow)]
+            delta: Option<Delta<'a>>,
+            /// Completions stream `text` instead of a delta.
+            #[serde(default, borrow)]
+            text: Option<Cow<'a, str>>,
+        }
+        #[derive(Deserialize)]
+        struct Delta<'a> {
+            #[serde(default, borrow)]
+            content: Option<Cow<'a, str>>,
+        }
         let Ok(chunk) = serde_json::from_slice::<Chunk>(data) else {
             return true;
         };
         if chunk.error.is_some() {
             self.upstream_error = true;
         }
-        let has_choices = chunk.choices.as_ref().is_some_and(|c| !c.is_empty());
-        if has_choices {
+        let choices = chunk.choices.unwrap_or_default();
+        // The role chunk and the finish chunk carry no text: only chunks with text count.
+        let has_text = choices.iter().any(|c| {
+            let delta = c.delta.as_ref().and_then(|d| d.content.as_deref());
+            delta.or(c.text.as_deref()).is_some_and(|t| !t.is_empty())
+        });
+        if has_text {
             self.content_events += 1;
         }
-        if has_usage && let Some(u) = chunk.usage {
+        if let Some(u) = chunk.usage {
             self.usage = Some(u.into());
-            if self.drop_usage_chunk && !has_choices {
+            if self.drop_usage_chunk && choices.is_empty() {
                 return false;
             }
         }
@@ -191,10 +209,6 @@ fn splice_out(buf: &[u8], ranges: &[(usize, usize)]) -> Bytes {
     }
     out.extend_from_slice(&buf[at..]);
     out.freeze()
-}
-
-fn memfind(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 #[cfg(test)]

@@ -61,8 +61,7 @@ impl Tracker {
         self.record.key_prefix = Some(caller.key_prefix.to_string());
     }
 
-    pub fn model(&mut self, requested: &str, model: &Model) {
-        self.record.requested_model = Some(requested.to_owned());
+    pub fn model(&mut self, model: &Model) {
         self.record.upstream_model = Some(model.upstream_model.clone());
     }
 

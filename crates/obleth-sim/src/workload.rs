@@ -234,6 +234,14 @@ impl Scale {
     pub const QUICK: Scale = Scale { duration_s: 240.0, w3_return_s: 100.0 };
 }
 
+/// Both fairshare modes against both baselines.
+const BOTH_MODES_AND_BASELINES: [PolicyKind; 4] = [
+    PolicyKind::Fairshare(Mode::Weighted),
+    PolicyKind::Fairshare(Mode::Hierarchical),
+    PolicyKind::Fcfs,
+    PolicyKind::RoundRobin,
+];
+
 fn base(id: &'static str, title: &'static str, scale: Scale) -> Workload {
     Workload {
         id,
@@ -272,12 +280,7 @@ fn w1(scale: Scale) -> Workload {
         tenant("c", 100, "c", b(), Lengths::chat()),
     ];
     w.group_weights = vec![("a".into(), 500), ("b".into(), 50), ("c".into(), 100)];
-    w.policies = vec![
-        PolicyKind::Fairshare(Mode::Weighted),
-        PolicyKind::Fairshare(Mode::Hierarchical),
-        PolicyKind::Fcfs,
-        PolicyKind::RoundRobin,
-    ];
+    w.policies = BOTH_MODES_AND_BASELINES.to_vec();
     w.description = format!(
         "{COMMON}. Tenants a/b/c, weights 500/50/100, all backlogged from t=0 with chat lengths. \
          Hierarchical run: each tenant in its own group, group weight = tenant weight. {} s.",
@@ -327,12 +330,7 @@ fn w4(scale: Scale) -> Workload {
         tenant("long", 1, "long", b(), Lengths::fixed(2048, 1000, 1024)),
         tenant("short", 1, "short", b(), Lengths::fixed(32, 32, 64)),
     ];
-    w.policies = vec![
-        PolicyKind::Fairshare(Mode::Weighted),
-        PolicyKind::Fairshare(Mode::Hierarchical),
-        PolicyKind::Fcfs,
-        PolicyKind::RoundRobin,
-    ];
+    w.policies = BOTH_MODES_AND_BASELINES.to_vec();
     w.description = format!(
         "{COMMON}. long: prompt 2048, output 1000, max_tokens 1024; short: prompt 32, output 32, \
          max_tokens 64; weights 1 and 1, both backlogged. Hierarchical run: each tenant in its own \
