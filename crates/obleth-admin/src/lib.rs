@@ -29,6 +29,8 @@ pub struct AdminState {
     pub token: SecretString,
     /// The admission policy, for `GET /api/v1/scheduler`.
     pub admission: Arc<dyn Admission>,
+    /// The budget layer, for `GET /api/v1/tenants/{tenant}/usage`.
+    pub budget: Arc<obleth_budget::Budget>,
 }
 
 /// The admin router.
@@ -36,6 +38,7 @@ pub fn router(state: AdminState) -> Router {
     let api = Router::new()
         .route("/api/v1/tenants", get(list_tenants).post(create_tenant))
         .route("/api/v1/tenants/{tenant}", get(get_tenant).patch(update_tenant).delete(delete_tenant))
+        .route("/api/v1/tenants/{tenant}/usage", get(tenant_usage))
         .route("/api/v1/tenants/{tenant}/keys", get(list_tenant_keys).post(create_key))
         .route("/api/v1/keys", get(list_keys))
         .route("/api/v1/keys/{id}", axum::routing::delete(revoke_key))
@@ -265,6 +268,22 @@ async fn delete_model(State(s): State<AdminState>, Path(name): Path<String>) -> 
     s.notifier.notify(ChangeEvent::Model { name: model.model_name.clone() });
     tracing::info!(model = %model.model_name, "model deleted");
     Ok(Json(json!({ "deleted": model_view(&model) })))
+}
+
+/// The tenant's use of its limits right now (rate windows, in flight, spend).
+async fn tenant_usage(State(s): State<AdminState>, Path(tenant): Path<String>) -> Result<Json<Value>, AdminError> {
+    let t = s.store.get_tenant(&tenant).await?;
+    let limits = obleth_budget::Limits::from_quota(&t.quota);
+    let usage = s.budget.usage(&t.id, &limits).await.map_err(|e| {
+        AdminError::new(StatusCode::SERVICE_UNAVAILABLE, "budget_unavailable", format!("The budget store failed: {e}"))
+    })?;
+    Ok(Json(json!({
+        "tenant_id": t.id,
+        "tenant": t.name,
+        "store": s.budget.kind(),
+        "quota": t.quota,
+        "usage": usage,
+    })))
 }
 
 // === groups and the scheduler ===

@@ -66,6 +66,10 @@ pub struct Quota {
     /// Spend over the tenant's lifetime.
     #[serde(default)]
     pub lifetime_budget: Option<f64>,
+    /// While the shared budget store is unreachable, refuse this tenant's requests
+    /// (503) instead of admitting them on the pod's local share of its spend budget.
+    #[serde(default)]
+    pub fail_closed: bool,
 }
 
 /// Checks a tenant or group name: 1–64 chars of `[a-z0-9._-]`, starting alphanumeric,

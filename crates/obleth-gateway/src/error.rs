@@ -21,11 +21,13 @@ pub struct ApiError {
     pub message: String,
     pub param: Option<&'static str>,
     pub retry_after: Option<Duration>,
+    /// The tenant's rate-limit windows, sent as `x-ratelimit-*` headers.
+    pub rate_limits: Option<Box<obleth_budget::RateStatus>>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, kind: &'static str, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, kind, code, message: message.into(), param: None, retry_after: None }
+        ApiError { status, kind, code, message: message.into(), param: None, retry_after: None, rate_limits: None }
     }
 
     pub fn with_param(mut self, param: &'static str) -> Self {
@@ -133,6 +135,12 @@ impl ApiError {
         e
     }
 
+    /// A budget refused the request (429; `kind` is `rate_limit_error` or, for an
+    /// exhausted spend budget, `insufficient_quota` as OpenAI answers).
+    pub fn rate_limited(kind: &'static str, code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, kind, code, message)
+    }
+
     pub fn store_unavailable() -> Self {
         let mut e = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -203,6 +211,9 @@ impl IntoResponse for ApiError {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 h.insert(header::RETRY_AFTER, v);
             }
+        }
+        if let Some(status) = &self.rate_limits {
+            crate::limits::write_headers(h, status);
         }
         res
     }

@@ -14,12 +14,15 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
+use obleth_budget::Budget;
 use obleth_core::{Admission, UsageRecord, UsageSink};
 use secrecy::SecretString;
 use serde_json::json;
 
 pub mod error;
+pub mod estimate;
 pub mod identity;
+pub mod limits;
 mod proxy;
 pub mod registry;
 pub mod sse;
@@ -41,6 +44,15 @@ pub enum Route {
 }
 
 impl Route {
+    /// What the tokenizer counts in the request body.
+    pub fn request_kind(self) -> estimate::RequestKind {
+        match self {
+            Route::ChatCompletions => estimate::RequestKind::Chat,
+            Route::Completions => estimate::RequestKind::Completion,
+            Route::Embeddings => estimate::RequestKind::Embedding,
+        }
+    }
+
     /// Metric and ledger label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -76,6 +88,10 @@ pub struct GatewayConfig {
     pub stream_idle_timeout: Duration,
     pub max_body_bytes: usize,
     pub max_response_bytes: usize,
+    /// Tokenizer for models whose upstream name does not tell (`Encoding::for_model`).
+    pub default_encoding: estimate::Encoding,
+    /// Output tokens assumed at admission when a request sets no `max_tokens`.
+    pub default_output_tokens: u64,
 }
 
 impl Default for GatewayConfig {
@@ -88,6 +104,8 @@ impl Default for GatewayConfig {
             stream_idle_timeout: Duration::from_secs(120),
             max_body_bytes: 4 * 1024 * 1024,
             max_response_bytes: 64 * 1024 * 1024,
+            default_encoding: estimate::Encoding::O200kBase,
+            default_output_tokens: 512,
         }
     }
 }
@@ -98,6 +116,7 @@ pub struct Gateway {
     pub identity: Arc<Identity>,
     pub registry: Arc<Registry>,
     pub admission: Arc<dyn Admission>,
+    pub budget: Arc<Budget>,
     pub sink: Arc<dyn UsageSink>,
     pub client: upstream::HttpClient,
 }

@@ -1,9 +1,9 @@
 //! The OpenAI-compatible proxy: the hot path of every inference request.
 //!
 //! `auth -> budget -> cache -> schedule -> proxy -> stream -> reconcile -> record`.
-//! Budget and cache are seams that later layers fill; this module performs the others
-//! in order and makes sure that whatever happens, the admission slot is released and
-//! one usage record is emitted (see [`Tracker`]).
+//! The cache is a seam a later layer fills; this module performs the others in order
+//! and makes sure that whatever happens, the admission slot is released, the budget
+//! reservation is reconciled, and one usage record is emitted (see [`Tracker`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,12 +19,14 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use obleth_budget::{Held, Limits, to_nanos};
 use obleth_core::{AdmissionRequest, Admitted, Model, Rejection};
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 use tokio::time::Sleep;
 
 use crate::error::ApiError;
+use crate::estimate::{self, Encoding};
 use crate::identity::Caller;
 use crate::sse::{SseScanner, usage_of_body};
 use crate::tracker::Tracker;
@@ -115,9 +117,27 @@ async fn forward(
     }
     tracker.model(&model);
 
-    // === budget === (token budgets are enforced by the budget layer; see ARCHITECTURE.md)
-    let estimated_input = (body.len() as u64).div_ceil(4);
+    // === estimate ===
+    let encoding = Encoding::for_model(&model.upstream_model).unwrap_or(gw.config.default_encoding);
+    let kind = route.request_kind();
+    let estimated_input = estimate::input_tokens(encoding, kind, &obj);
+    let mut estimated_output = estimate::output_tokens(kind, &obj, gw.config.default_output_tokens);
+    if let Some(window) = model.context_window {
+        estimated_output = estimated_output.min((window as u64).saturating_sub(estimated_input).max(1));
+    }
     tracker.estimated_input = estimated_input;
+
+    // === budget ===
+    // Every limit of the tenant is checked and reserved in one step before any upstream
+    // work; `held` reconciles the reservation with the actual use when it is dropped.
+    let limits = Limits::from_quota(&caller.tenant.quota);
+    let tokens = estimated_input.saturating_add(estimated_output);
+    let cost = to_nanos(model.cost(estimated_input, estimated_output));
+    let mut held = gw
+        .budget
+        .reserve(&caller.tenant.id, tracker.request_id(), &limits, tokens, cost)
+        .await
+        .map_err(|r| crate::limits::refusal(r, tokens))?;
 
     // === rewrite ===
     obj.insert("model".into(), Value::String(model.upstream_model.clone()));
@@ -145,14 +165,14 @@ async fn forward(
             model_admission_weight: model.admission_weight,
             model_max_in_flight: model.max_in_flight,
             estimated_input_tokens: estimated_input,
-            estimated_output_tokens: requested_output(&obj),
+            estimated_output_tokens: estimated_output,
         })
         .await
         .map_err(rejection)?;
     tracker.admitted(admitted.class, admitted.waited);
     // Until the outcome is known, a request that fails costs its prompt only: the
     // backend produced nothing for it.
-    admitted.permit.settle(estimated_input, 0);
+    settle(&mut admitted, &mut held, &model, estimated_input, 0);
     if let Some(cap) = admitted.max_tokens_cap {
         cap_max_tokens(&mut obj, cap);
     }
@@ -164,12 +184,18 @@ async fn forward(
     let sent = Instant::now();
     let res = match tokio::time::timeout(gw.config.response_timeout, gw.client.request(upstream_req)).await {
         Ok(Ok(res)) => res,
-        Ok(Err(e)) => return Err(client_error(e)),
+        Ok(Err(e)) => {
+            // The request never reached a model: it cost nothing.
+            settle(&mut admitted, &mut held, &model, 0, 0);
+            return Err(client_error(e));
+        }
         Err(_) => return Err(ApiError::upstream_timeout(gw.config.response_timeout)),
     };
     telemetry::upstream_responded(route.as_str(), sent.elapsed());
     let status = res.status();
     if !status.is_success() {
+        // A refusal by the backend produced nothing.
+        settle(&mut admitted, &mut held, &model, 0, 0);
         return Err(upstream_status(status, res.into_body(), gw.config.response_timeout).await);
     }
     let admission_value = HeaderValue::from_static(admitted.class.as_str());
@@ -177,12 +203,16 @@ async fn forward(
     if stream {
         // === stream ===
         tracker.streamed();
+        let mut response_headers = HeaderMap::new();
+        crate::limits::write_headers(&mut response_headers, &held.status);
         let body = ProxyStream {
             body: res.into_body(),
             scanner: SseScanner::new(!client_wants_usage),
             tracker: tracker.hand_off(),
             model,
+            encoding,
             admitted,
+            held,
             idle: Box::pin(tokio::time::sleep(gw.config.stream_idle_timeout)),
             idle_timeout: gw.config.stream_idle_timeout,
             route,
@@ -195,6 +225,7 @@ async fn forward(
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         h.insert(ADMISSION_HEADER, admission_value);
+        h.extend(response_headers);
         return Ok(response);
     }
 
@@ -211,13 +242,17 @@ async fn forward(
         Err(_) => return Err(ApiError::upstream_timeout(gw.config.response_timeout)),
     };
     tracker.first_token();
-    let usage = tracker.succeeded(status.as_u16(), usage_of_body(&bytes), 0, &model);
-    admitted.permit.settle(usage.input_tokens, usage.output_tokens);
-    drop(admitted);
+    let reported = usage_of_body(&bytes);
+    let fallback = if reported.is_none() { output_of_body(encoding, &bytes) } else { 0 };
+    let usage = tracker.succeeded(status.as_u16(), reported, fallback, &model);
+    settle(&mut admitted, &mut held, &model, usage.input_tokens, usage.output_tokens);
     let mut response = Response::new(Body::from(bytes));
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, content_type.unwrap_or(HeaderValue::from_static("application/json")));
     h.insert(ADMISSION_HEADER, admission_value);
+    crate::limits::write_headers(h, &held.status);
+    drop(admitted);
+    drop(held);
     Ok(response)
 }
 
@@ -251,11 +286,24 @@ fn wants_usage(obj: &Map<String, Value>) -> bool {
     obj.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false)
 }
 
-/// Output tokens the request may produce, for the admission estimate.
-fn requested_output(obj: &Map<String, Value>) -> u64 {
-    let max = obj.get("max_completion_tokens").or_else(|| obj.get("max_tokens")).and_then(Value::as_u64).unwrap_or(256);
-    let n = obj.get("n").and_then(Value::as_u64).unwrap_or(1).max(1);
-    max.saturating_mul(n)
+/// Reports a request's use so far to the scheduler and the budget; the last report
+/// before they are dropped counts.
+fn settle(admitted: &mut Admitted, held: &mut Held, model: &Model, input: u64, output: u64) {
+    admitted.permit.settle(input, output);
+    held.settle(input.saturating_add(output), to_nanos(model.cost(input, output)));
+}
+
+/// Output tokens of a whole response that reported no usage, counted with the tokenizer.
+fn output_of_body(encoding: Encoding, body: &[u8]) -> u64 {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return 0;
+    };
+    let choices = v.get("choices").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    choices
+        .iter()
+        .filter_map(|c| c.pointer("/message/content").or_else(|| c.get("text")).and_then(Value::as_str))
+        .map(|t| estimate::count_text(encoding, t))
+        .sum()
 }
 
 /// Caps the request's output length (brownout).
@@ -366,7 +414,9 @@ struct ProxyStream {
     scanner: SseScanner,
     tracker: Tracker,
     model: Arc<Model>,
+    encoding: Encoding,
     admitted: Admitted,
+    held: Held,
     idle: Pin<Box<Sleep>>,
     idle_timeout: Duration,
     route: Route,
@@ -378,8 +428,16 @@ struct ProxyStream {
 impl ProxyStream {
     /// A stream that ends early (error, or client gone) cost what it streamed so far.
     fn settle_partial(&mut self) {
-        let streamed = self.scanner.usage.map(|u| u.output_tokens).unwrap_or(self.scanner.content_events);
-        self.admitted.permit.settle(self.tracker.estimated_input, streamed);
+        let (input, output) = match self.scanner.usage {
+            Some(u) => (u.input_tokens, u.output_tokens),
+            None => (self.tracker.estimated_input, self.streamed_output()),
+        };
+        settle(&mut self.admitted, &mut self.held, &self.model, input, output);
+    }
+
+    /// Output tokens streamed so far, counted with the tokenizer (the upstream reported none).
+    fn streamed_output(&self) -> u64 {
+        estimate::count_text(self.encoding, &self.scanner.text)
     }
 
     fn end_with_error(&mut self, error: ApiError) -> Option<Result<Bytes, std::io::Error>> {
@@ -441,9 +499,15 @@ impl Stream for ProxyStream {
                         this.tracker
                             .failed(&ApiError::upstream_error("The model backend reported an error in the stream."));
                     } else {
-                        let fallback = this.scanner.content_events;
+                        let fallback = if this.scanner.usage.is_none() { this.streamed_output() } else { 0 };
                         let usage = this.tracker.succeeded(200, this.scanner.usage, fallback, &this.model);
-                        this.admitted.permit.settle(usage.input_tokens, usage.output_tokens);
+                        settle(
+                            &mut this.admitted,
+                            &mut this.held,
+                            &this.model,
+                            usage.input_tokens,
+                            usage.output_tokens,
+                        );
                     }
                     return Poll::Ready((!rest.is_empty()).then_some(Ok(rest)));
                 }

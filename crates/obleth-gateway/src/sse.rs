@@ -48,6 +48,10 @@ pub fn usage_of_body(body: &[u8]) -> Option<Usage> {
     serde_json::from_slice::<Body>(body).ok()?.usage.map(Usage::from)
 }
 
+/// Output text kept per stream for the fallback count; beyond it the count is short
+/// (and marked estimated anyway).
+pub const MAX_TEXT: usize = 1 << 20;
+
 /// Incremental scanner of one SSE response.
 #[derive(Debug, Default)]
 pub struct SseScanner {
@@ -60,6 +64,9 @@ pub struct SseScanner {
     /// Data events carrying output text: a fallback count of output tokens when the
     /// upstream reports no usage (servers send about one token per chunk).
     pub content_events: u64,
+    /// The output text streamed so far (up to [`MAX_TEXT`]), for counting its tokens
+    /// when the upstream reports no usage.
+    pub text: String,
     /// Whether `data: [DONE]` was seen.
     pub done: bool,
     /// An `error` object the upstream sent inside the stream.
@@ -172,6 +179,13 @@ impl SseScanner {
         });
         if has_text {
             self.content_events += 1;
+            for c in &choices {
+                if let Some(t) = c.delta.as_ref().and_then(|d| d.content.as_deref()).or(c.text.as_deref())
+                    && self.text.len() + t.len() <= MAX_TEXT
+                {
+                    self.text.push_str(t);
+                }
+            }
         }
         if let Some(u) = chunk.usage {
             self.usage = Some(u.into());

@@ -75,6 +75,7 @@ async fn tenants(store: &dyn ControlPlaneStore) {
     new.allowed_models = vec!["m1".into()];
     new.quota.tpm = Some(10_000);
     new.quota.monthly_budget = Some(12.5);
+    new.quota.fail_closed = true;
     let t = store.create_tenant(new).await.expect("create");
     assert!(t.id.starts_with("ten_"));
     assert_eq!(store.get_tenant(&t.id).await.expect("by id"), t);

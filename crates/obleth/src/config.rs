@@ -42,6 +42,7 @@ struct RawConfig {
     limits: RawLimits,
     keys: RawKeys,
     admission: RawAdmission,
+    budget: RawBudget,
     log: RawLog,
 }
 
@@ -176,6 +177,41 @@ impl Default for RawAdmission {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+struct RawBudget {
+    store: String,
+    redis_url: Option<SecretString>,
+    #[serde(with = "humantime_serde")]
+    redis_timeout: Duration,
+    key_prefix: String,
+    #[serde(with = "humantime_serde")]
+    reservation_ttl: Duration,
+    local_share: f64,
+    breaker_failures: u32,
+    #[serde(with = "humantime_serde")]
+    breaker_cooldown: Duration,
+    default_output_tokens: u64,
+    default_encoding: String,
+}
+
+impl Default for RawBudget {
+    fn default() -> Self {
+        RawBudget {
+            store: "memory".into(),
+            redis_url: None,
+            redis_timeout: Duration::from_millis(100),
+            key_prefix: "obleth:".into(),
+            reservation_ttl: Duration::from_secs(900),
+            local_share: 1.0,
+            breaker_failures: 3,
+            breaker_cooldown: Duration::from_secs(1),
+            default_output_tokens: 512,
+            default_encoding: "o200k_base".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 struct RawLog {
     level: String,
 }
@@ -199,7 +235,32 @@ pub struct Config {
     pub max_response_bytes: usize,
     pub keys: obleth_gateway::IdentityConfig,
     pub admission: obleth_scheduler::FairshareConfig,
+    pub budget: Budget,
     pub log_level: String,
+}
+
+/// Where budgets are kept, and how requests are estimated.
+#[derive(Clone)]
+pub struct Budget {
+    /// `None`: in-process (one gateway). `Some`: Redis, shared by every pod.
+    pub redis: Option<obleth_budget::RedisConfig>,
+    pub reservation_ttl: Duration,
+    pub failover: obleth_budget::FailoverConfig,
+    pub default_output_tokens: u64,
+    pub default_encoding: obleth_gateway::estimate::Encoding,
+}
+
+impl std::fmt::Debug for Budget {
+    /// The Redis URL may hold a password: only its redacted form is printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Budget")
+            .field("redis", &self.redis.as_ref().map(|r| r.redacted_url()))
+            .field("reservation_ttl", &self.reservation_ttl)
+            .field("failover", &self.failover)
+            .field("default_output_tokens", &self.default_output_tokens)
+            .field("default_encoding", &self.default_encoding)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -259,6 +320,16 @@ const ENV_KEYS: &[EnvKey] = &[
     EnvKey("OBLETH_ADMISSION_OUTPUT_TOKEN_WEIGHT", "admission", "output_token_weight", Kind::Float),
     EnvKey("OBLETH_ADMISSION_MAX_QUEUE_PER_TENANT", "admission", "max_queue_per_tenant", Kind::Int),
     EnvKey("OBLETH_ADMISSION_MAX_QUEUE", "admission", "max_queue", Kind::Int),
+    EnvKey("OBLETH_BUDGET_STORE", "budget", "store", Kind::Str),
+    EnvKey("OBLETH_BUDGET_REDIS_URL", "budget", "redis_url", Kind::Str),
+    EnvKey("OBLETH_BUDGET_REDIS_TIMEOUT", "budget", "redis_timeout", Kind::Str),
+    EnvKey("OBLETH_BUDGET_KEY_PREFIX", "budget", "key_prefix", Kind::Str),
+    EnvKey("OBLETH_BUDGET_RESERVATION_TTL", "budget", "reservation_ttl", Kind::Str),
+    EnvKey("OBLETH_BUDGET_LOCAL_SHARE", "budget", "local_share", Kind::Float),
+    EnvKey("OBLETH_BUDGET_BREAKER_FAILURES", "budget", "breaker_failures", Kind::Int),
+    EnvKey("OBLETH_BUDGET_BREAKER_COOLDOWN", "budget", "breaker_cooldown", Kind::Str),
+    EnvKey("OBLETH_BUDGET_DEFAULT_OUTPUT_TOKENS", "budget", "default_output_tokens", Kind::Int),
+    EnvKey("OBLETH_BUDGET_DEFAULT_ENCODING", "budget", "default_encoding", Kind::Str),
     EnvKey("OBLETH_LOG_LEVEL", "log", "level", Kind::Str),
 ];
 
@@ -417,6 +488,56 @@ impl RawConfig {
             },
             queue_timeout: a.queue_timeout,
         };
+        let b = &self.budget;
+        for (field, d) in [("budget.redis_timeout", b.redis_timeout), ("budget.reservation_ttl", b.reservation_ttl)] {
+            if d.is_zero() {
+                return Err(invalid(field, "must be greater than zero".into()));
+            }
+        }
+        if !(b.local_share > 0.0 && b.local_share <= 1.0) {
+            return Err(invalid("budget.local_share", "must be in (0, 1]: 1 / the number of gateway pods".into()));
+        }
+        if b.breaker_failures == 0 {
+            return Err(invalid("budget.breaker_failures", "must be at least 1".into()));
+        }
+        if b.default_output_tokens == 0 {
+            return Err(invalid("budget.default_output_tokens", "must be at least 1".into()));
+        }
+        let default_encoding = obleth_gateway::estimate::Encoding::parse(&b.default_encoding).ok_or_else(|| {
+            invalid("budget.default_encoding", format!("'{}' is not 'o200k_base' or 'cl100k_base'", b.default_encoding))
+        })?;
+        let redis = match (b.store.as_str(), &b.redis_url) {
+            ("memory", _) => None,
+            ("redis", None) => {
+                return Err(invalid("budget.redis_url", "is required with budget.store = \"redis\"".into()));
+            }
+            ("redis", Some(url)) => {
+                let url = url.expose_secret().trim();
+                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                    return Err(invalid("budget.redis_url", "must be a redis:// or rediss:// URL".into()));
+                }
+                Some(obleth_budget::RedisConfig {
+                    url: url.to_owned(),
+                    key_prefix: b.key_prefix.clone(),
+                    timeout: b.redis_timeout,
+                    reservation_ttl: b.reservation_ttl,
+                })
+            }
+            (other, _) => return Err(invalid("budget.store", format!("'{other}' is not 'memory' or 'redis'"))),
+        };
+        let budget = Budget {
+            redis,
+            reservation_ttl: b.reservation_ttl,
+            failover: obleth_budget::FailoverConfig {
+                local_share: b.local_share,
+                breaker_failures: b.breaker_failures,
+                breaker_cooldown: b.breaker_cooldown,
+                reservation_ttl: b.reservation_ttl,
+                ..obleth_budget::FailoverConfig::default()
+            },
+            default_output_tokens: b.default_output_tokens,
+            default_encoding,
+        };
         if self.log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
             return Err(invalid(
                 "log.level",
@@ -443,6 +564,7 @@ impl RawConfig {
                 capacity: self.keys.cache_capacity,
             },
             admission,
+            budget,
             log_level: self.log.level,
         })
     }
@@ -461,6 +583,8 @@ pub struct Redacted<'a> {
     admission_mode: obleth_scheduler::core::Mode,
     max_in_flight: u32,
     key_cache_ttl: String,
+    budget_store: &'static str,
+    budget_redis_url: Option<String>,
 }
 
 impl Config {
@@ -477,6 +601,8 @@ impl Config {
             admission_mode: self.admission.core.mode,
             max_in_flight: self.admission.core.slots,
             key_cache_ttl: humantime_serde::re::humantime::format_duration(self.keys.ttl).to_string(),
+            budget_store: if self.budget.redis.is_some() { "redis" } else { "memory" },
+            budget_redis_url: self.budget.redis.as_ref().map(|r| r.redacted_url()),
         }
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use metrics_exporter_prometheus::PrometheusHandle;
+use obleth_budget::{Budget, BudgetStore, Failover, MemoryBudget, RedisBudget, SystemClock};
 use obleth_core::{ChangeNotifier, UsageSink};
 use obleth_gateway::{Gateway, GatewayConfig, Identity, Registry, upstream};
 use obleth_scheduler::Fairshare;
@@ -124,6 +125,12 @@ pub async fn start(
     for group in store.list_groups().await.context("loading fairshare groups")? {
         fairshare.set_group_weight(&group.name, group.weight);
     }
+    let budget = Arc::new(Budget::new(budget_store(config)?));
+    // Loading the tokenizer's vocabulary takes a while; not on the first request.
+    tokio::task::spawn_blocking({
+        let encoding = config.budget.default_encoding;
+        move || obleth_gateway::estimate::warm(encoding)
+    });
     let notifier: Arc<dyn ChangeNotifier> = Arc::new(vec![
         identity.clone() as Arc<dyn ChangeNotifier>,
         registry.clone() as Arc<dyn ChangeNotifier>,
@@ -137,6 +144,8 @@ pub async fn start(
         stream_idle_timeout: config.upstream.stream_idle_timeout,
         max_body_bytes: config.max_body_bytes,
         max_response_bytes: config.max_response_bytes,
+        default_encoding: config.budget.default_encoding,
+        default_output_tokens: config.budget.default_output_tokens,
     };
 
     let data_addr = listeners.data.first().context("no data-plane listener")?.local_addr()?;
@@ -152,6 +161,7 @@ pub async fn start(
             identity: identity.clone(),
             registry: registry.clone(),
             admission: fairshare.clone(),
+            budget: budget.clone(),
             sink: sink.clone(),
             client: upstream::client(config.upstream.connect_timeout),
         };
@@ -163,13 +173,18 @@ pub async fn start(
         notifier,
         token: admin_token,
         admission: fairshare.clone(),
+        budget: budget.clone(),
     });
     tasks.spawn(obleth_gateway::serve(listeners.admin, admin, drained(shutdown.clone())));
     let metrics_addr = match listeners.metrics {
         Some((listener, handle)) => {
             let addr = listener.local_addr()?;
             let scheduler = fairshare.clone();
-            let before_render = move || obleth_scheduler::telemetry::publish(&scheduler.state());
+            let budget = budget.clone();
+            let before_render = move || {
+                obleth_scheduler::telemetry::publish(&scheduler.state());
+                budget.publish();
+            };
             tasks.spawn(obleth_gateway::serve(
                 listener,
                 telemetry::router(handle, before_render),
@@ -201,14 +216,44 @@ fn spawn_data_thread(
             let result = tokio::runtime::Builder::new_current_thread().enable_all().build().and_then(|rt| {
                 rt.block_on(async move {
                     let listener = TcpListener::from_std(listener)?;
+                    let budget = gateway.budget.clone();
                     let router = obleth_gateway::router(Arc::new(gateway));
-                    obleth_gateway::serve(listener, router, shutdown.cancelled_owned()).await
+                    let served = obleth_gateway::serve(listener, router, shutdown.cancelled_owned()).await;
+                    // Reconciles of requests that just ended run on this runtime: let them
+                    // finish before it stops.
+                    if !budget.drain(Duration::from_secs(5)).await {
+                        tracing::warn!("budget reconciles still running at shutdown; their reservations will expire");
+                    }
+                    served
                 })
             });
             let _ = tx.send(result);
         })
         .context("starting a data-plane thread")?;
     Ok(rx)
+}
+
+/// The budget store the configuration asks for.
+fn budget_store(config: &Config) -> anyhow::Result<Arc<dyn BudgetStore>> {
+    let Some(redis) = &config.budget.redis else {
+        let store = Arc::new(MemoryBudget::new(Arc::new(SystemClock), config.budget.reservation_ttl));
+        // Idle tenants' dangling reservations expire without waiting for their next request.
+        let sweeper = Arc::downgrade(&store);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                let Some(store) = sweeper.upgrade() else { break };
+                store.sweep();
+            }
+        });
+        return Ok(store);
+    };
+    // Connects lazily: a gateway whose Redis is down starts anyway, on its local share.
+    let shared = RedisBudget::connect_lazy(redis.clone())
+        .with_context(|| format!("configuring the Redis budget store at {}", redis.redacted_url()))?;
+    tracing::info!(redis = %redis.redacted_url(), "budgets are kept in Redis, shared by every pod");
+    Ok(Arc::new(Failover::new(Arc::new(shared), config.budget.failover.clone())))
 }
 
 fn drained(token: CancellationToken) -> tokio_util::sync::WaitForCancellationFutureOwned {

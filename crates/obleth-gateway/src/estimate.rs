@@ -1,0 +1,358 @@
+//! Token estimates with the real BPE tokenizers (`tiktoken-rs`, vocabularies bundled in
+//! the crate, nothing fetched at run time).
+//!
+//! Used at admission to estimate the tokens of an OpenAI-compatible request
+//! ([`input_tokens`], [`output_tokens`]) and, after a response whose upstream reported
+//! no usage, to count the output text ([`count_text`]).
+//!
+//! The encoders are the crate's process-wide singletons (`&'static CoreBPE` behind a
+//! `LazyLock`, no lock on the hot path). The first use of an encoding loads its
+//! vocabulary, which takes a while and a lot of memory; call [`warm`] at startup so that
+//! no request pays for it.
+//!
+//! Counting is exact for text; the chat framing follows OpenAI's cookbook approximation,
+//! and parts the tokenizer cannot see (images, audio, files) count fixed amounts. JSON
+//! schemas (tools, functions, response formats) count the tokens of their compact JSON
+//! serialization, which over-estimates what the model is actually shown. Malformed parts
+//! of a request count 0; nothing here panics on any input.
+
+use serde_json::{Map, Value};
+use tiktoken_rs::CoreBPE;
+
+/// Framing tokens of each chat message (cookbook: `<|start|>{role}\n{content}<|end|>`).
+pub const TOKENS_PER_MESSAGE: u64 = 3;
+/// Extra token of a message that has a `name`.
+pub const TOKENS_PER_NAME: u64 = 1;
+/// Tokens priming the reply (`<|start|>assistant<|message|>`).
+pub const REPLY_PRIMING_TOKENS: u64 = 3;
+/// An `image_url` content part: the cost of a low-detail image. High-detail images cost
+/// more (85 + 170 per 512 px tile), but that needs the image's size, which the gateway
+/// does not fetch.
+pub const IMAGE_PART_TOKENS: u64 = 85;
+/// Any other non-text content part (`input_audio`, `file`, unknown types): a placeholder,
+/// since the real cost depends on content the gateway does not decode (audio length,
+/// file pages). Expect it to under-estimate such requests.
+pub const OTHER_PART_TOKENS: u64 = 16;
+
+/// Which BPE encoding to count with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// GPT-4o, GPT-4.1, GPT-4.5, GPT-5 and the o-series.
+    O200kBase,
+    /// GPT-4, GPT-3.5 and the OpenAI embedding models.
+    Cl100kBase,
+}
+
+impl Encoding {
+    /// Parses `"o200k_base"` / `"cl100k_base"` (for config).
+    pub fn parse(s: &str) -> Option<Encoding> {
+        match s {
+            "o200k_base" => Some(Encoding::O200kBase),
+            "cl100k_base" => Some(Encoding::Cl100kBase),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::O200kBase => "o200k_base",
+            Encoding::Cl100kBase => "cl100k_base",
+        }
+    }
+
+    /// The encoding of an upstream model name, or `None` for models that do not use an
+    /// OpenAI tokenizer (llama, qwen, mistral, unknown names): the caller falls back to
+    /// a configured default.
+    ///
+    /// Matching is by prefix and ignores ASCII case. Provider prefixes
+    /// (`openai/gpt-4o`, `openrouter/openai/gpt-4o`) and the fine-tune prefix
+    /// (`ft:gpt-4o-mini:org::id`) are skipped.
+    pub fn for_model(upstream_model: &str) -> Option<Encoding> {
+        let name = upstream_model.trim();
+        let name = name.rsplit('/').next().unwrap_or(name);
+        let name = strip_prefix_ignore_case(name, "ft:").unwrap_or(name);
+        const O200K: &[&str] = &["gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o"];
+        // Azure spells gpt-3.5 "gpt-35".
+        const CL100K: &[&str] = &["gpt-4", "gpt-3.5", "gpt-35", "text-embedding-3", "text-embedding-ada-002"];
+        if O200K.iter().any(|p| strip_prefix_ignore_case(name, p).is_some()) {
+            Some(Encoding::O200kBase)
+        } else if CL100K.iter().any(|p| strip_prefix_ignore_case(name, p).is_some()) {
+            Some(Encoding::Cl100kBase)
+        } else {
+            None
+        }
+    }
+
+    /// The process-wide encoder (loaded on first use).
+    fn bpe(self) -> &'static CoreBPE {
+        match self {
+            Encoding::O200kBase => tiktoken_rs::o200k_base_singleton(),
+            Encoding::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
+        }
+    }
+}
+
+impl std::fmt::Display for Encoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.as_bytes().get(..prefix.len())?;
+    // `prefix` is ASCII, so an equal head ends on a char boundary.
+    if head.eq_ignore_ascii_case(prefix.as_bytes()) { s.get(prefix.len()..) } else { None }
+}
+
+/// Loads `enc`'s vocabulary now, so that the first request does not pay for it.
+pub fn warm(enc: Encoding) {
+    let _ = enc.bpe().count_ordinary("warm");
+}
+
+/// Bytes of text that one [`count_text`] or [`input_tokens`] call tokenizes exactly.
+/// Text beyond it is extrapolated at the tokens-per-byte ratio of the text counted so
+/// far: tokenizing runs at roughly 5 to 15 MB/s, so without a bound a 4 MB body would
+/// cost the hot path a second of CPU.
+pub const EXACT_BYTES: usize = 256 * 1024;
+
+/// Text is tokenized in chunks of about this many bytes. Chunks end before a space that
+/// follows a non-space, where the tokenizer's pre-split always cuts, so chunking does
+/// not change the count; it bounds the regex's work on pathological input (a long run
+/// of whitespace makes it fail, and the crate panics).
+const CHUNK_BYTES: usize = 8 * 1024;
+
+/// Counts the tokens of plain text. Uses the ordinary encoding: special tokens in the
+/// text (`<|endoftext|>`) count as the text they are, never as one special token.
+///
+/// Exact up to [`EXACT_BYTES`], extrapolated beyond.
+pub fn count_text(enc: Encoding, text: &str) -> u64 {
+    let mut counter = Counter::new(enc);
+    counter.text(text);
+    counter.total()
+}
+
+/// Accumulates the tokens of one request: text counted exactly within the byte budget,
+/// text past it (estimated at the end), and fixed amounts.
+struct Counter {
+    bpe: &'static CoreBPE,
+    budget: usize,
+    exact_bytes: u64,
+    exact_tokens: u64,
+    approx_bytes: u64,
+    fixed: u64,
+}
+
+impl Counter {
+    fn new(enc: Encoding) -> Counter {
+        Counter { bpe: enc.bpe(), budget: EXACT_BYTES, exact_bytes: 0, exact_tokens: 0, approx_bytes: 0, fixed: 0 }
+    }
+
+    fn fixed(&mut self, tokens: u64) {
+        self.fixed = self.fixed.saturating_add(tokens);
+    }
+
+    fn text(&mut self, text: &str) {
+        let mut rest = text;
+        while !rest.is_empty() && self.budget > 0 {
+            let cut = chunk_end(rest, CHUNK_BYTES.min(self.budget));
+            let (chunk, tail) = rest.split_at(cut);
+            // The crate unwraps the regex's result; a failure there is the one way
+            // counting could panic. Chunking should prevent it; if not, estimate.
+            match std::panic::catch_unwind(|| self.bpe.count_ordinary(chunk)) {
+                Ok(tokens) => {
+                    self.exact_tokens = self.exact_tokens.saturating_add(tokens as u64);
+                    self.exact_bytes = self.exact_bytes.saturating_add(chunk.len() as u64);
+                }
+                Err(_) => self.approx_bytes = self.approx_bytes.saturating_add(chunk.len() as u64),
+            }
+            self.budget = self.budget.saturating_sub(chunk.len());
+            rest = tail;
+        }
+        self.approx_bytes = self.approx_bytes.saturating_add(rest.len() as u64);
+    }
+
+    fn total(&self) -> u64 {
+        let approx = if self.approx_bytes == 0 {
+            0
+        } else if self.exact_bytes == 0 || self.exact_tokens == 0 {
+            // About 4 bytes a token for English text.
+            self.approx_bytes.div_ceil(4)
+        } else {
+            let t = u128::from(self.approx_bytes) * u128::from(self.exact_tokens);
+            u64::try_from(t.div_ceil(u128::from(self.exact_bytes))).unwrap_or(u64::MAX)
+        };
+        self.exact_tokens.saturating_add(self.fixed).saturating_add(approx)
+    }
+}
+
+/// Where the chunk of `text` that starts at its beginning ends: all of it if it has at
+/// most `max` bytes, else the last position at most `max` bytes in (and at least `max / 2`)
+/// that holds a space following a non-whitespace character. The tokenizer never puts
+/// such a space in the same piece as the character before it, so counting the two
+/// sides apart gives the same total. Without such a position, the last char boundary
+/// at most `max` bytes in (the count may then be off by a token or two).
+fn chunk_end(text: &str, max: usize) -> usize {
+    if text.len() <= max {
+        return text.len();
+    }
+    let bytes = text.as_bytes();
+    // `text[..i]` is sliced only where `bytes[i]` is ASCII, hence on a char boundary.
+    for i in (max / 2..=max).rev() {
+        if bytes[i] == b' ' && text[..i].chars().next_back().is_some_and(|c| !c.is_whitespace()) {
+            return i;
+        }
+    }
+    let mut i = max.max(1);
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    // A `max` below 4 may fall inside the first char: take that whole char.
+    if i == 0 { text.chars().next().map_or(text.len(), char::len_utf8) } else { i }
+}
+
+/// The kind of request (the caller maps its own route to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    Chat,
+    Completion,
+    Embedding,
+}
+
+/// Estimated input tokens of a parsed request body.
+///
+/// - Chat: for each message, [`TOKENS_PER_MESSAGE`] + its `role`, `content` (a string
+///   or an array of parts), `name` (+[`TOKENS_PER_NAME`]), `tool_calls` and the legacy
+///   `function_call` (function name and arguments) and `tool_call_id`; then
+///   [`REPLY_PRIMING_TOKENS`]; plus the compact JSON of `tools`, `functions` and
+///   `response_format.json_schema`.
+/// - Completion: `prompt` and `suffix`.
+/// - Embedding: `input`.
+///
+/// A `prompt` or `input` may be a string, an array of strings, an array of token ids or
+/// an array of arrays of token ids; token ids count one each.
+///
+/// The request's text is counted exactly up to [`EXACT_BYTES`] in all, extrapolated beyond.
+pub fn input_tokens(enc: Encoding, kind: RequestKind, body: &Map<String, Value>) -> u64 {
+    let mut c = Counter::new(enc);
+    match kind {
+        RequestKind::Chat => chat_input(&mut c, body),
+        RequestKind::Completion => {
+            prompt_like(&mut c, body.get("prompt"));
+            text(&mut c, body.get("suffix"));
+        }
+        RequestKind::Embedding => prompt_like(&mut c, body.get("input")),
+    }
+    c.total()
+}
+
+/// Output tokens the request may produce: `max_completion_tokens` (preferred) or
+/// `max_tokens`, else `default_max`, times the number of choices: `n`, and for
+/// completions `best_of` when larger (those candidates are generated and billed too).
+/// 0 for embeddings. Values that are not non-negative integers are ignored.
+pub fn output_tokens(kind: RequestKind, body: &Map<String, Value>, default_max: u64) -> u64 {
+    if kind == RequestKind::Embedding {
+        return 0;
+    }
+    let int = |key: &str| body.get(key).and_then(Value::as_u64);
+    let max = int("max_completion_tokens").or_else(|| int("max_tokens")).unwrap_or(default_max);
+    let mut choices = int("n").unwrap_or(1);
+    if kind == RequestKind::Completion {
+        choices = choices.max(int("best_of").unwrap_or(1));
+    }
+    max.saturating_mul(choices.max(1))
+}
+
+/// Counts `value` if it is a string.
+fn text(c: &mut Counter, value: Option<&Value>) {
+    if let Some(s) = value.and_then(Value::as_str) {
+        c.text(s);
+    }
+}
+
+fn chat_input(c: &mut Counter, body: &Map<String, Value>) {
+    if let Some(messages) = body.get("messages").and_then(Value::as_array) {
+        for message in messages {
+            if let Some(m) = message.as_object() {
+                chat_message(c, m);
+            }
+        }
+        c.fixed(REPLY_PRIMING_TOKENS);
+    }
+    json(c, body.get("tools"));
+    json(c, body.get("functions"));
+    json(c, body.get("response_format").and_then(|f| f.get("json_schema")));
+}
+
+fn chat_message(c: &mut Counter, m: &Map<String, Value>) {
+    c.fixed(TOKENS_PER_MESSAGE);
+    text(c, m.get("role"));
+    if let Some(name) = m.get("name").and_then(Value::as_str) {
+        c.fixed(TOKENS_PER_NAME);
+        c.text(name);
+    }
+    match m.get("content") {
+        Some(Value::String(s)) => c.text(s),
+        Some(Value::Array(parts)) => parts.iter().for_each(|p| content_part(c, p)),
+        _ => {}
+    }
+    if let Some(calls) = m.get("tool_calls").and_then(Value::as_array) {
+        for call in calls {
+            function_call(c, call.get("function"));
+        }
+    }
+    function_call(c, m.get("function_call"));
+    text(c, m.get("tool_call_id"));
+}
+
+fn content_part(c: &mut Counter, part: &Value) {
+    match part.get("type").and_then(Value::as_str) {
+        Some("text") => text(c, part.get("text")),
+        Some("refusal") => text(c, part.get("refusal")),
+        Some("image_url") => c.fixed(IMAGE_PART_TOKENS),
+        Some(_) => c.fixed(OTHER_PART_TOKENS),
+        None => {}
+    }
+}
+
+/// `{"name": ..., "arguments": ...}` of a tool call or legacy function call.
+fn function_call(c: &mut Counter, function: Option<&Value>) {
+    if let Some(f) = function {
+        text(c, f.get("name"));
+        text(c, f.get("arguments"));
+    }
+}
+
+/// Counts `value`'s compact JSON serialization (nothing when absent or null).
+fn json(c: &mut Counter, value: Option<&Value>) {
+    match value {
+        None | Some(Value::Null) => {}
+        Some(v) => {
+            if let Ok(s) = serde_json::to_string(v) {
+                c.text(&s);
+            }
+        }
+    }
+}
+
+/// A completion `prompt` or embedding `input`: a string, an array of strings, an array
+/// of token ids, or an array of arrays of token ids. Elements of the wrong type count 0.
+fn prompt_like(c: &mut Counter, value: Option<&Value>) {
+    match value {
+        Some(Value::String(s)) => c.text(s),
+        Some(Value::Array(items)) => {
+            for item in items {
+                match item {
+                    Value::String(s) => c.text(s),
+                    Value::Number(n) if n.is_u64() => c.fixed(1),
+                    Value::Array(ids) => c.fixed(ids.iter().filter(|id| id.is_u64()).count() as u64),
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+#[path = "estimate_tests.rs"]
+mod tests;

@@ -1,0 +1,330 @@
+//! Tests of the token estimates. Known counts were checked against the bundled
+//! vocabularies (and, for "tiktoken is great!", tiktoken's own README).
+
+use serde_json::json;
+
+use super::*;
+
+const O200K: Encoding = Encoding::O200kBase;
+const CL100K: Encoding = Encoding::Cl100kBase;
+const BOTH: [Encoding; 2] = [O200K, CL100K];
+
+fn body(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+fn t(enc: Encoding, s: &str) -> u64 {
+    count_text(enc, s)
+}
+
+// === text ===
+
+#[test]
+fn known_counts() {
+    for enc in BOTH {
+        assert_eq!(t(enc, "hello world"), 2, "{enc}");
+        assert_eq!(t(enc, "Hello, world!"), 4, "{enc}");
+        assert_eq!(t(enc, "The quick brown fox jumps over the lazy dog."), 10, "{enc}");
+        assert_eq!(t(enc, ""), 0, "{enc}");
+    }
+    assert_eq!(t(CL100K, "tiktoken is great!"), 6);
+    // The encodings differ on non-Latin text.
+    assert_eq!(t(O200K, "日本語のテキスト"), 6);
+    assert_eq!(t(CL100K, "日本語のテキスト"), 8);
+}
+
+#[test]
+fn special_tokens_count_as_text() {
+    for enc in BOTH {
+        assert_eq!(t(enc, "<|endoftext|>"), 7, "{enc}");
+        assert_eq!(t(enc, "a<|endoftext|>b"), t(enc, "a") + 7 + t(enc, "b"), "{enc}");
+    }
+}
+
+#[test]
+fn chunking_does_not_change_the_count() {
+    // Long ordinary text is counted in chunks; the total equals the crate's own count.
+    let text = "The quick brown fox, jumping over 12345 lazy dogs; naïve café — 日本語 🙂.\n\t".repeat(400);
+    assert!(text.len() > 3 * CHUNK_BYTES);
+    for enc in BOTH {
+        assert_eq!(t(enc, &text), enc.bpe().count_ordinary(&text) as u64, "{enc}");
+    }
+}
+
+#[test]
+fn chunk_ends_before_a_space_after_a_non_space() {
+    assert_eq!(chunk_end("abc def", 100), 7);
+    assert_eq!(chunk_end("abc def ghi", 9), 7);
+    // Not inside a whitespace run: after "abc" only.
+    assert_eq!(chunk_end("abc    def", 7), 3);
+    // No such space: the last char boundary.
+    assert_eq!(chunk_end("aaaaaaaaaa", 4), 4);
+    assert_eq!(chunk_end("ééééé", 5), 4);
+    assert_eq!(chunk_end("é", 1), 2);
+    // A non-ASCII whitespace before the space does not count as a non-space.
+    assert_eq!(chunk_end("ab\u{3000} cdefgh", 6), 6);
+}
+
+#[test]
+fn pathological_text_neither_panics_nor_takes_long() {
+    // A megabyte of whitespace makes the crate's regex fail (and the crate panic) when
+    // counted in one piece.
+    let started = std::time::Instant::now();
+    for s in [" ".repeat(1 << 20), "\n".repeat(1 << 20), " \t\n".repeat(1 << 18), "a".repeat(1 << 20)] {
+        for enc in BOTH {
+            let n = t(enc, &s);
+            assert!(n > 0 && n <= s.len() as u64, "{enc}: {n}");
+        }
+    }
+    // Only EXACT_BYTES of each is tokenized (generous bound for debug builds).
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+}
+
+#[test]
+fn text_past_the_exact_budget_is_extrapolated() {
+    let text = "The quick brown fox jumps over the lazy dog. ".repeat(4 * EXACT_BYTES / 45);
+    let n = t(O200K, &text);
+    let exact = O200K.bpe().count_ordinary(&text) as u64;
+    assert!(n.abs_diff(exact) <= exact / 100, "{n} vs {exact}");
+}
+
+// === chat ===
+
+#[test]
+fn chat_follows_the_cookbook() {
+    let b = body(json!({
+        "model": "gpt-4o",
+        "messages": [
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "name": "alice", "content": "hello world"},
+        ],
+    }));
+    for enc in BOTH {
+        let system = 3 + t(enc, "system") + t(enc, "You are terse.");
+        let user = 3 + t(enc, "user") + 1 + t(enc, "alice") + t(enc, "hello world");
+        assert_eq!(input_tokens(enc, RequestKind::Chat, &b), system + user + 3, "{enc}");
+    }
+}
+
+#[test]
+fn chat_content_parts() {
+    let b = body(json!({"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "What is in this image?"},
+        {"type": "image_url", "image_url": {"url": "https://example.com/a.png", "detail": "low"}},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+        {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}},
+        {"type": "something_new"},
+        {"text": "no type: ignored"},
+        "a bare string: ignored",
+    ]}]}));
+    let expected = 3 + t(O200K, "user") + t(O200K, "What is in this image?") + 2 * 85 + 2 * OTHER_PART_TOKENS + 3;
+    assert_eq!(input_tokens(O200K, RequestKind::Chat, &b), expected);
+}
+
+#[test]
+fn chat_null_content_and_tool_calls() {
+    let args = r#"{"city":"Paris","unit":"celsius"}"#;
+    let b = body(json!({"messages": [
+        {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": args}},
+            {"id": "call_2", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
+        ]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
+        {"role": "assistant", "content": null, "function_call": {"name": "legacy", "arguments": "{}"}},
+    ]}));
+    let e = O200K;
+    let calls = 3 + t(e, "assistant") + t(e, "get_weather") + t(e, args) + t(e, "get_time") + t(e, "{}");
+    let result = 3 + t(e, "tool") + t(e, "call_1") + t(e, "18C");
+    let legacy = 3 + t(e, "assistant") + t(e, "legacy") + t(e, "{}");
+    assert_eq!(input_tokens(e, RequestKind::Chat, &b), calls + result + legacy + 3);
+}
+
+#[test]
+fn chat_schemas_count_their_compact_json() {
+    let tools = json!([{"type": "function", "function": {
+        "name": "get_weather",
+        "description": "Current weather of a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    }}]);
+    let schema = json!({"name": "answer", "schema": {"type": "object", "properties": {"a": {"type": "integer"}}}});
+    let functions = json!([{"name": "f", "parameters": {}}]);
+    let b = body(json!({
+        "messages": [],
+        "tools": tools,
+        "functions": functions,
+        "response_format": {"type": "json_schema", "json_schema": schema},
+    }));
+    let compact = |v: &Value| t(O200K, &serde_json::to_string(v).expect("json"));
+    let expected = 3 + compact(&tools) + compact(&functions) + compact(&schema);
+    assert_eq!(input_tokens(O200K, RequestKind::Chat, &b), expected);
+
+    // A plain JSON-mode response format has no schema to count.
+    let b = body(json!({"messages": [], "response_format": {"type": "json_object"}}));
+    assert_eq!(input_tokens(O200K, RequestKind::Chat, &b), 3);
+}
+
+// === completions and embeddings ===
+
+#[test]
+fn prompt_and_input_shapes() {
+    let cases = [
+        (json!("hello world"), 2),
+        (json!(["hello world", "Hello, world!"]), 6),
+        (json!([1, 2, 3, 4]), 4),
+        (json!([[1, 2, 3], [4, 5], []]), 5),
+        (json!([]), 0),
+    ];
+    for (value, expected) in cases {
+        for enc in BOTH {
+            let prompt = body(json!({"prompt": value}));
+            assert_eq!(input_tokens(enc, RequestKind::Completion, &prompt), expected, "prompt {value} {enc}");
+            let input = body(json!({"input": value}));
+            assert_eq!(input_tokens(enc, RequestKind::Embedding, &input), expected, "input {value} {enc}");
+        }
+    }
+}
+
+#[test]
+fn completion_suffix_counts() {
+    let b = body(json!({"prompt": "def add(a, b):", "suffix": "hello world"}));
+    assert_eq!(input_tokens(O200K, RequestKind::Completion, &b), t(O200K, "def add(a, b):") + 2);
+}
+
+#[test]
+fn each_kind_reads_only_its_own_fields() {
+    let b = body(json!({"prompt": "hello world", "input": "hello world", "messages": [{"role": "user"}]}));
+    assert_eq!(input_tokens(O200K, RequestKind::Completion, &b), 2);
+    assert_eq!(input_tokens(O200K, RequestKind::Embedding, &b), 2);
+    assert_eq!(input_tokens(O200K, RequestKind::Chat, &b), 3 + t(O200K, "user") + 3);
+}
+
+// === malformed ===
+
+#[test]
+fn malformed_parts_count_zero() {
+    for kind in [RequestKind::Chat, RequestKind::Completion, RequestKind::Embedding] {
+        assert_eq!(input_tokens(O200K, kind, &Map::new()), 0, "{kind:?}");
+        for junk in [json!(null), json!(42), json!(-1), json!(1.5), json!(true), json!({"a": "b"})] {
+            let b = body(json!({"messages": junk, "prompt": junk, "input": junk, "suffix": junk}));
+            assert_eq!(input_tokens(O200K, kind, &b), 0, "{kind:?} {junk}");
+        }
+    }
+    // Wrong element types inside arrays count 0; the rest still counts.
+    let b = body(json!({"prompt": ["hello world", null, {"x": 1}, true, -3, 2.5, 7, [1, "x", -1, 2.0, 3]]}));
+    assert_eq!(input_tokens(O200K, RequestKind::Completion, &b), 2 + 1 + 2);
+    let b = body(json!({"messages": [
+        "not an object",
+        null,
+        {"role": 7, "name": false, "content": {"text": "object content"}, "tool_calls": "x", "tool_call_id": 3},
+        {"tool_calls": [null, 1, {"function": "x"}, {"function": {"name": 1, "arguments": {"a": 1}}}]},
+        {"content": [{"type": "text", "text": 5}, {"type": 5}, null]},
+        {"function_call": [1, 2]},
+    ]}));
+    assert_eq!(input_tokens(O200K, RequestKind::Chat, &b), 4 * TOKENS_PER_MESSAGE + REPLY_PRIMING_TOKENS);
+}
+
+// === output ===
+
+#[test]
+fn output_tokens_rules() {
+    let out = |kind, v: Value| output_tokens(kind, &body(v), 256);
+    use RequestKind::*;
+    assert_eq!(out(Chat, json!({})), 256);
+    assert_eq!(out(Chat, json!({"max_tokens": 100})), 100);
+    assert_eq!(out(Chat, json!({"max_completion_tokens": 50, "max_tokens": 100})), 50);
+    assert_eq!(out(Chat, json!({"max_completion_tokens": null, "max_tokens": 100})), 100);
+    assert_eq!(out(Chat, json!({"max_tokens": 100, "n": 3})), 300);
+    assert_eq!(out(Chat, json!({"n": 2})), 512);
+    assert_eq!(out(Chat, json!({"max_tokens": 100, "n": 0})), 100);
+    assert_eq!(out(Chat, json!({"max_tokens": 0})), 0);
+    // Non-integers are ignored.
+    assert_eq!(out(Chat, json!({"max_tokens": "100", "n": "3"})), 256);
+    assert_eq!(out(Chat, json!({"max_tokens": 1.5, "n": -2})), 256);
+    assert_eq!(out(Chat, json!({"max_completion_tokens": -1, "max_tokens": 10})), 10);
+    // Saturating.
+    assert_eq!(out(Chat, json!({"max_tokens": u64::MAX, "n": 4})), u64::MAX);
+    // Completions generate best_of candidates.
+    assert_eq!(out(Completion, json!({"max_tokens": 10, "n": 2, "best_of": 5})), 50);
+    assert_eq!(out(Completion, json!({"max_tokens": 10, "n": 2})), 20);
+    assert_eq!(out(Chat, json!({"max_tokens": 10, "best_of": 5})), 10);
+    // Embeddings produce none.
+    assert_eq!(out(Embedding, json!({"max_tokens": 10, "n": 2})), 0);
+}
+
+// === encodings ===
+
+#[test]
+fn encoding_names() {
+    for enc in BOTH {
+        assert_eq!(Encoding::parse(enc.as_str()), Some(enc));
+    }
+    assert_eq!(Encoding::parse("o200k_base"), Some(O200K));
+    assert_eq!(Encoding::parse("cl100k_base"), Some(CL100K));
+    assert_eq!(Encoding::parse("p50k_base"), None);
+    assert_eq!(Encoding::parse(""), None);
+}
+
+#[test]
+fn encoding_for_model() {
+    let o200k = [
+        "gpt-4o",
+        "gpt-4o-mini-2024-07-18",
+        "gpt-4.1-nano",
+        "gpt-4.5-preview",
+        "gpt-5",
+        "gpt-5-mini",
+        "o1",
+        "o1-preview",
+        "o3-mini",
+        "o4-mini",
+        "chatgpt-4o-latest",
+        "openai/gpt-4o",
+        "openrouter/openai/o3",
+        "GPT-4o",
+        "ft:gpt-4o-mini:acme::abc123",
+    ];
+    for m in o200k {
+        assert_eq!(Encoding::for_model(m), Some(O200K), "{m}");
+    }
+    let cl100k = [
+        "gpt-4",
+        "gpt-4-turbo",
+        "gpt-4-0613",
+        "gpt-3.5-turbo",
+        "gpt-35-turbo",
+        "text-embedding-3-small",
+        "text-embedding-3-large",
+        "text-embedding-ada-002",
+        "azure/gpt-4-32k",
+        "ft:gpt-3.5-turbo:acme::x",
+    ];
+    for m in cl100k {
+        assert_eq!(Encoding::for_model(m), Some(CL100K), "{m}");
+    }
+    let other = [
+        "llama-3.1-8b-instruct",
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "Qwen/Qwen2.5-7B-Instruct",
+        "mistral-large",
+        "gpt-oss-20b",
+        "claude-3-5-sonnet",
+        "",
+        "/",
+        "openai/",
+        "é",
+    ];
+    for m in other {
+        assert_eq!(Encoding::for_model(m), None, "{m}");
+    }
+}
+
+#[test]
+fn warm_then_count() {
+    for enc in BOTH {
+        warm(enc);
+        assert_eq!(t(enc, "hello world"), 2);
+    }
+}
