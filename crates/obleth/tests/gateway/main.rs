@@ -6,6 +6,7 @@
 mod support;
 
 mod admission;
+mod budgets;
 mod errors;
 mod lifecycle;
 mod proxy;
