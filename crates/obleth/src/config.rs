@@ -513,8 +513,11 @@ impl RawConfig {
             }
             ("redis", Some(url)) => {
                 let url = url.expose_secret().trim();
-                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                    return Err(invalid("budget.redis_url", "must be a redis:// or rediss:// URL".into()));
+                if url.starts_with("rediss://") {
+                    return Err(invalid("budget.redis_url", "TLS (rediss://) is not supported by this build".into()));
+                }
+                if !url.starts_with("redis://") {
+                    return Err(invalid("budget.redis_url", "must be a redis:// URL".into()));
                 }
                 Some(obleth_budget::RedisConfig {
                     url: url.to_owned(),
