@@ -19,7 +19,7 @@
 //!   **closed** (503) for tenants with `fail_closed`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -65,6 +65,10 @@ impl Default for FailoverConfig {
 
 /// A shared store with a local fallback.
 pub struct Failover {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     shared: Arc<dyn BudgetStore>,
     local: MemoryBudget,
     config: FailoverConfig,
@@ -73,6 +77,55 @@ pub struct Failover {
     /// Distinguishes this pod's absorb batches from every other pod's.
     pod: String,
     batch: AtomicU64,
+    /// A catch-up task is running.
+    catching_up: AtomicBool,
+}
+
+impl Failover {
+    pub fn new(shared: Arc<dyn BudgetStore>, config: FailoverConfig) -> Failover {
+        Failover {
+            inner: Arc::new(Inner {
+                shared,
+                local: MemoryBudget::new(Arc::new(SystemClock), config.reservation_ttl),
+                config,
+                breaker: Mutex::new(Breaker::Closed { failures: 0 }),
+                state: Mutex::new(State::default()),
+                pod: obleth_core::new_id("pod_"),
+                batch: AtomicU64::new(0),
+                catching_up: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Whether decisions are currently made without the shared store.
+    pub fn degraded(&self) -> bool {
+        matches!(*self.inner.breaker.lock().unwrap_or_else(|p| p.into_inner()), Breaker::Open { .. })
+    }
+
+    /// Batches of local use and reconciles waiting for the shared store.
+    pub fn pending(&self) -> (usize, usize) {
+        let s = self.inner.state();
+        (s.journal.len() + s.in_doubt.len(), s.pending.len())
+    }
+
+    /// Catches up with the shared store in the background: after an outage there may be
+    /// many reconciles to retry, and no request should wait for them.
+    fn spawn_catch_up(&self) {
+        if self.inner.catching_up.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let inner = self.inner.clone();
+        let run = async move {
+            inner.catch_up().await;
+            inner.catching_up.store(false, Ordering::SeqCst);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(run);
+            }
+            Err(_) => self.inner.catching_up.store(false, Ordering::SeqCst),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -103,19 +156,7 @@ enum Breaker {
     Open { until: Instant },
 }
 
-impl Failover {
-    pub fn new(shared: Arc<dyn BudgetStore>, config: FailoverConfig) -> Failover {
-        Failover {
-            shared,
-            local: MemoryBudget::new(Arc::new(SystemClock), config.reservation_ttl),
-            config,
-            breaker: Mutex::new(Breaker::Closed { failures: 0 }),
-            state: Mutex::new(State::default()),
-            pod: obleth_core::new_id("pod_"),
-            batch: AtomicU64::new(0),
-        }
-    }
-
+impl Inner {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -159,17 +200,6 @@ impl Failover {
             }
             (Breaker::Open { .. }, false) => false,
         }
-    }
-
-    /// Whether decisions are currently made without the shared store.
-    pub fn degraded(&self) -> bool {
-        matches!(*self.breaker.lock().unwrap_or_else(|p| p.into_inner()), Breaker::Open { .. })
-    }
-
-    /// Batches of local use and reconciles waiting for the shared store.
-    pub fn pending(&self) -> (usize, usize) {
-        let s = self.state();
-        (s.journal.len() + s.in_doubt.len(), s.pending.len())
     }
 
     async fn reserve_locally(&self, r: &Reserve<'_>) -> Result<Decision, BudgetError> {
@@ -267,25 +297,25 @@ impl Failover {
 #[async_trait]
 impl BudgetStore for Failover {
     async fn reserve(&self, r: &Reserve<'_>) -> Result<Decision, BudgetError> {
-        if !self.try_shared() {
-            return self.reserve_locally(r).await;
+        if !self.inner.try_shared() {
+            return self.inner.reserve_locally(r).await;
         }
-        match self.shared.reserve(r).await {
+        match self.inner.shared.reserve(r).await {
             Ok(decision) => {
-                let back = self.outcome(true);
+                let back = self.inner.outcome(true);
                 let status = match &decision {
                     Decision::Allowed(s) => s,
                     Decision::Denied(d) => &d.status,
                 };
-                self.remember(r.tenant, status);
-                if back || self.needs_catch_up() {
-                    self.catch_up().await;
+                self.inner.remember(r.tenant, status);
+                if back || self.inner.needs_catch_up() {
+                    self.spawn_catch_up();
                 }
                 Ok(decision)
             }
             Err(e) => {
                 tracing::debug!(error = %e, "shared budget store failed a reserve");
-                self.outcome(false);
+                self.inner.outcome(false);
                 // The reserve may have run before the call failed: release it (a reconcile
                 // of a reservation that does not exist changes nothing).
                 let orphan = Reservation {
@@ -295,55 +325,55 @@ impl BudgetStore for Failover {
                     tokens: r.tokens,
                     cost: r.cost,
                 };
-                self.queue_reconcile(orphan, Actual::default());
-                self.reserve_locally(r).await
+                self.inner.queue_reconcile(orphan, Actual::default());
+                self.inner.reserve_locally(r).await
             }
         }
     }
 
     async fn reconcile(&self, reservation: &Reservation, actual: Actual) -> Result<(), BudgetError> {
-        let local = self.state().local_ids.remove(&reservation.request_id);
+        let local = self.inner.state().local_ids.remove(&reservation.request_id);
         if local {
             let mut shared_limits = reservation.clone();
-            shared_limits.limits = reservation.limits.share(self.config.local_share);
-            self.local.reconcile(&shared_limits, actual).await?;
-            self.journal(&reservation.tenant, &reservation.limits, actual);
+            shared_limits.limits = reservation.limits.share(self.inner.config.local_share);
+            self.inner.local.reconcile(&shared_limits, actual).await?;
+            self.inner.journal(&reservation.tenant, &reservation.limits, actual);
             return Ok(());
         }
-        let result = if self.try_shared() {
-            let r = self.shared.reconcile(reservation, actual).await;
-            let back = self.outcome(r.is_ok());
-            if r.is_ok() && (back || self.needs_catch_up()) {
-                self.catch_up().await;
+        let result = if self.inner.try_shared() {
+            let r = self.inner.shared.reconcile(reservation, actual).await;
+            let back = self.inner.outcome(r.is_ok());
+            if r.is_ok() && (back || self.inner.needs_catch_up()) {
+                self.spawn_catch_up();
             }
             r
         } else {
             Err(BudgetError::Unavailable("breaker open".into()))
         };
         if result.is_err() {
-            self.queue_reconcile(reservation.clone(), actual);
+            self.inner.queue_reconcile(reservation.clone(), actual);
         }
         // Kept for retry: not an error to the caller.
         Ok(())
     }
 
     async fn absorb(&self, batch_id: &str, tenant: &str, limits: &Limits, used: Actual) -> Result<(), BudgetError> {
-        self.shared.absorb(batch_id, tenant, limits, used).await
+        self.inner.shared.absorb(batch_id, tenant, limits, used).await
     }
 
     async fn usage(&self, tenant: &str, limits: &Limits) -> Result<TenantUsage, BudgetError> {
-        if self.try_shared() {
-            let r = self.shared.usage(tenant, limits).await;
-            self.outcome(r.is_ok());
+        if self.inner.try_shared() {
+            let r = self.inner.shared.usage(tenant, limits).await;
+            self.inner.outcome(r.is_ok());
             if r.is_ok() {
                 return r;
             }
         }
         // The pod's own view while the shared store is unreachable.
-        self.local.usage(tenant, &limits.share(self.config.local_share)).await
+        self.inner.local.usage(tenant, &limits.share(self.inner.config.local_share)).await
     }
 
     fn kind(&self) -> &'static str {
-        self.shared.kind()
+        self.inner.shared.kind()
     }
 }

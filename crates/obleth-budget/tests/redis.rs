@@ -413,3 +413,76 @@ async fn connecting_to_a_silent_server_gives_up() {
     assert!(took < Duration::from_secs(4), "connect took {took:?}");
     drop(listener);
 }
+
+/// Redis dies: each pod decides on its local share (and a fail-closed tenant is refused),
+/// the decisions are counted as degraded, and when Redis is back the use decided alone is
+/// absorbed into it in the background.
+#[tokio::test]
+async fn failover_decides_on_the_local_share_and_catches_up() {
+    use obleth_budget::{Failover, FailoverConfig};
+    let port = free_port();
+    let server = Server::start(port);
+    let url = format!("redis://127.0.0.1:{port}");
+    let config = RedisConfig { timeout: Duration::from_millis(50), ..RedisConfig::new(url.clone()) };
+    let shared = connect(config).await;
+    let failover = Failover::new(
+        Arc::new(shared),
+        FailoverConfig {
+            local_share: 0.5,
+            breaker_failures: 2,
+            breaker_cooldown: Duration::from_millis(100),
+            ..FailoverConfig::default()
+        },
+    );
+    let limits = Limits { rpm: Some(10), lifetime_budget: Some(1_000_000), ..Limits::default() };
+    let reserve = |id: String, tenant: &'static str, limits: Limits| {
+        let failover = &failover;
+        async move {
+            let r = Reserve { tenant, request_id: &id, limits: &limits, tokens: 10, cost: 100 };
+            failover.reserve(&r).await
+        }
+    };
+    let reservation =
+        |id: String| Reservation { tenant: "t".into(), request_id: id, limits: limits.clone(), tokens: 10, cost: 100 };
+    assert!(matches!(reserve("before".into(), "t", limits.clone()).await, Ok(Decision::Allowed(_))));
+    failover.reconcile(&reservation("before".into()), Actual { tokens: 10, cost: 100 }).await.expect("reconcile");
+    assert!(!failover.degraded());
+
+    drop(server);
+    let started = Instant::now();
+    let mut allowed = vec![];
+    for i in 0..8 {
+        match reserve(format!("down{i}"), "t", limits.clone()).await {
+            Ok(Decision::Allowed(_)) => allowed.push(format!("down{i}")),
+            Ok(Decision::Denied(d)) => assert_eq!(d.limit, obleth_budget::LimitKind::Rpm),
+            Err(e) => panic!("a fail-open tenant must not get an error: {e}"),
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(2), "the breaker keeps requests from waiting on Redis");
+    assert!(failover.degraded());
+    assert_eq!(allowed.len(), 5, "half of the 10 rpm, decided on this pod alone");
+    let closed = Limits { lifetime_budget: Some(1_000), fail_closed: true, ..Limits::default() };
+    match reserve("closed".into(), "t2", closed).await {
+        Err(BudgetError::Unavailable(_)) => {}
+        other => panic!("a fail-closed spend budget is refused while Redis is down: {other:?}"),
+    }
+    for id in &allowed {
+        failover.reconcile(&reservation(id.clone()), Actual { tokens: 10, cost: 100 }).await.expect("reconcile");
+    }
+    assert_eq!(failover.pending().0, 1, "the local use waits, journalled");
+
+    // Redis comes back (empty: it had no persistence). After the cooldown, the next call
+    // probes it, closes the breaker and catches up in the background.
+    let _server = Server::start(port);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut probe = 0;
+    while failover.degraded() || failover.pending() != (0, 0) {
+        assert!(Instant::now() < deadline, "never caught up: {:?}", failover.pending());
+        let _ = reserve(format!("probe{probe}"), "t3", Limits { rpm: Some(1_000), ..Limits::default() }).await;
+        probe += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let usage = failover.usage("t", &limits).await.expect("usage");
+    assert_eq!(to_nanos(usage.lifetime_spend), 5 * 100, "the use decided without Redis was absorbed, once");
+}

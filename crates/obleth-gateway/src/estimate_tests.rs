@@ -94,6 +94,17 @@ fn text_past_the_exact_budget_is_extrapolated() {
 // === chat ===
 
 #[test]
+fn known_roles_are_one_token() {
+    for enc in BOTH {
+        for role in KNOWN_ROLES {
+            assert_eq!(enc.bpe().count_ordinary(role), 1, "{enc} {role}");
+        }
+        let b = body(json!({"messages": [{"role": "narrator", "content": ""}]}));
+        assert_eq!(input_tokens(enc, RequestKind::Chat, &b), 3 + t(enc, "narrator") + 3, "{enc}");
+    }
+}
+
+#[test]
 fn chat_follows_the_cookbook() {
     let b = body(json!({
         "model": "gpt-4o",
