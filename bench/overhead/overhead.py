@@ -172,7 +172,7 @@ class Probe:
 
     def snapshot(self) -> dict:
         b = self.b
-        ours = {os.getpid(), b.gw.pid, b.mock0.pid, b.mock20.pid}
+        ours = {os.getpid(), *(p.pid for p in b.procs)}  # every process the benchmark started
         return {
             "t": time.monotonic(),
             "gw": cpu_seconds(b.gw.pid),
@@ -299,6 +299,30 @@ class Bench:
                 p.kill()
                 p.wait()
 
+    def start_gateway(
+        self, name: str, data_port: int, admin_port: int, metrics_port: int, extra_env: dict | None = None
+    ) -> subprocess.Popen:
+        """Starts `obleth serve` (its own SQLite database) in front of the zero-latency mock
+        and waits until its data plane and admin API answer."""
+        a = self.args
+        base_env = {k: v for k, v in os.environ.items() if not k.startswith("OBLETH_")}
+        env = dict(base_env, **dict(kv.split("=", 1) for kv in a.gateway_env))
+        env.update(
+            OBLETH_LISTEN_DATA=f"127.0.0.1:{data_port}",
+            OBLETH_LISTEN_ADMIN=f"127.0.0.1:{admin_port}",
+            OBLETH_LISTEN_METRICS=f"127.0.0.1:{metrics_port}",
+            OBLETH_ADMIN_TOKEN=ADMIN_TOKEN,
+            OBLETH_DATABASE_URL=f"sqlite://{self.tmp / (name + '.db')}",
+            OBLETH_UPSTREAM_BASE_URL=f"http://127.0.0.1:{self.mock0_port}/v1",
+            OBLETH_ADMISSION_MAX_IN_FLIGHT="0",
+            OBLETH_LOG_LEVEL="warn",
+            **(extra_env or {}),
+        )
+        gw = self.spawn(name, [a.obleth, "serve"], env)
+        wait_http(f"http://127.0.0.1:{data_port}/healthz", gw, f"{name} (data plane)")
+        wait_http(f"http://127.0.0.1:{admin_port}/healthz", gw, f"{name} (admin API)")
+        return gw
+
     def mock_proc(self, port: int) -> subprocess.Popen:
         return self.mock0 if port == self.mock0_port else self.mock20
 
@@ -328,20 +352,7 @@ class Bench:
         wait_http(f"http://127.0.0.1:{self.mock0_port}/health", self.mock0, "mock (ttft 0)")
         wait_http(f"http://127.0.0.1:{self.mock20_port}/health", self.mock20, "mock (ttft 20)")
 
-        env = dict(base_env, **dict(kv.split("=", 1) for kv in a.gateway_env))
-        env.update(
-            OBLETH_LISTEN_DATA=f"127.0.0.1:{self.data_port}",
-            OBLETH_LISTEN_ADMIN=f"127.0.0.1:{self.admin_port}",
-            OBLETH_LISTEN_METRICS=f"127.0.0.1:{self.metrics_port}",
-            OBLETH_ADMIN_TOKEN=ADMIN_TOKEN,
-            OBLETH_DATABASE_URL=f"sqlite://{self.tmp / 'bench.db'}",
-            OBLETH_UPSTREAM_BASE_URL=f"http://127.0.0.1:{self.mock0_port}/v1",
-            OBLETH_ADMISSION_MAX_IN_FLIGHT="0",
-            OBLETH_LOG_LEVEL="warn",
-        )
-        self.gw = self.spawn("obleth", [a.obleth, "serve"], env)
-        wait_http(f"http://127.0.0.1:{self.data_port}/healthz", self.gw, "obleth (data plane)")
-        wait_http(f"http://127.0.0.1:{self.admin_port}/healthz", self.gw, "obleth (admin API)")
+        self.gw = self.start_gateway("obleth", self.data_port, self.admin_port, self.metrics_port)
 
         admin = f"http://127.0.0.1:{self.admin_port}/api/v1"
         http("POST", f"{admin}/tenants", {"name": "bench"}, ADMIN_TOKEN)

@@ -19,7 +19,8 @@
 # the gateway's / the mocks' environment, e.g. GATEWAY_ENV=TOKIO_WORKER_THREADS=1),
 # QUIET_WAIT (s to wait for an idle machine before starting, 300),
 # SKIP_BUILD=1, OBLETH_BIN=path (benchmark that binary instead of target/release/obleth),
-# KEEP_TMP=1 (keep logs, raw samples and the database).
+# KEEP_TMP=1 (keep logs, raw samples and the database), BUILD_ONLY=1 (install wrk and
+# build, then exit: bench/budget/run.sh uses it).
 #
 # Needs: cargo, python3 (3.11+), wrk (installed with apt-get if missing).
 set -euo pipefail
@@ -55,6 +56,7 @@ obleth="${OBLETH_BIN:-$root/target/release/obleth}"
 loadgen="$here/loadgen/target/release/obleth-loadgen"
 [ -x "$obleth" ] || { echo "missing $obleth" >&2; exit 1; }
 [ -x "$loadgen" ] || { echo "missing $loadgen" >&2; exit 1; }
+if [ "${BUILD_ONLY:-0}" = 1 ]; then exit 0; fi
 
 # --- run ---
 args=(

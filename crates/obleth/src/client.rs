@@ -48,6 +48,8 @@ pub enum TenantCmd {
     },
     /// Delete a tenant and all its keys.
     Delete { tenant: String },
+    /// Where a tenant stands against its limits (rate windows, in flight, spend).
+    Usage { tenant: String },
 }
 
 #[derive(Debug, Args)]
@@ -63,6 +65,48 @@ pub struct TenantFields {
     disabled: bool,
     #[arg(long)]
     never_degrade: bool,
+    /// Tokens per minute.
+    #[arg(long)]
+    tpm: Option<u64>,
+    /// Requests per minute.
+    #[arg(long)]
+    rpm: Option<u64>,
+    /// Requests held at once, queued or running.
+    #[arg(long)]
+    max_in_flight: Option<u32>,
+    /// Spend per calendar month (UTC), in the registry's currency.
+    #[arg(long)]
+    monthly_budget: Option<f64>,
+    /// Spend over the tenant's life.
+    #[arg(long)]
+    lifetime_budget: Option<f64>,
+    /// Refuse rather than use a pod's local share while Redis is unreachable.
+    #[arg(long)]
+    fail_closed: bool,
+}
+
+impl TenantFields {
+    /// The quota fields given on the command line, merged over `current`.
+    fn quota(&self, current: Option<&Value>) -> Option<Value> {
+        let given = [
+            ("tpm", self.tpm.map(|v| json!(v))),
+            ("rpm", self.rpm.map(|v| json!(v))),
+            ("max_in_flight", self.max_in_flight.map(|v| json!(v))),
+            ("monthly_budget", self.monthly_budget.map(|v| json!(v))),
+            ("lifetime_budget", self.lifetime_budget.map(|v| json!(v))),
+            ("fail_closed", self.fail_closed.then(|| json!(true))),
+        ];
+        if given.iter().all(|(_, v)| v.is_none()) {
+            return None;
+        }
+        let mut quota = current.and_then(Value::as_object).cloned().unwrap_or_default();
+        for (k, v) in given {
+            if let Some(v) = v {
+                quota.insert(k.into(), v);
+            }
+        }
+        Some(Value::Object(quota))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,6 +218,9 @@ pub async fn tenants(conn: &AdminConn, cmd: TenantCmd) -> anyhow::Result<()> {
         TenantCmd::Create { name, fields } => {
             let mut body = tenant_body(&fields);
             body.insert("name".into(), json!(name));
+            if let Some(q) = fields.quota(None) {
+                body.insert("quota".into(), q);
+            }
             call(conn, "POST", "/api/v1/tenants", Some(Value::Object(body))).await?
         }
         TenantCmd::Update { tenant, name, fields, enable } => {
@@ -184,9 +231,17 @@ pub async fn tenants(conn: &AdminConn, cmd: TenantCmd) -> anyhow::Result<()> {
             if enable {
                 body.insert("disabled".into(), json!(false));
             }
+            // The API replaces the whole quota: merge the given fields over the current one.
+            if fields.quota(None).is_some() {
+                let current = call(conn, "GET", &format!("/api/v1/tenants/{tenant}"), None).await?;
+                if let Some(q) = fields.quota(current.get("quota")) {
+                    body.insert("quota".into(), q);
+                }
+            }
             call(conn, "PATCH", &format!("/api/v1/tenants/{tenant}"), Some(Value::Object(body))).await?
         }
         TenantCmd::Delete { tenant } => call(conn, "DELETE", &format!("/api/v1/tenants/{tenant}"), None).await?,
+        TenantCmd::Usage { tenant } => call(conn, "GET", &format!("/api/v1/tenants/{tenant}/usage"), None).await?,
     };
     print(&out)
 }
@@ -323,4 +378,38 @@ pub async fn call(conn: &AdminConn, method: &str, path: &str, body: Option<Value
         bail!("{method} {path} failed with {status}: {message}");
     }
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields() -> TenantFields {
+        TenantFields {
+            weight: None,
+            group: None,
+            allow_models: vec![],
+            disabled: false,
+            never_degrade: false,
+            tpm: None,
+            rpm: None,
+            max_in_flight: None,
+            monthly_budget: None,
+            lifetime_budget: None,
+            fail_closed: false,
+        }
+    }
+
+    #[test]
+    fn quota_flags_merge_over_the_current_quota() {
+        assert_eq!(fields().quota(None), None, "no quota flag, no quota change");
+        let f = TenantFields { tpm: Some(1000), fail_closed: true, ..fields() };
+        let current = json!({"tpm": 5, "rpm": 60, "monthly_budget": 12.5});
+        assert_eq!(
+            f.quota(Some(&current)),
+            Some(json!({"tpm": 1000, "rpm": 60, "monthly_budget": 12.5, "fail_closed": true})),
+            "given fields change, the others are kept"
+        );
+        assert_eq!(f.quota(None), Some(json!({"tpm": 1000, "fail_closed": true})));
+    }
 }
