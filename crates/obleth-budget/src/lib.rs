@@ -137,6 +137,11 @@ impl Limits {
             && self.lifetime_budget.is_none()
     }
 
+    /// A limit counted in tokens or money: the request's tokens must be counted exactly.
+    pub fn needs_tokens(&self) -> bool {
+        self.tpm.is_some() || self.has_spend_budget()
+    }
+
     pub fn has_spend_budget(&self) -> bool {
         self.monthly_budget.is_some() || self.lifetime_budget.is_some()
     }

@@ -104,7 +104,7 @@ impl Default for GatewayConfig {
             stream_idle_timeout: Duration::from_secs(120),
             max_body_bytes: 4 * 1024 * 1024,
             max_response_bytes: 64 * 1024 * 1024,
-            default_encoding: estimate::Encoding::O200kBase,
+            default_encoding: estimate::Encoding::Cl100kBase,
             default_output_tokens: 512,
         }
     }

@@ -120,7 +120,13 @@ async fn forward(
     // === estimate ===
     let encoding = Encoding::for_model(&model.upstream_model).unwrap_or(gw.config.default_encoding);
     let kind = route.request_kind();
-    let estimated_input = estimate::input_tokens(encoding, kind, &obj);
+    let limits = Limits::from_quota(&caller.tenant.quota);
+    // Limits in tokens or money are a hard stop: count the prompt with the tokenizer.
+    // Without them the estimate only holds the scheduler's place until the reported usage
+    // replaces it, and bytes / 4 does (tokenizing costs ~10-25 µs even for a small prompt).
+    let input_exact = limits.needs_tokens();
+    let estimated_input =
+        if input_exact { count_input(encoding, kind, &body, &obj).await } else { (body.len() as u64).div_ceil(4) };
     let mut estimated_output = estimate::output_tokens(kind, &obj, gw.config.default_output_tokens);
     if let Some(window) = model.context_window {
         estimated_output = estimated_output.min((window as u64).saturating_sub(estimated_input).max(1));
@@ -130,7 +136,6 @@ async fn forward(
     // === budget ===
     // Every limit of the tenant is checked and reserved in one step before any upstream
     // work; `held` reconciles the reservation with the actual use when it is dropped.
-    let limits = Limits::from_quota(&caller.tenant.quota);
     let tokens = estimated_input.saturating_add(estimated_output);
     let cost = to_nanos(model.cost(estimated_input, estimated_output));
     let mut held = gw
@@ -178,9 +183,10 @@ async fn forward(
     }
 
     // === proxy ===
-    let body =
+    let upstream_body =
         serde_json::to_vec(&obj).map_err(|e| ApiError::internal(format!("re-encoding the request failed: {e}")))?;
-    let upstream_req = build_upstream_request(gw, route, &model, body, client_authorization, tracker.request_id())?;
+    let upstream_req =
+        build_upstream_request(gw, route, &model, upstream_body, client_authorization, tracker.request_id())?;
     let sent = Instant::now();
     let res = match tokio::time::timeout(gw.config.response_timeout, gw.client.request(upstream_req)).await {
         Ok(Ok(res)) => res,
@@ -211,6 +217,8 @@ async fn forward(
             tracker: tracker.hand_off(),
             model,
             encoding,
+            kind,
+            request: if input_exact { None } else { Some(body.clone()) },
             admitted,
             held,
             idle: Box::pin(tokio::time::sleep(gw.config.stream_idle_timeout)),
@@ -243,7 +251,14 @@ async fn forward(
     };
     tracker.first_token();
     let reported = usage_of_body(&bytes);
-    let fallback = if reported.is_none() { output_of_body(encoding, &bytes) } else { 0 };
+    let fallback = if reported.is_none() {
+        if !input_exact {
+            tracker.estimated_input = count_request(encoding, kind, &body);
+        }
+        output_of_body(encoding, &bytes)
+    } else {
+        0
+    };
     let usage = tracker.succeeded(status.as_u16(), reported, fallback, &model);
     settle(&mut admitted, &mut held, &model, usage.input_tokens, usage.output_tokens);
     let mut response = Response::new(Body::from(bytes));
@@ -291,6 +306,28 @@ fn wants_usage(obj: &Map<String, Value>) -> bool {
 fn settle(admitted: &mut Admitted, held: &mut Held, model: &Model, input: u64, output: u64) {
     admitted.permit.settle(input, output);
     held.settle(input.saturating_add(output), to_nanos(model.cost(input, output)));
+}
+
+/// Prompts larger than this are counted on the blocking pool, not on the data-plane
+/// thread (a 4 KB prompt takes about half a millisecond).
+const INLINE_COUNT_BYTES: usize = 16 * 1024;
+
+/// The prompt's tokens, counted with the tokenizer.
+async fn count_input(encoding: Encoding, kind: estimate::RequestKind, body: &Bytes, obj: &Map<String, Value>) -> u64 {
+    if body.len() <= INLINE_COUNT_BYTES {
+        return estimate::input_tokens(encoding, kind, obj);
+    }
+    let body = body.clone();
+    let fallback = (body.len() as u64).div_ceil(4);
+    tokio::task::spawn_blocking(move || count_request(encoding, kind, &body)).await.unwrap_or(fallback)
+}
+
+/// The prompt's tokens, from the raw request body.
+fn count_request(encoding: Encoding, kind: estimate::RequestKind, body: &[u8]) -> u64 {
+    match serde_json::from_slice::<Map<String, Value>>(body) {
+        Ok(obj) => estimate::input_tokens(encoding, kind, &obj),
+        Err(_) => (body.len() as u64).div_ceil(4),
+    }
 }
 
 /// Output tokens of a whole response that reported no usage, counted with the tokenizer.
@@ -415,6 +452,10 @@ struct ProxyStream {
     tracker: Tracker,
     model: Arc<Model>,
     encoding: Encoding,
+    kind: estimate::RequestKind,
+    /// The request, kept to count its prompt if the upstream reports no usage and the
+    /// admission estimate was not a tokenizer count.
+    request: Option<Bytes>,
     admitted: Admitted,
     held: Held,
     idle: Pin<Box<Sleep>>,
@@ -430,9 +471,17 @@ impl ProxyStream {
     fn settle_partial(&mut self) {
         let (input, output) = match self.scanner.usage {
             Some(u) => (u.input_tokens, u.output_tokens),
-            None => (self.tracker.estimated_input, self.streamed_output()),
+            None => (self.counted_input(), self.streamed_output()),
         };
         settle(&mut self.admitted, &mut self.held, &self.model, input, output);
+    }
+
+    /// The prompt's tokens when the upstream reported none: counted with the tokenizer.
+    fn counted_input(&mut self) -> u64 {
+        if let Some(request) = self.request.take() {
+            self.tracker.estimated_input = count_request(self.encoding, self.kind, &request);
+        }
+        self.tracker.estimated_input
     }
 
     /// Output tokens streamed so far, counted with the tokenizer (the upstream reported none).
@@ -499,7 +548,12 @@ impl Stream for ProxyStream {
                         this.tracker
                             .failed(&ApiError::upstream_error("The model backend reported an error in the stream."));
                     } else {
-                        let fallback = if this.scanner.usage.is_none() { this.streamed_output() } else { 0 };
+                        let fallback = if this.scanner.usage.is_none() {
+                            this.counted_input();
+                            this.streamed_output()
+                        } else {
+                            0
+                        };
                         let usage = this.tracker.succeeded(200, this.scanner.usage, fallback, &this.model);
                         settle(
                             &mut this.admitted,

@@ -94,7 +94,7 @@ impl TenantFields {
             ("max_in_flight", self.max_in_flight.map(|v| json!(v))),
             ("monthly_budget", self.monthly_budget.map(|v| json!(v))),
             ("lifetime_budget", self.lifetime_budget.map(|v| json!(v))),
-            ("fail_closed", self.fail_closed.then(|| json!(true))),
+            ("fail_closed", self.fail_closed.then_some(json!(true))),
         ];
         if given.iter().all(|(_, v)| v.is_none()) {
             return None;

@@ -205,7 +205,7 @@ impl Default for RawBudget {
             breaker_failures: 3,
             breaker_cooldown: Duration::from_secs(1),
             default_output_tokens: 512,
-            default_encoding: "o200k_base".into(),
+            default_encoding: "cl100k_base".into(),
         }
     }
 }

@@ -24,6 +24,10 @@ fn store_env(store: Store, url: &str) -> Vec<(String, String)> {
             ("OBLETH_BUDGET_STORE".into(), "redis".into()),
             ("OBLETH_BUDGET_REDIS_URL".into(), url.into()),
             ("OBLETH_BUDGET_KEY_PREFIX".into(), format!("obleth-test-{}:", obleth_core::new_id(""))),
+            // These tests are about a healthy Redis. On a loaded CI machine a call can take
+            // longer than the 100 ms default, and a Redis slower than the timeout counts
+            // as down (the failover tests cover that).
+            ("OBLETH_BUDGET_REDIS_TIMEOUT".into(), "2s".into()),
         ],
     }
 }
