@@ -143,6 +143,7 @@ class Probe(oh.Probe):
         s["redis"] = oh.cpu_seconds(b.redis_pid)
         s["redis_ctx"] = ctx_switches(b.redis_pid)
         s["gw_ctx"] = ctx_switches(b.gw.pid)
+        s["cmdstats"] = commandstats(b.args.redis_url)
         self.last = s
         return s
 
@@ -153,6 +154,9 @@ class Probe(oh.Probe):
         r["background_cpu_s"] = round(max(0.0, r["background_cpu_s"] - r["redis_cpu_s"]), 3)
         r["redis_ctx"] = s1["redis_ctx"] - s0["redis_ctx"]
         r["obleth_ctx"] = s1["gw_ctx"] - s0["gw_ctx"]
+        # The whole server's commands (other users' included, if any): EVALSHA calls and
+        # the time Redis spent in them (the scripts' own commands included).
+        r["redis_commands"] = stats_delta(s0["cmdstats"], s1["cmdstats"])
         return False
 
 
@@ -363,7 +367,11 @@ def aggregate(res: dict) -> dict:
                 "obleth_ctx_per_req": per(sum(x["obleth_ctx"] for x in p), served),
                 "redis_ctx_per_req": per(sum(x["redis_ctx"] for x in p), served),
             }
-            if t != "none":
+            ev = [x["redis_commands"].get("evalsha", {"calls": 0, "usec": 0}) for x in p]
+            calls = sum(e["calls"] for e in ev)
+            a[t]["evalsha_per_req"] = per(calls, served)
+            a[t]["evalsha_usec_per_call"] = per(sum(e["usec"] for e in ev), calls)
+            if t not in ("none", "direct"):
                 base = rounds["none"]
                 a[t]["vs_none_p50"] = oh.spread([y["p50"] - x["p50"] for x, y in zip(base, rs)])
                 a[t]["vs_none_p99"] = oh.spread([y["p99"] - x["p99"] for x, y in zip(base, rs)])
@@ -395,21 +403,22 @@ def report(res: dict, agg: dict, args) -> str:
             f"**Closed loop, {conns} connection(s) (wrk, non-streamed chat completion, `max_tokens: 16`)**",
             "",
             "| configuration | p50 | p99 | req/s | p50 vs 2 | p99 vs 2 | req/s vs 2 | obleth CPU/req "
-            "| Redis CPU/req | obleth ctx switches/req | background CPU |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| Redis CPU/req | EVALSHA/req | µs in Redis per EVALSHA | obleth ctx switches/req | background CPU |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for t in TARGETS:
             x = a[t]
             vs = (
                 f"{rng(x['vs_none_p50'], True)} | {rng(x['vs_none_p99'], True)} | {rng(x['vs_none_rps'], False, 3)}"
-                if t != "none"
+                if t not in ("none", "direct")
                 else " | | "
             )
             err = f" ({x['errors']} errors)" if x["errors"] else ""
             lines.append(
                 f"| {DESC[t]} | {rng(x['p50'])} | {rng(x['p99'])} | {rng(x['rps'])}{err} | {vs} "
                 f"| {oh.f1(x['obleth_cpu_us_per_req'] if t != 'direct' else None)} "
-                f"| {oh.f1(x['redis_cpu_us_per_req'])} | {x['obleth_ctx_per_req'] if t != 'direct' else '–'} "
+                f"| {oh.f1(x['redis_cpu_us_per_req'])} | {x['evalsha_per_req']} | {oh.f1(x['evalsha_usec_per_call'])} "
+                f"| {x['obleth_ctx_per_req'] if t != 'direct' else '–'} "
                 f"| {oh.f1(x['background_cpu_pct'])} % |"
             )
         lines.append("")
@@ -419,8 +428,8 @@ def report(res: dict, agg: dict, args) -> str:
             f"**Redis commands per request** ({args.rt_requests} sequential requests per line; commandstats is "
             "the whole server's, MONITOR counts only commands on this run's key prefix)",
             "",
-            "| configuration | gateway requests | EVALSHA (commandstats) | per request | µs per EVALSHA in Redis "
-            "| our commands from clients (MONITOR) | by script | commands run inside the scripts |",
+            "| configuration | gateway requests | EVALSHA (commandstats) | per request | µs per EVALSHA in Redis, MONITOR attached "
+            "| our commands from clients (MONITOR) | by script | script commands on our keys (MONITOR) |",
             "|---|---:|---:|---:|---:|---|---|---|",
         ]
         for t, r in rt.items():
@@ -441,6 +450,22 @@ def report(res: dict, agg: dict, args) -> str:
             f"{float(p['rps']):,.0f} req/s.",
             "",
         ]
+    disturbed = [
+        f"{conns} conn(s) {t} round {i + 1} (steal {100 * x['steal_s'] / x['wall_s']:.0f} %, "
+        f"background {100 * x['background_cpu_s'] / x['wall_s']:.0f} %)"
+        for conns, rounds in res["closed"].items()
+        for t in TARGETS
+        for i, x in enumerate(r["proc"] for r in rounds[t])
+        if x["wall_s"] and (x["steal_s"] > 0.05 * x["wall_s"] or x["background_cpu_s"] > 0.10 * x["wall_s"])
+    ]
+    lines += [
+        "> **Disturbed rounds** (hypervisor steal above 5 % or other processes above 10 % of a CPU): "
+        + "; ".join(disturbed)
+        + ". Compare such a run's figures with care, or run it again."
+        if disturbed
+        else "No round saw hypervisor steal above 5 % or other processes above 10 % of a CPU.",
+        "",
+    ]
     bm = res.get("budget_metrics", {})
     bad = [
         line
