@@ -133,6 +133,34 @@ async fn tokens_per_minute_redis() {
     tokens_per_minute(Store::Redis).await;
 }
 
+async fn requests_per_minute(store: Store) {
+    let h = harness(store, instant_mock(), &[]).await;
+    set_quota(&h, json!({"rpm": 2})).await;
+    for left in ["1", "0"] {
+        let (status, headers, _) = h.post("/v1/chat/completions", chat(false, 2)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(header(&headers, "x-ratelimit-remaining-requests"), left);
+        assert!(headers.get("x-ratelimit-limit-tokens").is_none(), "no token limit, no token headers");
+    }
+    let (status, headers, body) = h.post("/v1/chat/completions", chat(false, 2)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"]["code"], "requests_per_minute_exceeded");
+    assert_eq!(header(&headers, "x-ratelimit-limit-requests"), "2");
+    // One request refills in 30 s at 2 per minute.
+    let retry: u64 = header(&headers, "retry-after").parse().unwrap();
+    assert!((29..=30).contains(&retry), "retry-after {retry}");
+}
+
+#[tokio::test]
+async fn requests_per_minute_memory() {
+    requests_per_minute(Store::Memory).await;
+}
+
+#[tokio::test]
+async fn requests_per_minute_redis() {
+    requests_per_minute(Store::Redis).await;
+}
+
 async fn spend_budgets(store: Store) {
     let h = harness(store, instant_mock(), &[]).await;
     // One request costs 10 x 0.001 + 5 x 0.002 = 0.02 (its estimate ~0.021): three fit in 0.065.
