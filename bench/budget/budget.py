@@ -522,14 +522,7 @@ def main() -> None:
         settings=vars(args) | {"phases": []},
     )
     agg = aggregate(res)
-    md = report(res, agg, args)
-    out_dir = Path(args.results_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"budget-{now.strftime('%Y-%m-%d-%H%M%S')}"
-    (out_dir / f"{stem}.md").write_text(md + "\n")
-    (out_dir / f"{stem}.json").write_text(json.dumps({"summary": agg, "raw": res}, indent=1) + "\n")
-    print(md)
-    log(f"wrote {out_dir / (stem + '.md')} and {stem}.json")
+    oh.write_results(args.results_dir, f"budget-{now.strftime('%Y-%m-%d-%H%M%S')}", report(res, agg, args), agg, res)
 
 
 if __name__ == "__main__":

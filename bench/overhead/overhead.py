@@ -818,10 +818,13 @@ def main() -> None:
             for t in TARGETS:
                 for r in rounds[t]:
                     r.pop("samples", None)
-    md = report(res, agg, args)
-    out_dir = Path(args.results_dir)
+    write_results(args.results_dir, f"overhead-{now.strftime('%Y-%m-%d-%H%M%S')}", report(res, agg, args), agg, res)
+
+
+def write_results(results_dir: str, stem: str, md: str, agg, res) -> None:
+    """Prints the markdown summary and writes it, with every round as JSON, to `results_dir`."""
+    out_dir = Path(results_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"overhead-{now.strftime('%Y-%m-%d-%H%M%S')}"
     (out_dir / f"{stem}.md").write_text(md + "\n")
     (out_dir / f"{stem}.json").write_text(json.dumps({"summary": agg, "raw": res}, indent=1) + "\n")
     print(md)
