@@ -7,7 +7,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from conftest import MODEL, Admin, wait_until
+from conftest import MODEL, Admin, GatewayProc, metric_value, wait_until
 from test_errors import assert_openai_error
 
 HI = [{"role": "user", "content": "one two three four"}]
@@ -30,7 +30,7 @@ def usage(admin: Admin) -> dict:
     return admin.call("GET", "/api/v1/tenants/e2e-budget/usage")["usage"]
 
 
-def test_rate_limits_through_the_sdk(admin: Admin, limited: openai.OpenAI):
+def test_rate_limits_through_the_sdk(admin: Admin, limited: openai.OpenAI, gateway: GatewayProc):
     raw = limited.chat.completions.with_raw_response.create(model=MODEL, messages=HI, max_tokens=400)
     assert raw.headers["x-ratelimit-limit-tokens"] == "1000"
     assert raw.headers["x-ratelimit-limit-requests"] == "100"
@@ -48,6 +48,12 @@ def test_rate_limits_through_the_sdk(admin: Admin, limited: openai.OpenAI):
     assert "tokens per minute" in error["message"]
     assert 1 <= int(exc.value.response.headers["retry-after"]) <= 60
     assert "x-ratelimit-remaining-tokens" in exc.value.response.headers
+
+    metrics = gateway.metrics()
+    assert metric_value(metrics, "obleth_budget_limit", tenant="e2e-budget", window="tokens") == 1000
+    remaining = metric_value(metrics, "obleth_budget_remaining", tenant="e2e-budget", window="tokens")
+    assert remaining is not None and remaining < 400, remaining
+    assert metric_value(metrics, "obleth_budget_decisions_total", decision="denied", limit="tpm") >= 1
 
 
 def test_spend_budget_is_insufficient_quota(admin: Admin, limited: openai.OpenAI):

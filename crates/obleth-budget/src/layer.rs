@@ -29,7 +29,7 @@ pub struct Budget {
     store: Arc<dyn BudgetStore>,
     /// Reconciles spawned by dropped guards; drained at shutdown.
     tasks: TaskTracker,
-    /// Each tenant's standing after its last decision, for the metrics endpoint.
+    /// Each tenant's standing after its last decision, by name, for the metrics endpoint.
     last: Mutex<HashMap<String, RateStatus>>,
 }
 
@@ -43,11 +43,13 @@ impl Budget {
         self.store.kind()
     }
 
-    /// Reserves `tokens` and `cost` against `limits` for one request. A tenant without
-    /// limits costs nothing here: no store is asked.
+    /// Reserves `tokens` and `cost` against `limits` for one request of `tenant` (its
+    /// id, the counters' key; `name` labels its metrics, as the scheduler's). A tenant
+    /// without limits costs nothing here: no store is asked.
     pub async fn reserve(
         &self,
         tenant: &str,
+        name: &str,
         request_id: &str,
         limits: &Limits,
         tokens: u64,
@@ -60,7 +62,7 @@ impl Budget {
         match self.store.reserve(&request).await {
             Ok(Decision::Allowed(status)) => {
                 metrics::counter!(DECISIONS_METRIC, "decision" => "allowed", "limit" => "").increment(1);
-                self.remember(tenant, status);
+                self.remember(name, status);
                 Ok(Held {
                     inner: Some(Inner {
                         reservation: Reservation {
@@ -80,7 +82,7 @@ impl Budget {
             Ok(Decision::Denied(denial)) => {
                 metrics::counter!(DECISIONS_METRIC, "decision" => "denied", "limit" => denial.limit.as_str())
                     .increment(1);
-                self.remember(tenant, denial.status);
+                self.remember(name, denial.status);
                 Err(Refusal::Denied(denial))
             }
             Err(e) => {

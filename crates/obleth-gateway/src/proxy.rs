@@ -140,7 +140,7 @@ async fn forward(
     let cost = to_nanos(model.cost(estimated_input, estimated_output));
     let mut held = gw
         .budget
-        .reserve(&caller.tenant.id, tracker.request_id(), &limits, tokens, cost)
+        .reserve(&caller.tenant.id, &caller.tenant.name, tracker.request_id(), &limits, tokens, cost)
         .await
         .map_err(|r| crate::limits::refusal(r, tokens))?;
 
