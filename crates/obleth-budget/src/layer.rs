@@ -56,7 +56,7 @@ impl Budget {
         cost: Nanos,
     ) -> Result<Held, Refusal> {
         if limits.is_unlimited() {
-            return Ok(Held { inner: None, status: RateStatus::default(), actual: Actual::default() });
+            return Ok(Held::none());
         }
         let request = Reserve { tenant, request_id, limits, tokens, cost };
         match self.store.reserve(&request).await {
@@ -159,11 +159,6 @@ impl Held {
     /// Reports the request's use so far; the last call before the drop counts.
     pub fn settle(&mut self, tokens: u64, cost: Nanos) {
         self.actual = Actual { tokens, cost };
-    }
-
-    /// Whether a reservation is held (the tenant has limits).
-    pub fn is_reserved(&self) -> bool {
-        self.inner.is_some()
     }
 }
 

@@ -86,11 +86,6 @@ impl MemoryBudget {
         absorbed.retain(|_, until| *until > now);
         expired
     }
-
-    /// Reservations currently held (for tests and the admin API).
-    pub fn held(&self) -> usize {
-        self.lock().reservations.values().filter(|r| !r.expired).count()
-    }
 }
 
 /// Frees the slots of a tenant's reservations past their deadline.
@@ -144,8 +139,7 @@ impl TenantState {
     }
 }
 
-/// The reserve decision over one tenant's counters (shared by reserve and the suite's
-/// expectations; the Redis script mirrors it).
+/// The reserve decision over one tenant's counters (`redis/reserve.lua` mirrors it).
 fn decide(ts: &mut TenantState, r: &Reserve<'_>, now: UnixMillis) -> Option<Denial> {
     let l = r.limits;
     let rpm = l.rpm.map(|cap| (cap, TenantState::bucket(&mut ts.rpm, cap, now)));

@@ -55,7 +55,11 @@ fn denial(d: Denial, tokens: u64) -> ApiError {
     let retry = d.retry_after_ms.map(Duration::from_millis);
     let mut e = match d.limit {
         LimitKind::MonthlyBudget | LimitKind::LifetimeBudget => {
-            let which = if d.limit == LimitKind::MonthlyBudget { "monthly" } else { "lifetime" };
+            let (which, period, spent, code) = if d.limit == LimitKind::MonthlyBudget {
+                ("monthly", "month", d.status.monthly_spent, "monthly_budget_exceeded")
+            } else {
+                ("lifetime", "lifetime", d.status.lifetime_spent, "lifetime_budget_exceeded")
+            };
             let when = match d.resets_at {
                 Some(at) => format!("it resets at {}", calendar::iso8601(at)),
                 None => "it does not reset; ask an operator to raise it".to_owned(),
@@ -63,20 +67,7 @@ fn denial(d: Denial, tokens: u64) -> ApiError {
             let what = if d.too_large {
                 format!("This request's estimated cost exceeds the tenant's whole {which} budget")
             } else {
-                format!(
-                    "This tenant's {which} budget is exhausted (spent {:.6} this {})",
-                    from_nanos(if d.limit == LimitKind::MonthlyBudget {
-                        d.status.monthly_spent
-                    } else {
-                        d.status.lifetime_spent
-                    }),
-                    if d.limit == LimitKind::MonthlyBudget { "month" } else { "lifetime" },
-                )
-            };
-            let code = if d.limit == LimitKind::MonthlyBudget {
-                "monthly_budget_exceeded"
-            } else {
-                "lifetime_budget_exceeded"
+                format!("This tenant's {which} budget is exhausted (spent {:.6} this {period})", from_nanos(spent))
             };
             ApiError::rate_limited("insufficient_quota", code, format!("{what}; {when}."))
         }

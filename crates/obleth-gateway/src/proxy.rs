@@ -126,7 +126,7 @@ async fn forward(
     // replaces it, and bytes / 4 does (tokenizing costs ~10-25 µs even for a small prompt).
     let input_exact = limits.needs_tokens();
     let estimated_input =
-        if input_exact { count_input(encoding, kind, &body, &obj).await } else { (body.len() as u64).div_ceil(4) };
+        if input_exact { count_input(encoding, kind, &body, &obj).await } else { byte_estimate(&body) };
     let mut estimated_output = estimate::output_tokens(kind, &obj, gw.config.default_output_tokens);
     if let Some(window) = model.context_window {
         estimated_output = estimated_output.min((window as u64).saturating_sub(estimated_input).max(1));
@@ -318,7 +318,7 @@ async fn count_input(encoding: Encoding, kind: estimate::RequestKind, body: &Byt
         return estimate::input_tokens(encoding, kind, obj);
     }
     let body = body.clone();
-    let fallback = (body.len() as u64).div_ceil(4);
+    let fallback = byte_estimate(&body);
     tokio::task::spawn_blocking(move || count_request(encoding, kind, &body)).await.unwrap_or(fallback)
 }
 
@@ -326,8 +326,13 @@ async fn count_input(encoding: Encoding, kind: estimate::RequestKind, body: &Byt
 fn count_request(encoding: Encoding, kind: estimate::RequestKind, body: &[u8]) -> u64 {
     match serde_json::from_slice::<Map<String, Value>>(body) {
         Ok(obj) => estimate::input_tokens(encoding, kind, &obj),
-        Err(_) => (body.len() as u64).div_ceil(4),
+        Err(_) => byte_estimate(body),
     }
+}
+
+/// The prompt's tokens without a tokenizer: about 4 bytes a token.
+fn byte_estimate(body: &[u8]) -> u64 {
+    (body.len() as u64).div_ceil(4)
 }
 
 /// Output tokens of a whole response that reported no usage, counted with the tokenizer.

@@ -74,6 +74,14 @@ local function bucket(key, cap, now)
   return level, at
 end
 
+-- A bucket's refilled level for reading ('' without that limit), formatted for the reply.
+local function read_level(key, cap, now)
+  if not cap then
+    return ''
+  end
+  return fmt_float((bucket(key, cap, now)))
+end
+
 -- bucket.rs `reset_ms`: until the bucket is full again.
 local function reset_ms(level, cap)
   if cap == 0 then

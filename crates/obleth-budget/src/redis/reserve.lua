@@ -27,14 +27,8 @@ local lifetime = tonumber(redis.call('GET', KEYS[4]) or '0')
 
 if redis.call('EXISTS', KEYS[6]) == 1 then
   -- A repeated reserve: it was granted the first time. The windows are read, not written.
-  local tpm, rpm = '', ''
-  if tpm_cap then
-    tpm = fmt_float((bucket(KEYS[1], tpm_cap, now)))
-  end
-  if rpm_cap then
-    rpm = fmt_float((bucket(KEYS[2], rpm_cap, now)))
-  end
-  return {1, expired, now, tpm, rpm, monthly, lifetime, 0}
+  return {1, expired, now, read_level(KEYS[1], tpm_cap, now), read_level(KEYS[2], rpm_cap, now), monthly,
+    lifetime, 0}
 end
 
 local tpm_level, tpm_at, rpm_level, rpm_at

@@ -11,18 +11,11 @@ local now = clock(ARGV[1])
 local expired = expire(KEYS[3], KEYS[5], ARGV[3], now)
 local month = month_of(now)
 local tpm_cap, rpm_cap = opt(ARGV[4]), opt(ARGV[5])
-local tpm, rpm = '', ''
-if tpm_cap then
-  tpm = fmt_float((bucket(KEYS[1], tpm_cap, now)))
-end
-if rpm_cap then
-  rpm = fmt_float((bucket(KEYS[2], rpm_cap, now)))
-end
 return {
   expired,
   now,
-  tpm,
-  rpm,
+  read_level(KEYS[1], tpm_cap, now),
+  read_level(KEYS[2], rpm_cap, now),
   redis.call('ZCARD', KEYS[3]),
   month,
   redis.call('GET', ARGV[2] .. month) or '0',
