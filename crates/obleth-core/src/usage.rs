@@ -26,6 +26,9 @@ pub struct UsageRecord {
     pub group: Option<String>,
     pub route: &'static str,
     pub requested_model: Option<String>,
+    /// The registered model the request was routed to (differs from the requested one
+    /// for `model: auto`).
+    pub model: Option<String>,
     pub upstream_model: Option<String>,
     pub usage: Option<Usage>,
     /// True when the counts were not reported by the upstream.
@@ -42,4 +45,10 @@ pub struct UsageRecord {
 /// Where finished requests go. Must never block or await: the request path calls it.
 pub trait UsageSink: Send + Sync + 'static {
     fn record(&self, record: UsageRecord);
+
+    /// False while the sink cannot keep new records and is configured to refuse the
+    /// requests that would make them (a full ledger log with `on_full = "reject"`).
+    fn accepting(&self) -> bool {
+        true
+    }
 }

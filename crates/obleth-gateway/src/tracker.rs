@@ -62,6 +62,7 @@ impl Tracker {
     }
 
     pub fn model(&mut self, model: &Model) {
+        self.record.model = Some(model.model_name.clone());
         self.record.upstream_model = Some(model.upstream_model.clone());
     }
 

@@ -1,0 +1,356 @@
+//! The production ledger: ClickHouse over its HTTP interface.
+//!
+//! Rows are inserted as `JSONEachRow` with every column given (old servers do not apply
+//! column defaults to omitted JSON fields). The schema ([`SCHEMA`], `schema.sql`) is
+//! created at the first insert and versioned in a small `obleth_ledger_migrations` table;
+//! it avoids everything newer than Debian's 18.16 server (DateTime64, LowCardinality,
+//! `toStartOfInterval`, `ADD COLUMN IF NOT EXISTS`), and is checked against a current
+//! engine by `scripts/check-clickhouse-schema.sh`.
+//!
+//! The table is a `ReplacingMergeTree` keyed by request: a row that reaches it twice is
+//! merged away eventually, and every query reads with `FINAL` so that it is never
+//! counted twice meanwhile. The shipper's duplicate check keeps such rows rare.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{Request, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::sync::OnceCell;
+
+use crate::{Filter, GroupBy, LedgerBackend, LedgerError, LedgerRow, Result, SeriesPoint, SeriesQuery, Totals};
+
+/// Schema version 1 (`{db}` and `{table}` substituted).
+pub const SCHEMA: &str = include_str!("clickhouse/schema.sql");
+
+/// Request ids per duplicate-check query: the server parses at most 256 KiB of SQL.
+const IDS_PER_QUERY: usize = 2000;
+
+/// Where the ledger lives.
+#[derive(Debug, Clone)]
+pub struct ClickHouseConfig {
+    /// `http://host:8123` (or `https://`).
+    pub url: String,
+    pub database: String,
+    pub table: String,
+    pub user: Option<String>,
+    pub password: Option<SecretString>,
+    /// Per request.
+    pub timeout: Duration,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        ClickHouseConfig {
+            url: "http://127.0.0.1:8123".into(),
+            database: "default".into(),
+            table: "obleth_usage".into(),
+            user: None,
+            password: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// The ClickHouse ledger.
+pub struct ClickHouse {
+    http: HttpClient,
+    config: ClickHouseConfig,
+    base: String,
+    authorization: Option<String>,
+    prepared: OnceCell<()>,
+}
+
+impl std::fmt::Debug for ClickHouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouse").field("url", &self.base).field("table", &self.table()).finish_non_exhaustive()
+    }
+}
+
+impl ClickHouse {
+    /// Configures the client; connects nothing (a gateway starts while ClickHouse is down
+    /// and spills to its log).
+    pub fn new(config: ClickHouseConfig) -> Result<ClickHouse> {
+        let base = config.url.trim_end_matches('/').to_owned();
+        let uri: http::Uri = base.parse().map_err(|e| LedgerError::Invalid(format!("ledger.clickhouse_url: {e}")))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+            return Err(LedgerError::Invalid(format!(
+                "ledger.clickhouse_url must be http://host:port or https://host:port, not {base}"
+            )));
+        }
+        for (what, name) in [("database", &config.database), ("table", &config.table)] {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(LedgerError::Invalid(format!(
+                    "ledger.clickhouse_{what} must be letters, digits and underscores, not {name:?}"
+                )));
+            }
+        }
+        let authorization = config.user.as_ref().map(|user| {
+            use base64::Engine;
+            let password = config.password.as_ref().map(|p| p.expose_secret().to_owned()).unwrap_or_default();
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+        });
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.timeout.min(Duration::from_secs(5))));
+        connector.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
+        let http = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https);
+        Ok(ClickHouse { http, config, base, authorization, prepared: OnceCell::new() })
+    }
+
+    fn table(&self) -> String {
+        format!("{}.{}", self.config.database, self.config.table)
+    }
+
+    /// Runs `sql` (in the body, or in the URL when `body` carries insert data) and returns
+    /// the answer.
+    async fn execute(&self, sql: &str, body: Option<Vec<u8>>) -> Result<Bytes> {
+        // Built before any await: the serializer is not `Send`.
+        let (query, body) = {
+            let mut params = form_urlencoded::Serializer::new(String::new());
+            params.append_pair("output_format_json_quote_64bit_integers", "0");
+            params.append_pair("input_format_skip_unknown_fields", "1");
+            let body = match body {
+                Some(data) => {
+                    params.append_pair("query", sql);
+                    data
+                }
+                None => sql.as_bytes().to_vec(),
+            };
+            (params.finish(), body)
+        };
+        let mut request =
+            Request::post(format!("{}/?{query}", self.base)).header(header::CONTENT_TYPE, "text/plain; charset=utf-8");
+        if let Some(auth) = &self.authorization {
+            request = request.header(header::AUTHORIZATION, auth);
+        }
+        let request = request.body(Full::new(Bytes::from(body))).map_err(|e| LedgerError::Invalid(e.to_string()))?;
+        let exchange = async {
+            let response = self.http.request(request).await.map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+            let status = response.status();
+            let body =
+                response.into_body().collect().await.map_err(|e| LedgerError::Unavailable(e.to_string()))?.to_bytes();
+            Ok::<_, LedgerError>((status, body))
+        };
+        let (status, body) = tokio::time::timeout(self.config.timeout, exchange).await.map_err(|_| {
+            LedgerError::Unavailable(format!("no answer within {}s", self.config.timeout.as_secs_f64()))
+        })??;
+        if status != StatusCode::OK {
+            let message = String::from_utf8_lossy(&body).trim().chars().take(500).collect();
+            return Err(LedgerError::Database { status: status.as_u16(), message });
+        }
+        Ok(body)
+    }
+
+    async fn select<T: for<'de> Deserialize<'de>>(&self, sql: &str) -> Result<Vec<T>> {
+        let body = self.execute(&format!("{sql} FORMAT JSONEachRow"), None).await?;
+        body.split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|line| serde_json::from_slice(line).map_err(|e| LedgerError::Decode(e.to_string())))
+            .collect()
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let db = &self.config.database;
+        self.execute(&format!("CREATE DATABASE IF NOT EXISTS {db}"), None).await?;
+        self.execute(
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {db}.obleth_ledger_migrations (tbl String, version UInt32, applied_at DateTime) ENGINE = TinyLog"
+            ),
+            None,
+        )
+        .await?;
+        #[derive(Deserialize)]
+        struct Version {
+            version: u32,
+        }
+        let table = quote(&self.config.table);
+        let applied: Vec<Version> = self
+            .select(&format!("SELECT max(version) AS version FROM {db}.obleth_ledger_migrations WHERE tbl = {table}"))
+            .await?;
+        let current = applied.first().map_or(0, |v| v.version);
+        if current < 1 {
+            let ddl = SCHEMA.replace("{db}", db).replace("{table}", &self.config.table);
+            let ddl: String = ddl.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
+            self.execute(&ddl, None).await?;
+            self.execute(
+                &format!(
+                    "INSERT INTO {db}.obleth_ledger_migrations (tbl, version, applied_at) VALUES ({table}, 1, now())"
+                ),
+                None,
+            )
+            .await?;
+            tracing::info!(table = %self.table(), "created the ClickHouse ledger table");
+        }
+        Ok(())
+    }
+
+    fn where_clause(&self, f: &Filter) -> String {
+        // The DateTime bounds let the primary key and partitions prune; the millisecond
+        // bounds are exact.
+        let mut w = format!(
+            " WHERE received_at >= toDateTime({}) AND received_at <= toDateTime({}) AND received_at_ms >= {} AND received_at_ms < {}",
+            f.from_ms / 1000,
+            (f.to_ms / 1000).min(u32::MAX as u64),
+            f.from_ms,
+            f.to_ms
+        );
+        if let Some(t) = &f.tenant_id {
+            w.push_str(&format!(" AND tenant_id = {}", quote(t)));
+        }
+        if let Some(m) = &f.model {
+            w.push_str(&format!(" AND model = {}", quote(m)));
+        }
+        w
+    }
+}
+
+#[async_trait]
+impl LedgerBackend for ClickHouse {
+    fn kind(&self) -> &'static str {
+        "clickhouse"
+    }
+
+    async fn prepare(&self) -> Result<()> {
+        self.prepared.get_or_try_init(|| self.migrate()).await?;
+        Ok(())
+    }
+
+    async fn insert(&self, rows: &[LedgerRow]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut body = Vec::with_capacity(rows.len() * 512);
+        for row in rows {
+            row.write_json_line(&mut body);
+        }
+        self.execute(&format!("INSERT INTO {} FORMAT JSONEachRow", self.table()), Some(body)).await?;
+        Ok(())
+    }
+
+    async fn existing(&self, rows: &[LedgerRow]) -> Result<HashSet<String>> {
+        #[derive(Deserialize)]
+        struct Id {
+            request_id: String,
+        }
+        let mut found = HashSet::new();
+        for chunk in rows.chunks(IDS_PER_QUERY) {
+            let from = chunk.iter().map(|r| r.received_at).min().unwrap_or(0);
+            let to = chunk.iter().map(|r| r.received_at).max().unwrap_or(0);
+            let ids: Vec<String> = chunk.iter().map(|r| quote(&r.request_id)).collect();
+            let sql = format!(
+                "SELECT DISTINCT request_id FROM {} WHERE received_at >= toDateTime({from}) AND received_at <= toDateTime({to}) AND request_id IN ({})",
+                self.table(),
+                ids.join(",")
+            );
+            found.extend(self.select::<Id>(&sql).await?.into_iter().map(|i| i.request_id));
+        }
+        Ok(found)
+    }
+
+    async fn series(&self, query: &SeriesQuery) -> Result<Vec<SeriesPoint>> {
+        query.filter.validate()?;
+        let secs = query.bucket.seconds();
+        let key = query.group_by.column().unwrap_or("''");
+        let sql = format!(
+            "SELECT intDiv(toUInt32(received_at), {secs}) * {secs} AS bucket_start, {key} AS key, {AGGREGATES} FROM {} FINAL{} GROUP BY bucket_start, key ORDER BY bucket_start, key",
+            self.table(),
+            self.where_clause(&query.filter)
+        );
+        self.select(&sql).await
+    }
+
+    async fn totals(&self, filter: &Filter, group_by: GroupBy) -> Result<Vec<Totals>> {
+        filter.validate()?;
+        let key = group_by.column().unwrap_or("''");
+        let sql = format!(
+            "SELECT {key} AS key, {AGGREGATES} FROM {} FINAL{} GROUP BY key ORDER BY cost DESC, key",
+            self.table(),
+            self.where_clause(filter)
+        );
+        self.select(&sql).await
+    }
+
+    async fn recent(&self, filter: &Filter, limit: u32) -> Result<Vec<LedgerRow>> {
+        filter.validate()?;
+        // `received_at` is a DateTime (text in JSON): derived from the milliseconds instead.
+        let columns = LEDGER_COLUMNS.replace("received_at, ", "");
+        let sql = format!(
+            "SELECT {columns} FROM {} FINAL{} ORDER BY received_at_ms DESC, request_id DESC LIMIT {limit}",
+            self.table(),
+            self.where_clause(filter)
+        );
+        let mut rows: Vec<LedgerRow> = self.select(&sql).await?;
+        for r in &mut rows {
+            r.received_at = r.received_at_ms / 1000;
+        }
+        Ok(rows)
+    }
+}
+
+const LEDGER_COLUMNS: &str = "request_id, received_at, received_at_ms, admitted_at_ms, first_token_at_ms, \
+    finished_at_ms, tenant_id, key_prefix, group_name, route, requested_model, model, upstream_model, input_tokens, \
+    output_tokens, cached_tokens, tokens_estimated, cost, queue_wait_ms, ttft_ms, duration_ms, admission_class, status, \
+    error_type, streamed, client_disconnected";
+
+const AGGREGATES: &str = "count() AS requests, \
+    countIf(status >= 400) AS errors, \
+    countIf(admission_class = 'rejected') AS rejected, \
+    countIf(admission_class = 'brownout') AS brownout, \
+    sum(input_tokens) AS input_tokens, \
+    sum(output_tokens) AS output_tokens, \
+    sum(cached_tokens) AS cached_tokens, \
+    sum(cost) AS cost, \
+    sum(queue_wait_ms) AS queue_wait_ms";
+
+/// A ClickHouse string literal.
+fn quote(s: &str) -> String {
+    let mut q = String::with_capacity(s.len() + 2);
+    q.push('\'');
+    for c in s.chars() {
+        match c {
+            '\\' => q.push_str("\\\\"),
+            '\'' => q.push_str("\\'"),
+            '\0' => q.push_str("\\0"),
+            '\n' => q.push_str("\\n"),
+            '\r' => q.push_str("\\r"),
+            c => q.push(c),
+        }
+    }
+    q.push('\'');
+    q
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_escapes_what_would_end_the_literal() {
+        assert_eq!(quote("a'b\\c"), r"'a\'b\\c'");
+        assert_eq!(quote("x\0y\n"), r"'x\0y\n'");
+    }
+
+    #[test]
+    fn names_are_checked() {
+        let bad = ClickHouseConfig { table: "usage; DROP".into(), ..ClickHouseConfig::default() };
+        assert!(ClickHouse::new(bad).is_err());
+        let bad = ClickHouseConfig { url: "redis://x".into(), ..ClickHouseConfig::default() };
+        assert!(ClickHouse::new(bad).is_err());
+        assert!(ClickHouse::new(ClickHouseConfig::default()).is_ok());
+    }
+}

@@ -1,0 +1,235 @@
+//! The behaviour every [`LedgerBackend`] must have, as one suite run against each
+//! backend's real database (SQLite in a temp file, a real ClickHouse server).
+//!
+//! `tag` keeps the rows of one run apart from others sharing the database.
+
+use std::collections::HashSet;
+
+use crate::{Bucket, Filter, GroupBy, LedgerBackend, LedgerError, LedgerRow, SeriesQuery};
+
+/// 2023-11-14T01:00:00Z; each section writes on a day of its own after it, so that
+/// queries over all tenants see only their section's rows.
+const BASE_MS: u64 = 1_699_923_600_000;
+const HOUR_MS: u64 = 3_600_000;
+const DAY_MS: u64 = 86_400_000;
+
+fn base(tag: &str) -> u64 {
+    let day = match &tag[tag.len().saturating_sub(2)..] {
+        "rt" => 0,
+        "rp" => 1,
+        "st" => 2,
+        "fi" => 3,
+        _ => 4,
+    };
+    BASE_MS + day * DAY_MS
+}
+
+/// A row `minutes` after the section's base hour.
+pub fn row(tag: &str, n: u32, tenant: &str, model: &str, minutes: u64) -> LedgerRow {
+    let received = base(tag) + minutes * 60_000 + u64::from(n);
+    LedgerRow {
+        request_id: format!("{tag}-{n:05}"),
+        received_at: received / 1000,
+        received_at_ms: received,
+        admitted_at_ms: Some(received + 5),
+        first_token_at_ms: if n % 3 == 0 { None } else { Some(received + 40) },
+        finished_at_ms: received + 900,
+        tenant_id: format!("{tag}-{tenant}"),
+        key_prefix: "obl-abcd".into(),
+        group_name: "default".into(),
+        route: "chat".into(),
+        requested_model: if n % 2 == 0 { "auto".into() } else { model.into() },
+        model: model.into(),
+        upstream_model: format!("{model}-upstream"),
+        input_tokens: 100 + u64::from(n),
+        output_tokens: 10 * u64::from(n % 7),
+        cached_tokens: u64::from(n % 2) * 50,
+        tokens_estimated: n % 5 == 0,
+        cost: 0.000_001_5 * f64::from(n + 1),
+        queue_wait_ms: u64::from(n % 4) * 10,
+        ttft_ms: if n % 3 == 0 { None } else { Some(40) },
+        duration_ms: 900,
+        admission_class: match n % 4 {
+            0 => "fast",
+            1 => "queued",
+            2 => "brownout",
+            _ => "rejected",
+        }
+        .into(),
+        status: if n % 4 == 3 { 429 } else { 200 },
+        error_type: if n % 4 == 3 { "rate_limit_exceeded".into() } else { String::new() },
+        streamed: n % 2 == 1,
+        client_disconnected: n == 7,
+    }
+}
+
+fn filter(tag: &str, tenant: Option<&str>) -> Filter {
+    Filter {
+        from_ms: base(tag),
+        to_ms: base(tag) + 3 * HOUR_MS,
+        tenant_id: tenant.map(|t| format!("{tag}-{t}")),
+        model: None,
+    }
+}
+
+/// Runs every section.
+pub async fn run(backend: &dyn LedgerBackend, tag: &str) {
+    backend.prepare().await.expect("prepare");
+    backend.prepare().await.expect("prepare is idempotent");
+    round_trip(backend, &format!("{tag}rt")).await;
+    replays_do_not_double_count(backend, &format!("{tag}rp")).await;
+    series_and_totals(backend, &format!("{tag}st")).await;
+    filters(backend, &format!("{tag}fi")).await;
+    awkward_strings(backend, &format!("{tag}aw")).await;
+}
+
+/// Every field comes back as written; newest first.
+async fn round_trip(backend: &dyn LedgerBackend, tag: &str) {
+    let rows: Vec<LedgerRow> = (0..12).map(|n| row(tag, n, "a", "m1", u64::from(n))).collect();
+    backend.insert(&rows).await.expect("insert");
+    let got = backend.recent(&filter(tag, Some("a")), 100).await.expect("recent");
+    let mut want = rows.clone();
+    want.reverse();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g.request_id, w.request_id);
+        assert!((g.cost - w.cost).abs() < 1e-15, "cost {} vs {}", g.cost, w.cost);
+        assert_eq!(LedgerRow { cost: 0.0, ..g.clone() }, LedgerRow { cost: 0.0, ..w.clone() });
+    }
+    let limited = backend.recent(&filter(tag, Some("a")), 3).await.expect("recent");
+    assert_eq!(limited.iter().map(|r| r.request_id.as_str()).collect::<Vec<_>>(), {
+        want[..3].iter().map(|r| r.request_id.as_str()).collect::<Vec<_>>()
+    });
+}
+
+/// A batch inserted twice (a replay) is reported present and counted once.
+async fn replays_do_not_double_count(backend: &dyn LedgerBackend, tag: &str) {
+    let rows: Vec<LedgerRow> = (0..50).map(|n| row(tag, n, "a", "m1", u64::from(n))).collect();
+    assert!(backend.existing(&rows).await.expect("existing").is_empty());
+    backend.insert(&rows[..20]).await.expect("insert");
+    let present = backend.existing(&rows).await.expect("existing");
+    let want: HashSet<String> = rows[..20].iter().map(|r| r.request_id.clone()).collect();
+    assert_eq!(present, want);
+    // The whole batch again, duplicates included, as an unchecked replay would send it.
+    backend.insert(&rows).await.expect("insert again");
+    backend.insert(&rows).await.expect("and again");
+    let totals = backend.totals(&filter(tag, Some("a")), GroupBy::None).await.expect("totals");
+    assert_eq!(totals.len(), 1);
+    assert_eq!(totals[0].requests, 50, "each request counted once: {totals:?}");
+    assert_eq!(totals[0].input_tokens, rows.iter().map(|r| r.input_tokens).sum::<u64>());
+    assert_eq!(backend.recent(&filter(tag, Some("a")), 1000).await.expect("recent").len(), 50);
+}
+
+/// Buckets and groups add up to the rows.
+async fn series_and_totals(backend: &dyn LedgerBackend, tag: &str) {
+    // Tenant a: 30 rows over three hours on m1 and m2; tenant b: 10 rows in the first hour.
+    let mut rows = Vec::new();
+    for n in 0..30u32 {
+        rows.push(row(tag, n, "a", if n % 2 == 0 { "m1" } else { "m2" }, u64::from(n) * 6));
+    }
+    for n in 30..40u32 {
+        rows.push(row(tag, n, "b", "m1", u64::from(n - 30)));
+    }
+    backend.insert(&rows).await.expect("insert");
+    let all = filter(tag, None);
+    let sum = |pred: &dyn Fn(&LedgerRow) -> bool| -> (u64, u64, u64, f64) {
+        let sel: Vec<&LedgerRow> = rows.iter().filter(|r| pred(r)).collect();
+        (
+            sel.len() as u64,
+            sel.iter().map(|r| r.input_tokens).sum(),
+            sel.iter().map(|r| r.output_tokens).sum(),
+            sel.iter().map(|r| r.cost).sum(),
+        )
+    };
+
+    let by_tenant = backend.totals(&all, GroupBy::Tenant).await.expect("totals");
+    assert_eq!(by_tenant.len(), 2, "{by_tenant:?}");
+    for t in &by_tenant {
+        let (n, input, output, cost) = sum(&|r: &LedgerRow| r.tenant_id == t.key);
+        assert_eq!((t.requests, t.input_tokens, t.output_tokens), (n, input, output), "{t:?}");
+        assert!((t.cost - cost).abs() < 1e-9);
+        let (errors, rejected, brownout) = rows.iter().filter(|r| r.tenant_id == t.key).fold((0, 0, 0), |acc, r| {
+            (
+                acc.0 + u64::from(r.status >= 400),
+                acc.1 + u64::from(r.admission_class == "rejected"),
+                acc.2 + u64::from(r.admission_class == "brownout"),
+            )
+        });
+        assert_eq!((t.errors, t.rejected, t.brownout), (errors, rejected, brownout));
+        assert_eq!(t.queue_wait_ms, rows.iter().filter(|r| r.tenant_id == t.key).map(|r| r.queue_wait_ms).sum::<u64>());
+    }
+    assert!(by_tenant[0].cost >= by_tenant[1].cost, "ordered by cost");
+
+    let by_model = backend.totals(&filter(tag, Some("a")), GroupBy::Model).await.expect("totals");
+    assert_eq!(by_model.iter().map(|t| t.key.as_str()).collect::<HashSet<_>>(), HashSet::from(["m1", "m2"]));
+    assert_eq!(by_model.iter().map(|t| t.requests).sum::<u64>(), 30);
+
+    let hourly = backend
+        .series(&SeriesQuery { filter: filter(tag, Some("a")), bucket: Bucket::Hour, group_by: GroupBy::None })
+        .await
+        .expect("series");
+    let starts: Vec<u64> = hourly.iter().map(|p| p.bucket_start).collect();
+    assert_eq!(starts, vec![base(tag) / 1000, base(tag) / 1000 + 3600, base(tag) / 1000 + 7200]);
+    assert_eq!(hourly.iter().map(|p| p.totals.requests).collect::<Vec<_>>(), vec![10, 10, 10]);
+    for p in &hourly {
+        let start = p.bucket_start * 1000;
+        let (n, input, _, _) = sum(&|r: &LedgerRow| {
+            r.tenant_id.ends_with("-a") && r.received_at_ms >= start && r.received_at_ms < start + HOUR_MS
+        });
+        assert_eq!((p.totals.requests, p.totals.input_tokens), (n, input));
+    }
+
+    let by_tenant_minute = backend
+        .series(&SeriesQuery { filter: all.clone(), bucket: Bucket::Minute, group_by: GroupBy::Tenant })
+        .await
+        .expect("series");
+    assert_eq!(by_tenant_minute.iter().map(|p| p.totals.requests).sum::<u64>(), 40);
+    assert!(
+        by_tenant_minute
+            .windows(2)
+            .all(|w| (w[0].bucket_start, &w[0].totals.key) <= (w[1].bucket_start, &w[1].totals.key))
+    );
+
+    let daily = backend
+        .series(&SeriesQuery { filter: all, bucket: Bucket::Day, group_by: GroupBy::None })
+        .await
+        .expect("series");
+    assert_eq!(daily.len(), 1);
+    assert_eq!(daily[0].bucket_start % 86_400, 0);
+    assert_eq!(daily[0].totals.requests, 40);
+}
+
+/// Time ranges are [from, to); tenant and model filters are exact; empty ranges are errors.
+async fn filters(backend: &dyn LedgerBackend, tag: &str) {
+    let rows: Vec<LedgerRow> = (0..10).map(|n| row(tag, n, "a", if n < 5 { "x" } else { "y" }, 10)).collect();
+    backend.insert(&rows).await.expect("insert");
+    let at = rows[3].received_at_ms;
+    let f = Filter { from_ms: at, to_ms: at + 2, ..filter(tag, Some("a")) };
+    let got: Vec<String> = backend.recent(&f, 100).await.expect("recent").into_iter().map(|r| r.request_id).collect();
+    assert_eq!(got, vec![rows[4].request_id.clone(), rows[3].request_id.clone()]);
+
+    let f = Filter { model: Some("y".into()), ..filter(tag, Some("a")) };
+    let totals = backend.totals(&f, GroupBy::None).await.expect("totals");
+    assert_eq!(totals[0].requests, 5);
+
+    let other = filter(tag, Some("nobody"));
+    assert!(backend.totals(&other, GroupBy::Tenant).await.expect("totals").is_empty());
+    assert!(backend.recent(&other, 10).await.expect("recent").is_empty());
+
+    let empty = Filter { from_ms: 10, to_ms: 10, ..Filter::default() };
+    assert!(matches!(backend.recent(&empty, 10).await, Err(LedgerError::Invalid(_))));
+}
+
+/// Quotes, backslashes and non-ASCII in values are data, never syntax.
+async fn awkward_strings(backend: &dyn LedgerBackend, tag: &str) {
+    let tenant = "o'brien\\\"; DROP TABLE usage; --é";
+    let mut r = row(tag, 1, tenant, "m'1", 0);
+    r.error_type = "it's \n broken".into();
+    backend.insert(std::slice::from_ref(&r)).await.expect("insert");
+    assert_eq!(backend.existing(std::slice::from_ref(&r)).await.expect("existing").len(), 1);
+    let f = Filter { model: Some("m'1".into()), ..filter(tag, Some(tenant)) };
+    let got = backend.recent(&f, 10).await.expect("recent");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].tenant_id, r.tenant_id);
+    assert_eq!(got[0].error_type, r.error_type);
+}

@@ -1,0 +1,125 @@
+//! The ledger's row: a flat [`UsageRecord`] with the derived durations, in the shape
+//! both backends store (and the write-ahead log keeps, one JSON object per line).
+
+use obleth_core::UsageRecord;
+use serde::{Deserialize, Serialize};
+
+/// One request, as the ledger stores it. Absent strings are empty, absent times `None`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerRow {
+    pub request_id: String,
+    /// Seconds since the epoch (ClickHouse's `DateTime`: the partition and sort key).
+    /// Optional when reading: ClickHouse answers it as text; it is `received_at_ms / 1000`.
+    #[serde(default)]
+    pub received_at: u64,
+    pub received_at_ms: u64,
+    pub admitted_at_ms: Option<u64>,
+    pub first_token_at_ms: Option<u64>,
+    pub finished_at_ms: u64,
+    pub tenant_id: String,
+    pub key_prefix: String,
+    pub group_name: String,
+    pub route: String,
+    pub requested_model: String,
+    pub model: String,
+    pub upstream_model: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_tokens: u64,
+    #[serde(with = "flag")]
+    pub tokens_estimated: bool,
+    pub cost: f64,
+    pub queue_wait_ms: u64,
+    /// From arrival to the first token streamed.
+    pub ttft_ms: Option<u64>,
+    /// From arrival to the end of the response.
+    pub duration_ms: u64,
+    pub admission_class: String,
+    pub status: u16,
+    pub error_type: String,
+    #[serde(with = "flag")]
+    pub streamed: bool,
+    #[serde(with = "flag")]
+    pub client_disconnected: bool,
+}
+
+impl From<UsageRecord> for LedgerRow {
+    fn from(r: UsageRecord) -> Self {
+        let ms = |t: i64| t.max(0) as u64;
+        let received = ms(r.received_at);
+        let finished = ms(r.finished_at).max(received);
+        let usage = r.usage.unwrap_or_default();
+        LedgerRow {
+            request_id: r.request_id,
+            received_at: received / 1000,
+            received_at_ms: received,
+            admitted_at_ms: r.admitted_at.map(ms),
+            first_token_at_ms: r.first_token_at.map(ms),
+            finished_at_ms: finished,
+            tenant_id: r.tenant_id.unwrap_or_default(),
+            key_prefix: r.key_prefix.unwrap_or_default(),
+            group_name: r.group.unwrap_or_default(),
+            route: r.route.to_owned(),
+            requested_model: r.requested_model.unwrap_or_default(),
+            model: r.model.unwrap_or_default(),
+            upstream_model: r.upstream_model.unwrap_or_default(),
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cached_tokens: usage.cached_tokens,
+            tokens_estimated: r.tokens_estimated,
+            cost: if r.cost.is_finite() { r.cost } else { 0.0 },
+            queue_wait_ms: r.queue_wait_ms,
+            ttft_ms: r.first_token_at.map(|t| ms(t).saturating_sub(received)),
+            duration_ms: finished - received,
+            admission_class: r.admission_class.as_str().to_owned(),
+            status: r.status,
+            error_type: r.error_type.unwrap_or_default(),
+            streamed: r.streamed,
+            client_disconnected: r.client_disconnected,
+        }
+    }
+}
+
+impl LedgerRow {
+    /// Appends the row as one JSON line.
+    pub fn write_json_line(&self, out: &mut Vec<u8>) {
+        // Serializing plain fields into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, self);
+        out.push(b'\n');
+    }
+
+    /// Parses JSON lines; lines that do not parse are counted, not fatal.
+    pub fn parse_json_lines(payload: &[u8]) -> (Vec<LedgerRow>, usize) {
+        let mut rows = Vec::new();
+        let mut bad = 0;
+        for line in payload.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            match serde_json::from_slice(line) {
+                Ok(row) => rows.push(row),
+                Err(_) => bad += 1,
+            }
+        }
+        (rows, bad)
+    }
+}
+
+/// Booleans as 0/1: ClickHouse's `UInt8` on old servers reads no `true`.
+mod flag {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &bool, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(u8::from(*v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Flag {
+            Int(u8),
+            Bool(bool),
+        }
+        Ok(match Flag::deserialize(d)? {
+            Flag::Int(i) => i != 0,
+            Flag::Bool(b) => b,
+        })
+    }
+}

@@ -1,0 +1,275 @@
+//! The embedded ledger: one SQLite file, so that the demo and single-node installs
+//! record usage with no external service.
+//!
+//! `request_id` is the primary key and rows are inserted with `INSERT OR IGNORE`, so a
+//! batch replayed after a crash never counts twice; [`LedgerBackend::existing`] is
+//! answered anyway, for the shipper's metrics. The file is separate from the control
+//! plane's database: the ledger's write load must not contend with key lookups.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+
+use crate::{Filter, GroupBy, LedgerBackend, LedgerError, LedgerRow, Result, SeriesPoint, SeriesQuery, Totals};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS usage (
+    request_id TEXT PRIMARY KEY NOT NULL,
+    received_at INTEGER NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    admitted_at_ms INTEGER,
+    first_token_at_ms INTEGER,
+    finished_at_ms INTEGER NOT NULL,
+    tenant_id TEXT NOT NULL,
+    key_prefix TEXT NOT NULL,
+    group_name TEXT NOT NULL,
+    route TEXT NOT NULL,
+    requested_model TEXT NOT NULL,
+    model TEXT NOT NULL,
+    upstream_model TEXT NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL,
+    tokens_estimated INTEGER NOT NULL,
+    cost REAL NOT NULL,
+    queue_wait_ms INTEGER NOT NULL,
+    ttft_ms INTEGER,
+    duration_ms INTEGER NOT NULL,
+    admission_class TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    error_type TEXT NOT NULL,
+    streamed INTEGER NOT NULL,
+    client_disconnected INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS usage_tenant_time ON usage (tenant_id, received_at_ms);
+CREATE INDEX IF NOT EXISTS usage_time ON usage (received_at_ms);
+"#;
+
+const COLUMNS: &str = "request_id, received_at, received_at_ms, admitted_at_ms, first_token_at_ms, finished_at_ms, \
+     tenant_id, key_prefix, group_name, route, requested_model, model, upstream_model, input_tokens, output_tokens, \
+     cached_tokens, tokens_estimated, cost, queue_wait_ms, ttft_ms, duration_ms, admission_class, status, error_type, \
+     streamed, client_disconnected";
+
+/// SQLite binds at most 32766 variables per statement; 26 columns per row.
+const ROWS_PER_STATEMENT: usize = 1000;
+
+/// The SQLite ledger.
+#[derive(Clone)]
+pub struct SqliteLedger {
+    pool: SqlitePool,
+}
+
+impl std::fmt::Debug for SqliteLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteLedger").finish_non_exhaustive()
+    }
+}
+
+impl SqliteLedger {
+    /// Opens (creating if missing) the ledger at `url` (`sqlite://usage.db` or `sqlite::memory:`).
+    pub async fn connect(url: &str) -> Result<SqliteLedger> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| LedgerError::Invalid(format!("ledger.sqlite_url: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // The write-ahead log in front of it already made each batch durable.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5));
+        let max = if url.contains(":memory:") { 1 } else { 4 };
+        let pool = SqlitePoolOptions::new().max_connections(max).connect_with(options).await.map_err(db)?;
+        let ledger = SqliteLedger { pool };
+        ledger.prepare().await?;
+        Ok(ledger)
+    }
+}
+
+#[async_trait]
+impl LedgerBackend for SqliteLedger {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn prepare(&self) -> Result<()> {
+        sqlx::raw_sql(SCHEMA).execute(&self.pool).await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn insert(&self, rows: &[LedgerRow]) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT OR IGNORE INTO usage ({COLUMNS}) "));
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.request_id.as_str())
+                    .push_bind(r.received_at as i64)
+                    .push_bind(r.received_at_ms as i64)
+                    .push_bind(r.admitted_at_ms.map(|v| v as i64))
+                    .push_bind(r.first_token_at_ms.map(|v| v as i64))
+                    .push_bind(r.finished_at_ms as i64)
+                    .push_bind(r.tenant_id.as_str())
+                    .push_bind(r.key_prefix.as_str())
+                    .push_bind(r.group_name.as_str())
+                    .push_bind(r.route.as_str())
+                    .push_bind(r.requested_model.as_str())
+                    .push_bind(r.model.as_str())
+                    .push_bind(r.upstream_model.as_str())
+                    .push_bind(r.input_tokens as i64)
+                    .push_bind(r.output_tokens as i64)
+                    .push_bind(r.cached_tokens as i64)
+                    .push_bind(r.tokens_estimated)
+                    .push_bind(r.cost)
+                    .push_bind(r.queue_wait_ms as i64)
+                    .push_bind(r.ttft_ms.map(|v| v as i64))
+                    .push_bind(r.duration_ms as i64)
+                    .push_bind(r.admission_class.as_str())
+                    .push_bind(r.status as i64)
+                    .push_bind(r.error_type.as_str())
+                    .push_bind(r.streamed)
+                    .push_bind(r.client_disconnected);
+            });
+            q.build().execute(&mut *tx).await.map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn existing(&self, rows: &[LedgerRow]) -> Result<HashSet<String>> {
+        let mut found = HashSet::new();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT request_id FROM usage WHERE request_id IN (");
+            let mut ids = q.separated(", ");
+            for r in chunk {
+                ids.push_bind(r.request_id.as_str());
+            }
+            q.push(")");
+            for row in q.build().fetch_all(&self.pool).await.map_err(db)? {
+                found.insert(row.try_get::<String, _>(0).map_err(db)?);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn series(&self, query: &SeriesQuery) -> Result<Vec<SeriesPoint>> {
+        query.filter.validate()?;
+        let secs = query.bucket.seconds() as i64;
+        let key = query.group_by.column().unwrap_or("''");
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+            "SELECT (received_at / {secs}) * {secs} AS bucket, {key} AS key, {AGGREGATES} FROM usage"
+        ));
+        push_filter(&mut q, &query.filter);
+        q.push(" GROUP BY bucket, key ORDER BY bucket, key");
+        let rows = q.build().fetch_all(&self.pool).await.map_err(db)?;
+        rows.iter().map(|row| Ok(SeriesPoint { bucket_start: get_u64(row, "bucket")?, totals: totals(row)? })).collect()
+    }
+
+    async fn totals(&self, filter: &Filter, group_by: GroupBy) -> Result<Vec<Totals>> {
+        filter.validate()?;
+        let key = group_by.column().unwrap_or("''");
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {key} AS key, {AGGREGATES} FROM usage"));
+        push_filter(&mut q, filter);
+        q.push(" GROUP BY key ORDER BY cost DESC, key");
+        let rows = q.build().fetch_all(&self.pool).await.map_err(db)?;
+        let mut out: Vec<Totals> = rows.iter().map(totals).collect::<Result<_>>()?;
+        out.retain(|t| t.requests > 0);
+        Ok(out)
+    }
+
+    async fn recent(&self, filter: &Filter, limit: u32) -> Result<Vec<LedgerRow>> {
+        filter.validate()?;
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {COLUMNS} FROM usage"));
+        push_filter(&mut q, filter);
+        q.push(" ORDER BY received_at_ms DESC, request_id DESC LIMIT ");
+        q.push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(&self.pool).await.map_err(db)?;
+        rows.iter().map(row).collect()
+    }
+}
+
+const AGGREGATES: &str = "count(*) AS requests, \
+    coalesce(sum(status >= 400), 0) AS errors, \
+    coalesce(sum(admission_class = 'rejected'), 0) AS rejected, \
+    coalesce(sum(admission_class = 'brownout'), 0) AS brownout, \
+    coalesce(sum(input_tokens), 0) AS input_tokens, \
+    coalesce(sum(output_tokens), 0) AS output_tokens, \
+    coalesce(sum(cached_tokens), 0) AS cached_tokens, \
+    coalesce(sum(cost), 0.0) AS cost, \
+    coalesce(sum(queue_wait_ms), 0) AS queue_wait_ms";
+
+fn push_filter(q: &mut QueryBuilder<Sqlite>, f: &Filter) {
+    q.push(" WHERE received_at_ms >= ");
+    q.push_bind(f.from_ms as i64);
+    q.push(" AND received_at_ms < ");
+    q.push_bind(f.to_ms.min(i64::MAX as u64) as i64);
+    if let Some(t) = &f.tenant_id {
+        q.push(" AND tenant_id = ");
+        q.push_bind(t.clone());
+    }
+    if let Some(m) = &f.model {
+        q.push(" AND model = ");
+        q.push_bind(m.clone());
+    }
+}
+
+fn totals(row: &SqliteRow) -> Result<Totals> {
+    Ok(Totals {
+        key: row.try_get("key").map_err(db)?,
+        requests: get_u64(row, "requests")?,
+        errors: get_u64(row, "errors")?,
+        rejected: get_u64(row, "rejected")?,
+        brownout: get_u64(row, "brownout")?,
+        input_tokens: get_u64(row, "input_tokens")?,
+        output_tokens: get_u64(row, "output_tokens")?,
+        cached_tokens: get_u64(row, "cached_tokens")?,
+        cost: row.try_get("cost").map_err(db)?,
+        queue_wait_ms: get_u64(row, "queue_wait_ms")?,
+    })
+}
+
+fn row(r: &SqliteRow) -> Result<LedgerRow> {
+    let opt = |name: &str| -> Result<Option<u64>> {
+        Ok(r.try_get::<Option<i64>, _>(name).map_err(db)?.map(|v| v.max(0) as u64))
+    };
+    Ok(LedgerRow {
+        request_id: r.try_get("request_id").map_err(db)?,
+        received_at: get_u64(r, "received_at")?,
+        received_at_ms: get_u64(r, "received_at_ms")?,
+        admitted_at_ms: opt("admitted_at_ms")?,
+        first_token_at_ms: opt("first_token_at_ms")?,
+        finished_at_ms: get_u64(r, "finished_at_ms")?,
+        tenant_id: r.try_get("tenant_id").map_err(db)?,
+        key_prefix: r.try_get("key_prefix").map_err(db)?,
+        group_name: r.try_get("group_name").map_err(db)?,
+        route: r.try_get("route").map_err(db)?,
+        requested_model: r.try_get("requested_model").map_err(db)?,
+        model: r.try_get("model").map_err(db)?,
+        upstream_model: r.try_get("upstream_model").map_err(db)?,
+        input_tokens: get_u64(r, "input_tokens")?,
+        output_tokens: get_u64(r, "output_tokens")?,
+        cached_tokens: get_u64(r, "cached_tokens")?,
+        tokens_estimated: r.try_get("tokens_estimated").map_err(db)?,
+        cost: r.try_get("cost").map_err(db)?,
+        queue_wait_ms: get_u64(r, "queue_wait_ms")?,
+        ttft_ms: opt("ttft_ms")?,
+        duration_ms: get_u64(r, "duration_ms")?,
+        admission_class: r.try_get("admission_class").map_err(db)?,
+        status: get_u64(r, "status")? as u16,
+        error_type: r.try_get("error_type").map_err(db)?,
+        streamed: r.try_get("streamed").map_err(db)?,
+        client_disconnected: r.try_get("client_disconnected").map_err(db)?,
+    })
+}
+
+fn get_u64(row: &SqliteRow, name: &str) -> Result<u64> {
+    Ok(row.try_get::<i64, _>(name).map_err(db)?.max(0) as u64)
+}
+
+fn db(e: sqlx::Error) -> LedgerError {
+    match e {
+        sqlx::Error::Io(e) => LedgerError::Io(e),
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => LedgerError::Unavailable(e.to_string()),
+        e => LedgerError::Database { status: 0, message: e.to_string() },
+    }
+}

@@ -1,0 +1,487 @@
+//! The ledger's moving parts: the sink the request path calls, the appender thread that
+//! batches rows into the write-ahead log, and the shipper task that moves batches from
+//! the log into the database.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use obleth_core::{UsageRecord, UsageSink};
+use serde::Serialize;
+use tokio::sync::{Notify, watch};
+
+use crate::telemetry;
+use crate::wal::{Cursor, Fsync, Recovered, Wal, WalConfig, WalError, WalStats, fs::Fs};
+use crate::{LedgerBackend, LedgerError, LedgerRow};
+
+/// What happens to new rows when the write-ahead log is full.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFull {
+    /// Keep serving; the rows are dropped and counted (`reason="wal_full"`).
+    #[default]
+    Drop,
+    /// Refuse new requests (503 `ledger_unavailable`) until there is room: no request
+    /// goes unrecorded.
+    Reject,
+}
+
+/// Tuning of the ledger.
+#[derive(Debug, Clone)]
+pub struct LedgerConfig {
+    /// Rows the in-process queue holds before dropping.
+    pub queue_rows: usize,
+    /// Rows per log batch.
+    pub batch_rows: usize,
+    /// How long a row waits for its batch to fill before the batch is appended anyway
+    /// (also the most a killed process can lose: rows not yet in the log).
+    pub flush_interval: Duration,
+    /// The shortest time between inserts while the shipper is not behind (ClickHouse
+    /// prefers few large inserts).
+    pub insert_interval: Duration,
+    /// Payload bytes per insert.
+    pub insert_max_bytes: usize,
+    /// The longest wait between retries while the database is down.
+    pub retry_max: Duration,
+    /// How often the log is synced under `Fsync::Interval`.
+    pub fsync_interval: Duration,
+    pub wal: WalConfig,
+    pub on_full: OnFull,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            queue_rows: 65_536,
+            batch_rows: 1000,
+            flush_interval: Duration::from_millis(200),
+            insert_interval: Duration::from_secs(1),
+            insert_max_bytes: 8 << 20,
+            retry_max: Duration::from_secs(10),
+            fsync_interval: Duration::from_secs(1),
+            wal: WalConfig::default(),
+            on_full: OnFull::Drop,
+        }
+    }
+}
+
+/// The ledger's state, for the admin API and readiness.
+#[derive(Debug, Clone, Serialize)]
+pub struct LedgerStatus {
+    pub backend: &'static str,
+    /// Whether the last insert (or schema check) succeeded.
+    pub backend_up: bool,
+    pub last_error: Option<String>,
+    pub wal_bytes: u64,
+    pub wal_max_bytes: u64,
+    pub wal_segments: usize,
+    /// Batches in the log not yet in the database.
+    pub pending_batches: u64,
+    pub rows_written: u64,
+    pub rows_dropped: u64,
+    /// Whether new rows are being refused because the log is full.
+    pub wal_full: bool,
+}
+
+/// Shared between the sink, the appender and the shipper.
+struct Shared {
+    wal: Mutex<Wal>,
+    backend: Arc<dyn LedgerBackend>,
+    config: LedgerConfig,
+    /// New batches in the log.
+    appended: Notify,
+    closing: AtomicBool,
+    wal_full: AtomicBool,
+    backend_up: AtomicBool,
+    last_error: Mutex<Option<String>>,
+    rows_written: AtomicU64,
+    rows_dropped: AtomicU64,
+}
+
+impl Shared {
+    fn wal(&self) -> MutexGuard<'_, Wal> {
+        self.wal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn dropped(&self, rows: u64, reason: &'static str) {
+        self.rows_dropped.fetch_add(rows, Ordering::Relaxed);
+        telemetry::rows_dropped(rows, reason);
+    }
+
+    fn publish(&self, stats: WalStats) {
+        telemetry::wal(&stats);
+    }
+}
+
+/// The ledger's handle: the gateway's usage sink, and its status and shutdown.
+#[derive(Clone)]
+pub struct Ledger {
+    tx: SyncSender<UsageRecord>,
+    shared: Arc<Shared>,
+    appender_done: watch::Receiver<bool>,
+    shipper_done: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger").field("backend", &self.shared.backend.kind()).finish_non_exhaustive()
+    }
+}
+
+impl Ledger {
+    /// Opens the log on `fs` (recovering what a previous process left), and starts the
+    /// appender thread and the shipper task (on the current tokio runtime).
+    pub fn start(
+        backend: Arc<dyn LedgerBackend>,
+        fs: Arc<dyn Fs>,
+        config: LedgerConfig,
+    ) -> Result<(Ledger, Recovered), LedgerError> {
+        let (wal, recovered) = Wal::open(fs, config.wal.clone())?;
+        if recovered.truncated_bytes > 0 {
+            tracing::warn!(
+                bytes = recovered.truncated_bytes,
+                segments = recovered.truncated_segments,
+                "the ledger's write-ahead log had a torn tail (the process died while writing); it was cut off"
+            );
+            telemetry::wal_truncated(recovered.truncated_bytes);
+        }
+        if recovered.pending_batches > 0 {
+            tracing::info!(
+                batches = recovered.pending_batches,
+                "the ledger's write-ahead log holds batches not yet in the database; replaying them"
+            );
+        }
+        let cursor = wal.cursor();
+        let stats = wal.stats();
+        let (tx, rx) = mpsc::sync_channel(config.queue_rows.max(1));
+        let shared = Arc::new(Shared {
+            wal: Mutex::new(wal),
+            backend,
+            config,
+            appended: Notify::new(),
+            closing: AtomicBool::new(false),
+            wal_full: AtomicBool::new(false),
+            backend_up: AtomicBool::new(false),
+            last_error: Mutex::new(None),
+            rows_written: AtomicU64::new(0),
+            rows_dropped: AtomicU64::new(0),
+        });
+        shared.publish(stats);
+        let (appender_tx, appender_done) = watch::channel(false);
+        std::thread::Builder::new().name("obleth-ledger".into()).spawn({
+            let shared = shared.clone();
+            move || {
+                append_loop(&shared, rx);
+                let _ = appender_tx.send(true);
+            }
+        })?;
+        let (shipper_tx, shipper_done) = watch::channel(false);
+        tokio::spawn({
+            let shared = shared.clone();
+            let appender_done = appender_done.clone();
+            async move {
+                ship_loop(&shared, cursor, recovered.watermark + recovered.pending_batches, appender_done).await;
+                let _ = shipper_tx.send(true);
+            }
+        });
+        Ok((Ledger { tx, shared, appender_done, shipper_done }, recovered))
+    }
+
+    pub fn status(&self) -> LedgerStatus {
+        let stats = self.shared.wal().stats();
+        LedgerStatus {
+            backend: self.shared.backend.kind(),
+            backend_up: self.shared.backend_up.load(Ordering::Relaxed),
+            last_error: self.shared.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            wal_bytes: stats.bytes,
+            wal_max_bytes: self.shared.config.wal.max_bytes,
+            wal_segments: stats.segments,
+            pending_batches: stats.pending_batches(),
+            rows_written: self.shared.rows_written.load(Ordering::Relaxed),
+            rows_dropped: self.shared.rows_dropped.load(Ordering::Relaxed),
+            wal_full: self.shared.wal_full.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn backend(&self) -> &Arc<dyn LedgerBackend> {
+        &self.shared.backend
+    }
+
+    /// Flushes: appends what is queued, then ships the log until it is empty or
+    /// `timeout` passes. Rows still in the log then are replayed at the next start.
+    /// Call after the data plane has drained (rows recorded later are dropped, counted).
+    pub async fn close(&self, timeout: Duration) -> bool {
+        self.shared.closing.store(true, Ordering::Relaxed);
+        self.shared.appended.notify_one();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut appender = self.appender_done.clone();
+        let mut shipper = self.shipper_done.clone();
+        let done = async {
+            let _ = appender.wait_for(|d| *d).await;
+            self.shared.appended.notify_one();
+            let _ = shipper.wait_for(|d| *d).await;
+        };
+        let finished = tokio::time::timeout_at(deadline, done).await.is_ok();
+        let stats = self.shared.wal().stats();
+        if stats.pending_batches() > 0 {
+            tracing::warn!(
+                batches = stats.pending_batches(),
+                "ledger batches not yet in the database stay in the write-ahead log; they are replayed at the next start"
+            );
+        }
+        finished && stats.pending_batches() == 0
+    }
+}
+
+impl UsageSink for Ledger {
+    fn record(&self, record: UsageRecord) {
+        match self.tx.try_send(record) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => self.shared.dropped(1, "queue_full"),
+            Err(TrySendError::Disconnected(_)) => self.shared.dropped(1, "closed"),
+        }
+    }
+
+    fn accepting(&self) -> bool {
+        self.shared.config.on_full == OnFull::Drop || !self.shared.wal_full.load(Ordering::Relaxed)
+    }
+}
+
+// === appender ===
+
+/// Batches rows and appends them to the log until the ledger closes.
+fn append_loop(shared: &Shared, rx: mpsc::Receiver<UsageRecord>) {
+    const IDLE: Duration = Duration::from_millis(100);
+    let config = &shared.config;
+    let mut batch: Vec<LedgerRow> = Vec::with_capacity(config.batch_rows);
+    let mut deadline: Option<Instant> = None;
+    let mut last_sync = Instant::now();
+    loop {
+        let wait = deadline.map_or(IDLE, |d| d.saturating_duration_since(Instant::now()).min(IDLE));
+        let mut disconnected = false;
+        match rx.recv_timeout(wait) {
+            Ok(record) => {
+                batch.push(LedgerRow::from(record));
+                deadline.get_or_insert_with(|| Instant::now() + config.flush_interval);
+                // Take what else is queued without waiting.
+                while batch.len() < config.batch_rows {
+                    match rx.try_recv() {
+                        Ok(record) => batch.push(LedgerRow::from(record)),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => disconnected = true,
+        }
+        let closing = disconnected || shared.closing.load(Ordering::Relaxed);
+        if closing {
+            while let Ok(record) = rx.try_recv() {
+                batch.push(LedgerRow::from(record));
+            }
+        }
+        let due = deadline.is_some_and(|d| Instant::now() >= d);
+        if !batch.is_empty() && (batch.len() >= config.batch_rows || due || closing) {
+            for chunk in batch.chunks(config.batch_rows.max(1)) {
+                append(shared, chunk);
+            }
+            batch.clear();
+            deadline = None;
+        }
+        if config.wal.fsync == Fsync::Interval && last_sync.elapsed() >= config.fsync_interval {
+            let _ = shared.wal().sync();
+            last_sync = Instant::now();
+        }
+        if closing {
+            let _ = shared.wal().sync();
+            return;
+        }
+    }
+}
+
+fn append(shared: &Shared, rows: &[LedgerRow]) {
+    let mut payload = Vec::with_capacity(rows.len() * 512);
+    for row in rows {
+        row.write_json_line(&mut payload);
+    }
+    let (result, stats) = {
+        let mut wal = shared.wal();
+        let result = wal.append(&payload);
+        (result, wal.stats())
+    };
+    match result {
+        Ok(_) => {
+            shared.wal_full.store(false, Ordering::Relaxed);
+            telemetry::appended(rows.len() as u64);
+            shared.appended.notify_one();
+        }
+        Err(WalError::Full { bytes, max }) => {
+            if !shared.wal_full.swap(true, Ordering::Relaxed) {
+                tracing::error!(
+                    bytes,
+                    max,
+                    "the ledger's write-ahead log is full (the database has been away too long): new usage rows are dropped{}",
+                    if shared.config.on_full == OnFull::Reject { " and new requests refused" } else { "" }
+                );
+            }
+            shared.dropped(rows.len() as u64, "wal_full");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, rows = rows.len(), "cannot append usage rows to the write-ahead log; dropped");
+            shared.dropped(rows.len() as u64, "wal_error");
+        }
+    }
+    shared.publish(stats);
+}
+
+// === shipper ===
+
+/// Ships batches from the log to the database, in order, until the ledger closes and
+/// the log is empty (or the close times out).
+async fn ship_loop(shared: &Shared, mut cursor: Cursor, recovered_up_to: u64, appender_done: watch::Receiver<bool>) {
+    let config = &shared.config;
+    let mut backoff = Duration::from_millis(100);
+    let mut last_insert: Option<tokio::time::Instant> = None;
+    let mut prepared = false;
+    loop {
+        let entries = {
+            let wal = shared.wal();
+            wal.read(&mut cursor, config.insert_max_bytes)
+        };
+        let entries = match entries {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the ledger's write-ahead log");
+                tokio::time::sleep(config.retry_max).await;
+                continue;
+            }
+        };
+        let closing = shared.closing.load(Ordering::Relaxed);
+        if entries.is_empty() {
+            if closing && *appender_done.borrow() {
+                return;
+            }
+            // Woken by the appender, or by the close.
+            let _ = tokio::time::timeout(Duration::from_secs(1), shared.appended.notified()).await;
+            continue;
+        }
+        let behind = entries.iter().map(|e| e.payload.len()).sum::<usize>() >= config.insert_max_bytes / 2;
+        if !behind
+            && !closing
+            && let Some(last) = last_insert
+        {
+            tokio::time::sleep_until(last + config.insert_interval).await;
+            // Rows that arrived meanwhile go into this insert too.
+            let more = shared.wal().read(&mut cursor, config.insert_max_bytes);
+            let entries = match more {
+                Ok(mut more) => {
+                    let mut all = entries;
+                    all.append(&mut more);
+                    all
+                }
+                Err(_) => entries,
+            };
+            ship(shared, entries, recovered_up_to, &mut prepared, &mut backoff).await;
+        } else {
+            ship(shared, entries, recovered_up_to, &mut prepared, &mut backoff).await;
+        }
+        last_insert = Some(tokio::time::Instant::now());
+    }
+}
+
+/// Inserts the entries' rows, retrying until it succeeds (or the ledger closes), then
+/// acknowledges them.
+async fn ship(
+    shared: &Shared,
+    entries: Vec<crate::wal::Entry>,
+    recovered_up_to: u64,
+    prepared: &mut bool,
+    backoff: &mut Duration,
+) {
+    let Some(last_seq) = entries.last().map(|e| e.seq) else { return };
+    let first_seq = entries.first().map_or(0, |e| e.seq);
+    let mut rows = Vec::new();
+    for entry in &entries {
+        let (mut parsed, bad) = LedgerRow::parse_json_lines(&entry.payload);
+        if bad > 0 {
+            shared.dropped(bad as u64, "corrupt");
+        }
+        rows.append(&mut parsed);
+    }
+    // Batches a previous process left may already be in the database (it may have died
+    // between insert and ack): check before inserting them.
+    let mut verify = first_seq <= recovered_up_to;
+    let replay = verify;
+    loop {
+        match insert(shared, &rows, verify, prepared).await {
+            Ok(written) => {
+                shared.rows_written.fetch_add(written, Ordering::Relaxed);
+                if replay {
+                    telemetry::replayed(rows.len() as u64);
+                }
+                if !shared.backend_up.swap(true, Ordering::Relaxed) {
+                    tracing::info!(
+                        backend = shared.backend.kind(),
+                        "the ledger database is reachable; shipping usage rows"
+                    );
+                }
+                *shared.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                *backoff = Duration::from_millis(100);
+                break;
+            }
+            Err(e) => {
+                telemetry::insert_failed(shared.backend.kind());
+                if shared.backend_up.swap(false, Ordering::Relaxed) || !*prepared {
+                    tracing::warn!(
+                        backend = shared.backend.kind(),
+                        error = %e,
+                        "the ledger database is unavailable; usage rows stay in the write-ahead log until it returns"
+                    );
+                }
+                *shared.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                // Whether that insert landed is unknown.
+                verify = true;
+                *prepared = false;
+                if shared.closing.load(Ordering::Relaxed) {
+                    // Left in the log for the next start.
+                    return;
+                }
+                tokio::time::sleep(*backoff).await;
+                *backoff = (*backoff * 2).min(shared.config.retry_max);
+            }
+        }
+    }
+    let stats = {
+        let mut wal = shared.wal();
+        if let Err(e) = wal.ack(last_seq) {
+            tracing::warn!(error = %e, "cannot record shipped batches in the write-ahead log; they will be checked again");
+        }
+        wal.stats()
+    };
+    shared.publish(stats);
+}
+
+/// One insert attempt; returns the rows written.
+async fn insert(shared: &Shared, rows: &[LedgerRow], verify: bool, prepared: &mut bool) -> Result<u64, LedgerError> {
+    let backend = &shared.backend;
+    if !*prepared {
+        backend.prepare().await?;
+        *prepared = true;
+    }
+    let started = Instant::now();
+    let written = if verify {
+        let present = backend.existing(rows).await?;
+        let missing: Vec<LedgerRow> = rows.iter().filter(|r| !present.contains(&r.request_id)).cloned().collect();
+        if !present.is_empty() {
+            telemetry::duplicates_skipped(present.len() as u64);
+        }
+        backend.insert(&missing).await?;
+        missing.len() as u64
+    } else {
+        backend.insert(rows).await?;
+        rows.len() as u64
+    };
+    telemetry::inserted(backend.kind(), written, started.elapsed());
+    Ok(written)
+}

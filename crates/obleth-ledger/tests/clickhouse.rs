@@ -1,0 +1,141 @@
+//! The ClickHouse ledger against a real `clickhouse-server` of the test's own (Debian's
+//! 18.16 in CI): the conformance suite, rows landing exactly, the server stopped under a
+//! steady stream of rows, and a replay of batches the server already has.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use obleth_core::UsageSink;
+use obleth_ledger::clickhouse::{ClickHouse, ClickHouseConfig};
+use obleth_ledger::wal::fs::DirFs;
+use obleth_ledger::wal::{Wal, WalConfig};
+use obleth_ledger::{Ledger, LedgerBackend, LedgerConfig, LedgerRow, conformance};
+use obleth_testkit::OwnClickHouse;
+
+mod common;
+
+fn backend(server: &OwnClickHouse, database: &str) -> Arc<ClickHouse> {
+    Arc::new(
+        ClickHouse::new(ClickHouseConfig {
+            url: server.http_url(),
+            database: database.into(),
+            timeout: Duration::from_secs(5),
+            ..ClickHouseConfig::default()
+        })
+        .unwrap(),
+    )
+}
+
+fn count(server: &OwnClickHouse, database: &str) -> (u64, u64) {
+    let out = server.query(&format!("SELECT count(), uniqExact(request_id) FROM {database}.obleth_usage"));
+    let mut it = out.split_whitespace().map(|v| v.parse::<u64>().unwrap());
+    (it.next().unwrap(), it.next().unwrap())
+}
+
+fn fast() -> LedgerConfig {
+    LedgerConfig {
+        flush_interval: Duration::from_millis(20),
+        insert_interval: Duration::from_millis(100),
+        retry_max: Duration::from_millis(500),
+        ..LedgerConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn clickhouse_conformance() {
+    let server = OwnClickHouse::start();
+    conformance::run(backend(&server, "conf").as_ref(), "ch").await;
+}
+
+/// Rows recorded through the sink land exactly, field for field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_land_exactly() {
+    let server = OwnClickHouse::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ch = backend(&server, "exact");
+    let (ledger, _) = Ledger::start(ch.clone(), Arc::new(DirFs::new(dir.path()).unwrap()), fast()).unwrap();
+    let records: Vec<_> = (0..300).map(|n| common::record(n, "t1")).collect();
+    for r in &records {
+        ledger.record(r.clone());
+    }
+    assert!(ledger.close(Duration::from_secs(20)).await, "{:?}", ledger.status());
+    assert_eq!(count(&server, "exact"), (300, 300));
+    let filter = obleth_ledger::Filter { from_ms: 0, to_ms: u64::MAX / 2, ..Default::default() };
+    let mut got = ch.recent(&filter, 1000).await.unwrap();
+    got.sort_by(|a, b| a.request_id.cmp(&b.request_id));
+    let mut want: Vec<LedgerRow> = records.into_iter().map(LedgerRow::from).collect();
+    want.sort_by(|a, b| a.request_id.cmp(&b.request_id));
+    assert_eq!(got, want);
+}
+
+/// ClickHouse stopped for a while under a steady stream of rows, then started again:
+/// every row lands once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_down_under_load_then_back() {
+    let mut server = OwnClickHouse::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, _) =
+        Ledger::start(backend(&server, "outage"), Arc::new(DirFs::new(dir.path()).unwrap()), fast()).unwrap();
+    let mut sent = 0u64;
+    let mut send = |ledger: &Ledger, n: u64| {
+        for _ in 0..n {
+            ledger.record(common::record(sent, "t1"));
+            sent += 1;
+        }
+    };
+    for _ in 0..10 {
+        send(&ledger, 50);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    server.kill();
+    for _ in 0..40 {
+        send(&ledger, 50);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let status = ledger.status();
+    assert!(!status.backend_up, "the outage was noticed: {status:?}");
+    assert!(status.pending_batches > 0, "rows wait in the log: {status:?}");
+    server.restart();
+    for _ in 0..10 {
+        send(&ledger, 50);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert!(ledger.close(Duration::from_secs(60)).await, "{:?}", ledger.status());
+    assert_eq!(ledger.status().rows_dropped, 0);
+    assert_eq!(count(&server, "outage"), (sent, sent));
+}
+
+/// Batches a previous process inserted but did not acknowledge (it died in between) are
+/// checked on replay: only the missing rows are inserted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_skips_rows_already_inserted() {
+    let server = OwnClickHouse::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ch = backend(&server, "replay");
+    ch.prepare().await.unwrap();
+    let fs = Arc::new(DirFs::new(dir.path()).unwrap());
+    {
+        let (mut wal, _) = Wal::open(fs.clone(), WalConfig::default()).unwrap();
+        for b in 0..10u64 {
+            let rows: Vec<LedgerRow> = (0..100).map(|n| LedgerRow::from(common::record(b * 100 + n, "t1"))).collect();
+            let mut payload = Vec::new();
+            rows.iter().for_each(|r| r.write_json_line(&mut payload));
+            wal.append(&payload).unwrap();
+            // The dead process got the first six batches in, and acknowledged four.
+            if b < 6 {
+                ch.insert(&rows).await.unwrap();
+            }
+        }
+        wal.ack(4).unwrap();
+    }
+    let (ledger, recovered) = Ledger::start(ch.clone(), fs, fast()).unwrap();
+    assert_eq!((recovered.watermark, recovered.pending_batches), (4, 6));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ledger.status().pending_batches > 0 {
+        assert!(Instant::now() < deadline, "replay finished: {:?}", ledger.status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ledger.status().rows_written, 400, "only the four missing batches were inserted");
+    assert!(ledger.close(Duration::from_secs(10)).await);
+    assert_eq!(count(&server, "replay"), (1000, 1000));
+}
