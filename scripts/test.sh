@@ -16,6 +16,13 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
   for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null && break; sleep 0.1; done
 fi
 
+# The ledger's tests start a clickhouse-server of their own on free ports: it only has to
+# be installed, not running. Debian puts it in /usr/sbin, off a non-root user's PATH.
+if ! command -v clickhouse-server >/dev/null 2>&1 && [ ! -x /usr/sbin/clickhouse-server ]; then
+  echo "clickhouse-server is needed (apt-get install clickhouse-server); the tests start their own" >&2
+  exit 1
+fi
+
 echo "== Rust tests"
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast

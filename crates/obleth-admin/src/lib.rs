@@ -5,6 +5,8 @@
 //! announced through the [`ChangeNotifier`] so that caches drop stale entries at once.
 //! Errors use the same `{"error":{…}}` shape as the data plane.
 
+mod usage;
+
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
@@ -31,6 +33,8 @@ pub struct AdminState {
     pub admission: Arc<dyn Admission>,
     /// The budget layer, for `GET /api/v1/tenants/{tenant}/usage`.
     pub budget: Arc<obleth_budget::Budget>,
+    /// The usage ledger, for `/api/v1/usage/*`; `None` when the process keeps none.
+    pub ledger: Option<obleth_ledger::Ledger>,
 }
 
 /// The admin router.
@@ -48,6 +52,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/groups", get(list_groups))
         .route("/api/v1/groups/{name}", get(get_group).put(put_group).delete(delete_group))
         .route("/api/v1/scheduler", get(scheduler))
+        .route("/api/v1/usage/totals", get(usage::totals))
+        .route("/api/v1/usage/series", get(usage::series))
+        .route("/api/v1/usage/recent", get(usage::recent))
+        .route("/api/v1/ledger", get(usage::status))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .merge(api)

@@ -73,6 +73,14 @@ async fn forward(
     // === auth ===
     let caller = authenticate(gw, req.headers()).await?;
     tracker.caller(&caller);
+    if !gw.sink.accepting() {
+        // The ledger is full and configured to refuse what it could not record.
+        return Err(ApiError::overloaded(
+            "ledger_unavailable",
+            "The gateway cannot record usage right now and is configured to refuse requests meanwhile; retry later.",
+            Duration::from_secs(5),
+        ));
+    }
 
     // Only kept when the operator asked to forward it (off by default).
     let client_authorization =

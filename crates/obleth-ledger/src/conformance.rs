@@ -32,22 +32,22 @@ pub fn row(tag: &str, n: u32, tenant: &str, model: &str, minutes: u64) -> Ledger
         received_at: received / 1000,
         received_at_ms: received,
         admitted_at_ms: Some(received + 5),
-        first_token_at_ms: if n % 3 == 0 { None } else { Some(received + 40) },
+        first_token_at_ms: if n.is_multiple_of(3) { None } else { Some(received + 40) },
         finished_at_ms: received + 900,
         tenant_id: format!("{tag}-{tenant}"),
         key_prefix: "obl-abcd".into(),
         group_name: "default".into(),
         route: "chat".into(),
-        requested_model: if n % 2 == 0 { "auto".into() } else { model.into() },
+        requested_model: if n.is_multiple_of(2) { "auto".into() } else { model.into() },
         model: model.into(),
         upstream_model: format!("{model}-upstream"),
         input_tokens: 100 + u64::from(n),
         output_tokens: 10 * u64::from(n % 7),
         cached_tokens: u64::from(n % 2) * 50,
-        tokens_estimated: n % 5 == 0,
+        tokens_estimated: n.is_multiple_of(5),
         cost: 0.000_001_5 * f64::from(n + 1),
         queue_wait_ms: u64::from(n % 4) * 10,
-        ttft_ms: if n % 3 == 0 { None } else { Some(40) },
+        ttft_ms: if n.is_multiple_of(3) { None } else { Some(40) },
         duration_ms: 900,
         admission_class: match n % 4 {
             0 => "fast",
@@ -125,7 +125,7 @@ async fn series_and_totals(backend: &dyn LedgerBackend, tag: &str) {
     // Tenant a: 30 rows over three hours on m1 and m2; tenant b: 10 rows in the first hour.
     let mut rows = Vec::new();
     for n in 0..30u32 {
-        rows.push(row(tag, n, "a", if n % 2 == 0 { "m1" } else { "m2" }, u64::from(n) * 6));
+        rows.push(row(tag, n, "a", if n.is_multiple_of(2) { "m1" } else { "m2" }, u64::from(n) * 6));
     }
     for n in 30..40u32 {
         rows.push(row(tag, n, "b", "m1", u64::from(n - 30)));

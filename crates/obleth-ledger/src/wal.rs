@@ -540,4 +540,5 @@ fn scan(fs: &dyn Fs, id: u64, prev_seq: u64) -> io::Result<Scan> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests;

@@ -78,6 +78,10 @@ pub struct LedgerStatus {
     pub wal_segments: usize,
     /// Batches in the log not yet in the database.
     pub pending_batches: u64,
+    /// Rows appended to the log (by this process).
+    pub rows_appended: u64,
+    /// Rows inserted into the database (by this process; replays of batches the database
+    /// already had are not counted).
     pub rows_written: u64,
     pub rows_dropped: u64,
     /// Whether new rows are being refused because the log is full.
@@ -95,6 +99,7 @@ struct Shared {
     wal_full: AtomicBool,
     backend_up: AtomicBool,
     last_error: Mutex<Option<String>>,
+    rows_appended: AtomicU64,
     rows_written: AtomicU64,
     rows_dropped: AtomicU64,
 }
@@ -164,6 +169,7 @@ impl Ledger {
             wal_full: AtomicBool::new(false),
             backend_up: AtomicBool::new(false),
             last_error: Mutex::new(None),
+            rows_appended: AtomicU64::new(0),
             rows_written: AtomicU64::new(0),
             rows_dropped: AtomicU64::new(0),
         });
@@ -198,6 +204,7 @@ impl Ledger {
             wal_max_bytes: self.shared.config.wal.max_bytes,
             wal_segments: stats.segments,
             pending_batches: stats.pending_batches(),
+            rows_appended: self.shared.rows_appended.load(Ordering::Relaxed),
             rows_written: self.shared.rows_written.load(Ordering::Relaxed),
             rows_dropped: self.shared.rows_dropped.load(Ordering::Relaxed),
             wal_full: self.shared.wal_full.load(Ordering::Relaxed),
@@ -313,6 +320,7 @@ fn append(shared: &Shared, rows: &[LedgerRow]) {
     match result {
         Ok(_) => {
             shared.wal_full.store(false, Ordering::Relaxed);
+            shared.rows_appended.fetch_add(rows.len() as u64, Ordering::Relaxed);
             telemetry::appended(rows.len() as u64);
             shared.appended.notify_one();
         }

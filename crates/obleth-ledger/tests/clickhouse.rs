@@ -2,6 +2,8 @@
 //! 18.16 in CI): the conformance suite, rows landing exactly, the server stopped under a
 //! steady stream of rows, and a replay of batches the server already has.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,8 @@
 //! The SQLite ledger against the conformance suite, and the whole ledger (queue, log,
 //! shipper) writing into it.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

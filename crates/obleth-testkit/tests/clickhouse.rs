@@ -1,4 +1,5 @@
 //! `OwnClickHouse` against the real `clickhouse-server` (Debian's 18.16 in CI).
+#![allow(clippy::unwrap_used)]
 
 use obleth_testkit::OwnClickHouse;
 

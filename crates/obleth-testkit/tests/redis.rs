@@ -1,4 +1,5 @@
 //! `OwnRedis` against the real `redis-server`.
+#![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Write};
 

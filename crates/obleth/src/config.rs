@@ -43,6 +43,7 @@ struct RawConfig {
     keys: RawKeys,
     admission: RawAdmission,
     budget: RawBudget,
+    ledger: RawLedger,
     log: RawLog,
 }
 
@@ -212,6 +213,63 @@ impl Default for RawBudget {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+struct RawLedger {
+    backend: String,
+    sqlite_url: String,
+    clickhouse_url: Option<String>,
+    clickhouse_database: String,
+    clickhouse_table: String,
+    clickhouse_user: Option<String>,
+    clickhouse_password: Option<SecretString>,
+    #[serde(with = "humantime_serde")]
+    clickhouse_timeout: Duration,
+    wal_dir: PathBuf,
+    wal_max_bytes: u64,
+    wal_segment_bytes: u64,
+    fsync: String,
+    #[serde(with = "humantime_serde")]
+    flush_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    insert_interval: Duration,
+    batch_rows: usize,
+    queue_rows: usize,
+    insert_max_bytes: usize,
+    on_full: String,
+}
+
+/// The embedded ledger's file, relative to the working directory.
+pub const DEFAULT_LEDGER_URL: &str = "sqlite://obleth-usage.db";
+/// The write-ahead log's directory, relative to the working directory.
+pub const DEFAULT_WAL_DIR: &str = "obleth-wal";
+
+impl Default for RawLedger {
+    fn default() -> Self {
+        let d = obleth_ledger::LedgerConfig::default();
+        RawLedger {
+            backend: "sqlite".into(),
+            sqlite_url: DEFAULT_LEDGER_URL.into(),
+            clickhouse_url: None,
+            clickhouse_database: "default".into(),
+            clickhouse_table: "obleth_usage".into(),
+            clickhouse_user: None,
+            clickhouse_password: None,
+            clickhouse_timeout: Duration::from_secs(10),
+            wal_dir: DEFAULT_WAL_DIR.into(),
+            wal_max_bytes: d.wal.max_bytes,
+            wal_segment_bytes: d.wal.segment_bytes,
+            fsync: "always".into(),
+            flush_interval: d.flush_interval,
+            insert_interval: d.insert_interval,
+            batch_rows: d.batch_rows,
+            queue_rows: d.queue_rows,
+            insert_max_bytes: d.insert_max_bytes,
+            on_full: "drop".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 struct RawLog {
     level: String,
 }
@@ -236,7 +294,24 @@ pub struct Config {
     pub keys: obleth_gateway::IdentityConfig,
     pub admission: obleth_scheduler::FairshareConfig,
     pub budget: Budget,
+    pub ledger: Ledger,
     pub log_level: String,
+}
+
+/// Where usage rows go.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    pub backend: LedgerBackend,
+    pub wal_dir: PathBuf,
+    pub tuning: obleth_ledger::LedgerConfig,
+}
+
+#[derive(Debug, Clone)]
+pub enum LedgerBackend {
+    /// The embedded ledger: a SQLite file (`sqlite://path`).
+    Sqlite(String),
+    /// ClickHouse over HTTP (the password is held as a secret).
+    ClickHouse(obleth_ledger::clickhouse::ClickHouseConfig),
 }
 
 /// Where budgets are kept, and how requests are estimated.
@@ -330,6 +405,24 @@ const ENV_KEYS: &[EnvKey] = &[
     EnvKey("OBLETH_BUDGET_BREAKER_COOLDOWN", "budget", "breaker_cooldown", Kind::Str),
     EnvKey("OBLETH_BUDGET_DEFAULT_OUTPUT_TOKENS", "budget", "default_output_tokens", Kind::Int),
     EnvKey("OBLETH_BUDGET_DEFAULT_ENCODING", "budget", "default_encoding", Kind::Str),
+    EnvKey("OBLETH_LEDGER_BACKEND", "ledger", "backend", Kind::Str),
+    EnvKey("OBLETH_LEDGER_SQLITE_URL", "ledger", "sqlite_url", Kind::Str),
+    EnvKey("OBLETH_LEDGER_CLICKHOUSE_URL", "ledger", "clickhouse_url", Kind::Str),
+    EnvKey("OBLETH_LEDGER_CLICKHOUSE_DATABASE", "ledger", "clickhouse_database", Kind::Str),
+    EnvKey("OBLETH_LEDGER_CLICKHOUSE_TABLE", "ledger", "clickhouse_table", Kind::Str),
+    EnvKey("OBLETH_LEDGER_CLICKHOUSE_USER", "ledger", "clickhouse_user", Kind::Str),
+    EnvKey("OBLETH_LEDGER_CLICKHOUSE_PASSWORD", "ledger", "clickhouse_password", Kind::Str),
+    EnvKey("OBLETH_LEDGER_CLICKHOUSE_TIMEOUT", "ledger", "clickhouse_timeout", Kind::Str),
+    EnvKey("OBLETH_LEDGER_WAL_DIR", "ledger", "wal_dir", Kind::Str),
+    EnvKey("OBLETH_LEDGER_WAL_MAX_BYTES", "ledger", "wal_max_bytes", Kind::Int),
+    EnvKey("OBLETH_LEDGER_WAL_SEGMENT_BYTES", "ledger", "wal_segment_bytes", Kind::Int),
+    EnvKey("OBLETH_LEDGER_FSYNC", "ledger", "fsync", Kind::Str),
+    EnvKey("OBLETH_LEDGER_FLUSH_INTERVAL", "ledger", "flush_interval", Kind::Str),
+    EnvKey("OBLETH_LEDGER_INSERT_INTERVAL", "ledger", "insert_interval", Kind::Str),
+    EnvKey("OBLETH_LEDGER_BATCH_ROWS", "ledger", "batch_rows", Kind::Int),
+    EnvKey("OBLETH_LEDGER_QUEUE_ROWS", "ledger", "queue_rows", Kind::Int),
+    EnvKey("OBLETH_LEDGER_INSERT_MAX_BYTES", "ledger", "insert_max_bytes", Kind::Int),
+    EnvKey("OBLETH_LEDGER_ON_FULL", "ledger", "on_full", Kind::Str),
     EnvKey("OBLETH_LOG_LEVEL", "log", "level", Kind::Str),
 ];
 
@@ -541,6 +634,7 @@ impl RawConfig {
             default_output_tokens: b.default_output_tokens,
             default_encoding,
         };
+        let ledger = self.ledger.validate(origin)?;
         if self.log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
             return Err(invalid(
                 "log.level",
@@ -568,7 +662,95 @@ impl RawConfig {
             },
             admission,
             budget,
+            ledger,
             log_level: self.log.level,
+        })
+    }
+}
+
+impl RawLedger {
+    fn validate(self, origin: &str) -> Result<Ledger, ConfigError> {
+        let invalid =
+            |field: &'static str, message: String| ConfigError::Invalid { origin: origin.into(), field, message };
+        let fsync = match self.fsync.as_str() {
+            "always" => obleth_ledger::wal::Fsync::Always,
+            "interval" => obleth_ledger::wal::Fsync::Interval,
+            "never" => obleth_ledger::wal::Fsync::Never,
+            other => return Err(invalid("ledger.fsync", format!("'{other}' is not 'always', 'interval' or 'never'"))),
+        };
+        let on_full = match self.on_full.as_str() {
+            "drop" => obleth_ledger::OnFull::Drop,
+            "reject" => obleth_ledger::OnFull::Reject,
+            other => return Err(invalid("ledger.on_full", format!("'{other}' is not 'drop' or 'reject'"))),
+        };
+        if self.wal_segment_bytes < 4096 {
+            return Err(invalid("ledger.wal_segment_bytes", "must be at least 4096".into()));
+        }
+        if self.wal_max_bytes < 2 * self.wal_segment_bytes {
+            return Err(invalid("ledger.wal_max_bytes", "must be at least twice ledger.wal_segment_bytes".into()));
+        }
+        if self.insert_max_bytes < 1024 {
+            return Err(invalid("ledger.insert_max_bytes", "must be at least 1024".into()));
+        }
+        if self.batch_rows == 0 || self.queue_rows == 0 {
+            return Err(invalid("ledger.batch_rows", "batch_rows and queue_rows must be at least 1".into()));
+        }
+        for (field, d) in [
+            ("ledger.flush_interval", self.flush_interval),
+            ("ledger.insert_interval", self.insert_interval),
+            ("ledger.clickhouse_timeout", self.clickhouse_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(field, "must be greater than zero".into()));
+            }
+        }
+        let backend = match self.backend.as_str() {
+            "sqlite" => {
+                if !self.sqlite_url.starts_with("sqlite:") {
+                    return Err(invalid("ledger.sqlite_url", "must be a sqlite:// URL".into()));
+                }
+                LedgerBackend::Sqlite(self.sqlite_url)
+            }
+            "clickhouse" => {
+                let Some(url) = self.clickhouse_url else {
+                    return Err(invalid(
+                        "ledger.clickhouse_url",
+                        "is required with ledger.backend = \"clickhouse\"".into(),
+                    ));
+                };
+                let config = obleth_ledger::clickhouse::ClickHouseConfig {
+                    url,
+                    database: self.clickhouse_database,
+                    table: self.clickhouse_table,
+                    user: self.clickhouse_user,
+                    password: self.clickhouse_password,
+                    timeout: self.clickhouse_timeout,
+                };
+                // Checks the URL and names now, not at the first insert.
+                obleth_ledger::clickhouse::ClickHouse::new(config.clone())
+                    .map_err(|e| invalid("ledger.clickhouse_url", e.to_string()))?;
+                LedgerBackend::ClickHouse(config)
+            }
+            other => return Err(invalid("ledger.backend", format!("'{other}' is not 'sqlite' or 'clickhouse'"))),
+        };
+        let defaults = obleth_ledger::LedgerConfig::default();
+        Ok(Ledger {
+            backend,
+            wal_dir: self.wal_dir,
+            tuning: obleth_ledger::LedgerConfig {
+                queue_rows: self.queue_rows,
+                batch_rows: self.batch_rows,
+                flush_interval: self.flush_interval,
+                insert_interval: self.insert_interval,
+                insert_max_bytes: self.insert_max_bytes,
+                wal: obleth_ledger::wal::WalConfig {
+                    segment_bytes: self.wal_segment_bytes,
+                    max_bytes: self.wal_max_bytes,
+                    fsync,
+                },
+                on_full,
+                ..defaults
+            },
         })
     }
 }
@@ -588,6 +770,8 @@ pub struct Redacted<'a> {
     key_cache_ttl: String,
     budget_store: &'static str,
     budget_redis_url: Option<String>,
+    ledger_backend: String,
+    ledger_wal_dir: String,
 }
 
 impl Config {
@@ -606,6 +790,11 @@ impl Config {
             key_cache_ttl: humantime_serde::re::humantime::format_duration(self.keys.ttl).to_string(),
             budget_store: if self.budget.redis.is_some() { "redis" } else { "memory" },
             budget_redis_url: self.budget.redis.as_ref().map(|r| r.redacted_url()),
+            ledger_backend: match &self.ledger.backend {
+                LedgerBackend::Sqlite(url) => url.clone(),
+                LedgerBackend::ClickHouse(c) => format!("clickhouse {} ({}.{})", c.url, c.database, c.table),
+            },
+            ledger_wal_dir: self.ledger.wal_dir.display().to_string(),
         }
     }
 }

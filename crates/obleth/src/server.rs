@@ -1,8 +1,8 @@
 //! Wiring: builds the gateway from the configuration and runs the three listeners.
 //!
-//! This is the one place that chooses implementations: the SQLite store, the
-//! concurrency-limit admission policy, the tracing usage sink. Later capabilities
-//! (fairshare scheduler, budgets, ledger) are swapped in here.
+//! This is the one place that chooses implementations: the SQLite store, the fairshare
+//! scheduler, the budget store (in-process or Redis) and the ledger (SQLite or
+//! ClickHouse, behind its write-ahead log).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +14,10 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use obleth_budget::{Budget, BudgetStore, Failover, MemoryBudget, RedisBudget, SystemClock};
 use obleth_core::{ChangeNotifier, UsageSink};
 use obleth_gateway::{Gateway, GatewayConfig, Identity, Registry, upstream};
+use obleth_ledger::clickhouse::ClickHouse;
+use obleth_ledger::sqlite::SqliteLedger;
+use obleth_ledger::wal::fs::DirFs;
+use obleth_ledger::{Ledger, LedgerBackend};
 use obleth_scheduler::Fairshare;
 use obleth_store::{ControlPlaneStore, SqliteStore};
 use secrecy::{ExposeSecret, SecretString};
@@ -23,7 +27,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{AdminConn, call};
-use crate::config::Config;
+use crate::config::{Config, LedgerBackend as LedgerBackendConfig};
 use crate::telemetry;
 
 /// How long open connections (e.g. long streams) may drain after a shutdown signal.
@@ -91,24 +95,40 @@ pub struct Running {
     pub metrics_addr: Option<SocketAddr>,
     pub store: Arc<dyn ControlPlaneStore>,
     pub scheduler: Arc<Fairshare>,
+    /// `None` when the caller supplied its own usage sink.
+    pub ledger: Option<Ledger>,
     tasks: JoinSet<std::io::Result<()>>,
 }
 
 impl Running {
-    /// Waits until every listener has stopped (after `shutdown` was cancelled).
+    /// Waits until every listener has stopped (after `shutdown` was cancelled), then
+    /// flushes the ledger: the last requests' rows are recorded by then.
     pub async fn wait(mut self) -> anyhow::Result<()> {
+        let mut result = Ok(());
         while let Some(res) = self.tasks.join_next().await {
-            res.context("listener task panicked")?.context("listener failed")?;
+            if let Err(e) = res.context("listener task panicked").and_then(|r| r.context("listener failed")) {
+                result = Err(e);
+            }
         }
-        Ok(())
+        if let Some(ledger) = &self.ledger
+            && ledger.close(LEDGER_FLUSH_TIMEOUT).await
+        {
+            tracing::info!("usage ledger flushed");
+        }
+        result
     }
 }
 
+/// How long shutdown waits for the ledger database to take the last rows (they stay in
+/// the write-ahead log otherwise, and are replayed at the next start).
+const LEDGER_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Builds the gateway and starts serving on `listeners` until `shutdown` is cancelled.
+/// Usage rows go to the configured ledger, or to `sink` when one is given (tests).
 pub async fn start(
     config: &Config,
     listeners: Listeners,
-    sink: Arc<dyn UsageSink>,
+    sink: Option<Arc<dyn UsageSink>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
     let admin_token = config.admin_token.clone().context(
@@ -126,6 +146,13 @@ pub async fn start(
         fairshare.set_group_weight(&group.name, group.weight);
     }
     let budget = Arc::new(Budget::new(budget_store(config)?));
+    let (sink, ledger) = match sink {
+        Some(sink) => (sink, None),
+        None => {
+            let ledger = start_ledger(&config.ledger).await?;
+            (Arc::new(ledger.clone()) as Arc<dyn UsageSink>, Some(ledger))
+        }
+    };
     // Loading the tokenizer's vocabulary takes a while; not on the first request.
     tokio::task::spawn_blocking({
         let encoding = config.budget.default_encoding;
@@ -174,6 +201,7 @@ pub async fn start(
         token: admin_token,
         admission: fairshare.clone(),
         budget: budget.clone(),
+        ledger: ledger.clone(),
     });
     tasks.spawn(obleth_gateway::serve(listeners.admin, admin, drained(shutdown.clone())));
     let metrics_addr = match listeners.metrics {
@@ -181,9 +209,13 @@ pub async fn start(
             let addr = listener.local_addr()?;
             let scheduler = fairshare.clone();
             let budget = budget.clone();
+            let ledger = ledger.clone();
             let before_render = move || {
                 obleth_scheduler::telemetry::publish(&scheduler.state());
                 budget.publish();
+                if let Some(ledger) = &ledger {
+                    obleth_ledger::telemetry::publish(&ledger.status());
+                }
             };
             tasks.spawn(obleth_gateway::serve(
                 listener,
@@ -199,7 +231,7 @@ pub async fn start(
     if let Some(addr) = metrics_addr {
         telemetry::announce("metrics", addr);
     }
-    Ok(Running { data_addr, admin_addr, metrics_addr, store, scheduler: fairshare, tasks })
+    Ok(Running { data_addr, admin_addr, metrics_addr, store, scheduler: fairshare, ledger, tasks })
 }
 
 /// Runs one data-plane thread; the returned receiver yields its result when it stops.
@@ -256,6 +288,26 @@ fn budget_store(config: &Config) -> anyhow::Result<Arc<dyn BudgetStore>> {
     Ok(Arc::new(Failover::new(Arc::new(shared), config.budget.failover.clone())))
 }
 
+/// Opens the configured ledger and its write-ahead log (replaying what a previous process
+/// left). A ClickHouse that is down does not stop the start: rows wait in the log.
+async fn start_ledger(config: &crate::config::Ledger) -> anyhow::Result<Ledger> {
+    let backend: Arc<dyn LedgerBackend> = match &config.backend {
+        LedgerBackendConfig::Sqlite(url) => {
+            Arc::new(SqliteLedger::connect(url).await.with_context(|| format!("opening the usage ledger {url}"))?)
+        }
+        LedgerBackendConfig::ClickHouse(c) => {
+            tracing::info!(url = %c.url, table = %format!("{}.{}", c.database, c.table), "usage rows go to ClickHouse");
+            Arc::new(ClickHouse::new(c.clone()).context("configuring the ClickHouse ledger")?)
+        }
+    };
+    let fs = DirFs::new(&config.wal_dir)
+        .with_context(|| format!("creating the ledger's write-ahead log directory {}", config.wal_dir.display()))?;
+    let (ledger, recovered) = Ledger::start(backend, Arc::new(fs), config.tuning.clone())
+        .with_context(|| format!("opening the ledger's write-ahead log in {}", config.wal_dir.display()))?;
+    tracing::debug!(?recovered, "ledger write-ahead log opened");
+    Ok(ledger)
+}
+
 fn drained(token: CancellationToken) -> tokio_util::sync::WaitForCancellationFutureOwned {
     token.cancelled_owned()
 }
@@ -268,7 +320,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics = telemetry::install_recorder()?;
     let listeners = Listeners::bind(&config, Some(metrics)).await?;
     let shutdown = CancellationToken::new();
-    let running = start(&config, listeners, Arc::new(obleth_gateway::TracingSink), shutdown.clone()).await?;
+    let running = start(&config, listeners, None, shutdown.clone()).await?;
     run_until_signal(running, shutdown).await
 }
 
@@ -276,7 +328,7 @@ async fn run_until_signal(running: Running, shutdown: CancellationToken) -> anyh
     shutdown_signal().await;
     tracing::info!("shutting down; draining open requests for up to {}s", DRAIN_TIMEOUT.as_secs());
     shutdown.cancel();
-    match tokio::time::timeout(DRAIN_TIMEOUT, running.wait()).await {
+    match tokio::time::timeout(DRAIN_TIMEOUT + LEDGER_FLUSH_TIMEOUT, running.wait()).await {
         Ok(res) => res,
         Err(_) => {
             tracing::warn!("drain timed out; exiting with requests still open");
@@ -324,6 +376,16 @@ pub async fn demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
             .with_context(|| format!("creating the demo data directory {}", args.data_dir.display()))?;
         config.database_url = format!("sqlite://{}", args.data_dir.join("demo.db").display());
     }
+    // The demo's usage ledger lives beside its database, unless configured elsewhere.
+    if matches!(&config.ledger.backend, LedgerBackendConfig::Sqlite(url) if url == crate::config::DEFAULT_LEDGER_URL) {
+        std::fs::create_dir_all(&args.data_dir)
+            .with_context(|| format!("creating the demo data directory {}", args.data_dir.display()))?;
+        config.ledger.backend =
+            LedgerBackendConfig::Sqlite(format!("sqlite://{}", args.data_dir.join("usage.db").display()));
+    }
+    if config.ledger.wal_dir.as_os_str() == crate::config::DEFAULT_WAL_DIR {
+        config.ledger.wal_dir = args.data_dir.join("wal");
+    }
     let token = match &config.admin_token {
         Some(t) => t.clone(),
         None => SecretString::from(obleth_core::new_id("obl-admin-")),
@@ -344,7 +406,7 @@ pub async fn demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
 
     let metrics = telemetry::install_recorder()?;
     let listeners = Listeners::bind(&config, Some(metrics)).await?;
-    let running = start(&config, listeners, Arc::new(obleth_gateway::TracingSink), shutdown.clone()).await?;
+    let running = start(&config, listeners, None, shutdown.clone()).await?;
 
     // Seed through the admin API, as an operator would.
     let conn = AdminConn {

@@ -74,7 +74,7 @@ impl Harness {
             metrics: None,
         };
         let sink = Arc::new(MemorySink::default());
-        let running = start(&config, listeners, sink.clone(), shutdown.clone()).await.unwrap();
+        let running = start(&config, listeners, Some(sink.clone()), shutdown.clone()).await.unwrap();
         let admin = AdminConn { admin_url: format!("http://{}", running.admin_addr), admin_token: ADMIN_TOKEN.into() };
         call(&admin, "POST", "/api/v1/tenants", Some(json!({"name": "t1", "weight": 3}))).await.unwrap();
         call(

@@ -1,0 +1,183 @@
+//! The ledger's queries over the admin API: totals, time series and recent rows, served
+//! from whichever ledger is configured, and the ledger's own status.
+//!
+//! Times are milliseconds since the epoch, RFC 3339 (`2026-11-21T00:00:00Z`), or a
+//! duration back from now (`24h`, `7d`). Tenants are named by name or id; rows carry the
+//! id, and answers grouped by tenant add the name.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use obleth_ledger::{Bucket, Filter, GroupBy, LedgerError, SeriesQuery};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{AdminError, AdminState};
+
+/// The most rows `recent` returns, and the most buckets a series may have.
+const MAX_RECENT: u32 = 1000;
+const MAX_BUCKETS: u64 = 10_000;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UsageParams {
+    from: Option<String>,
+    to: Option<String>,
+    tenant: Option<String>,
+    model: Option<String>,
+    group_by: Option<String>,
+    bucket: Option<String>,
+    limit: Option<u32>,
+}
+
+pub(crate) async fn totals(
+    State(s): State<AdminState>,
+    Query(p): Query<UsageParams>,
+) -> Result<Json<Value>, AdminError> {
+    let ledger = ledger(&s)?;
+    let filter = filter(&s, &p).await?;
+    let group_by = group_by(&p)?;
+    let mut data = ledger.backend().totals(&filter, group_by).await.map_err(ledger_error)?;
+    let names = tenant_names(&s, group_by).await?;
+    let data: Vec<Value> = data
+        .drain(..)
+        .map(|t| {
+            let mut v = json!(t);
+            if let Some(name) = names.get(&t.key) {
+                v["tenant"] = json!(name);
+            }
+            v
+        })
+        .collect();
+    Ok(Json(json!({
+        "from": filter.from_ms, "to": filter.to_ms, "group_by": group_by, "backend": ledger.backend().kind(), "data": data,
+    })))
+}
+
+pub(crate) async fn series(
+    State(s): State<AdminState>,
+    Query(p): Query<UsageParams>,
+) -> Result<Json<Value>, AdminError> {
+    let ledger = ledger(&s)?;
+    let filter = filter(&s, &p).await?;
+    let group_by = group_by(&p)?;
+    let bucket = match p.bucket.as_deref() {
+        None => Bucket::Hour,
+        Some(b) => Bucket::parse(b).ok_or_else(|| AdminError::invalid("bucket", "must be minute, hour or day"))?,
+    };
+    let buckets = (filter.to_ms - filter.from_ms) / 1000 / bucket.seconds();
+    if buckets > MAX_BUCKETS {
+        return Err(AdminError::invalid(
+            "bucket",
+            &format!("the range spans {buckets} buckets; at most {MAX_BUCKETS}: use a wider bucket or a shorter range"),
+        ));
+    }
+    let query = SeriesQuery { filter: filter.clone(), bucket, group_by };
+    let points = ledger.backend().series(&query).await.map_err(ledger_error)?;
+    let names = tenant_names(&s, group_by).await?;
+    let data: Vec<Value> = points
+        .into_iter()
+        .map(|pt| {
+            let mut v = json!(pt);
+            if let Some(name) = names.get(&pt.totals.key) {
+                v["tenant"] = json!(name);
+            }
+            v
+        })
+        .collect();
+    Ok(Json(json!({
+        "from": filter.from_ms, "to": filter.to_ms, "bucket": bucket, "group_by": group_by, "data": data,
+    })))
+}
+
+pub(crate) async fn recent(
+    State(s): State<AdminState>,
+    Query(p): Query<UsageParams>,
+) -> Result<Json<Value>, AdminError> {
+    let ledger = ledger(&s)?;
+    let limit = p.limit.unwrap_or(50);
+    if limit == 0 || limit > MAX_RECENT {
+        return Err(AdminError::invalid("limit", &format!("must be between 1 and {MAX_RECENT}")));
+    }
+    let filter = filter(&s, &p).await?;
+    let rows = ledger.backend().recent(&filter, limit).await.map_err(ledger_error)?;
+    Ok(Json(json!({ "data": rows })))
+}
+
+pub(crate) async fn status(State(s): State<AdminState>) -> Result<Json<Value>, AdminError> {
+    Ok(Json(json!(ledger(&s)?.status())))
+}
+
+fn ledger(s: &AdminState) -> Result<&obleth_ledger::Ledger, AdminError> {
+    s.ledger.as_ref().ok_or_else(|| {
+        AdminError::new(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", "This process keeps no usage ledger.")
+    })
+}
+
+fn ledger_error(e: LedgerError) -> AdminError {
+    match e {
+        LedgerError::Invalid(m) => AdminError::new(StatusCode::BAD_REQUEST, "invalid_value", m),
+        e => AdminError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ledger_unavailable",
+            format!("The usage ledger cannot answer: {e}"),
+        ),
+    }
+}
+
+fn group_by(p: &UsageParams) -> Result<GroupBy, AdminError> {
+    GroupBy::parse(p.group_by.as_deref().unwrap_or("none"))
+        .ok_or_else(|| AdminError::invalid("group_by", "must be none, tenant or model"))
+}
+
+async fn filter(s: &AdminState, p: &UsageParams) -> Result<Filter, AdminError> {
+    let now = now_ms();
+    let to = match &p.to {
+        Some(t) => parse_time("to", t, now)?,
+        None => now + 1,
+    };
+    let from = match &p.from {
+        Some(f) => parse_time("from", f, now)?,
+        None => to.saturating_sub(24 * 3_600_000),
+    };
+    if from >= to {
+        return Err(AdminError::invalid("from", "must be before to"));
+    }
+    let tenant_id = match &p.tenant {
+        Some(t) => Some(s.store.get_tenant(t).await?.id),
+        None => None,
+    };
+    Ok(Filter { from_ms: from, to_ms: to, tenant_id, model: p.model.clone() })
+}
+
+/// Tenant ids to names, when the answer is grouped by tenant.
+async fn tenant_names(s: &AdminState, group_by: GroupBy) -> Result<HashMap<String, String>, AdminError> {
+    if group_by != GroupBy::Tenant {
+        return Ok(HashMap::new());
+    }
+    Ok(s.store.list_tenants().await?.into_iter().map(|t| (t.id, t.name)).collect())
+}
+
+fn parse_time(field: &str, v: &str, now: u64) -> Result<u64, AdminError> {
+    let v = v.trim();
+    if let Ok(ms) = v.parse::<u64>() {
+        return Ok(ms);
+    }
+    if let Ok(t) = humantime::parse_rfc3339_weak(v) {
+        return Ok(t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64));
+    }
+    if let Ok(d) = humantime::parse_duration(v) {
+        return Ok(now.saturating_sub(d.as_millis() as u64));
+    }
+    Err(AdminError::invalid(
+        field,
+        &format!("'{v}' is not milliseconds since the epoch, an RFC 3339 time or a duration back from now (e.g. 24h)"),
+    ))
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as u64
+}

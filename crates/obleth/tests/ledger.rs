@@ -1,0 +1,353 @@
+//! The usage ledger through the real binary: `obleth serve` as a child process in front
+//! of the bundled mock, recording to a real ClickHouse server of the test's own. The
+//! faults are real too: ClickHouse killed and restarted, the gateway killed with SIGKILL
+//! while it spills to its log and while it replays it.
+//!
+//! Every test ends with the ledger's invariant, counted by ClickHouse itself without
+//! `FINAL`: `count() == uniqExact(request_id) ==` the number of requests answered.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use obleth::client::{AdminConn, call};
+use obleth_testkit::OwnClickHouse;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+const ADMIN_TOKEN: &str = "ledger-test-admin-token-0123";
+
+/// `obleth serve` as a child process, restartable on the same ports and directories.
+struct Gateway {
+    child: Option<Child>,
+    data: SocketAddr,
+    admin: AdminConn,
+    env: Vec<(String, String)>,
+    dir: tempfile::TempDir,
+    starts: u32,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Gateway {
+    fn new(mock: SocketAddr, clickhouse: &str, extra: &[(&str, &str)]) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, admin, metrics) = (free_port(), free_port(), free_port());
+        let mut env: Vec<(String, String)> = [
+            ("OBLETH_ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
+            ("OBLETH_DATABASE_URL", format!("sqlite://{}", dir.path().join("cp.db").display())),
+            ("OBLETH_UPSTREAM_BASE_URL", format!("http://{mock}/v1")),
+            ("OBLETH_LISTEN_DATA", format!("127.0.0.1:{data}")),
+            ("OBLETH_LISTEN_ADMIN", format!("127.0.0.1:{admin}")),
+            ("OBLETH_LISTEN_METRICS", format!("127.0.0.1:{metrics}")),
+            ("OBLETH_LISTEN_DATA_THREADS", "2".to_owned()),
+            ("OBLETH_LEDGER_BACKEND", "clickhouse".to_owned()),
+            ("OBLETH_LEDGER_CLICKHOUSE_URL", clickhouse.to_owned()),
+            ("OBLETH_LEDGER_CLICKHOUSE_DATABASE", "obleth".to_owned()),
+            ("OBLETH_LEDGER_CLICKHOUSE_TIMEOUT", "2s".to_owned()),
+            ("OBLETH_LEDGER_WAL_DIR", dir.path().join("wal").display().to_string()),
+            ("OBLETH_LEDGER_FLUSH_INTERVAL", "20ms".to_owned()),
+            ("OBLETH_LEDGER_INSERT_INTERVAL", "50ms".to_owned()),
+            ("OBLETH_LOG_LEVEL", "info".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        Gateway {
+            child: None,
+            data: SocketAddr::from(([127, 0, 0, 1], data)),
+            admin: AdminConn { admin_url: format!("http://127.0.0.1:{admin}"), admin_token: ADMIN_TOKEN.into() },
+            env,
+            dir,
+            starts: 0,
+        }
+    }
+
+    /// Starts the process and waits until it is ready.
+    async fn start(&mut self) {
+        self.starts += 1;
+        let log = std::fs::File::create(self.log_path(self.starts)).unwrap();
+        let log2 = log.try_clone().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_obleth"))
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(self.dir.path())
+            .stdout(log2)
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("obleth exited at start ({status}):\n{}", self.log(self.starts));
+            }
+            if call(&self.admin, "GET", "/api/v1/ledger", None).await.is_ok() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "obleth did not become ready:\n{}", self.log(self.starts));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn log_path(&self, n: u32) -> std::path::PathBuf {
+        self.dir.path().join(format!("obleth-{n}.log"))
+    }
+
+    fn log(&self, n: u32) -> String {
+        std::fs::read_to_string(self.log_path(n)).unwrap_or_default()
+    }
+
+    fn kill(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGTERM, and waits for the graceful exit (which flushes the ledger).
+    fn stop(&mut self) {
+        let mut child = self.child.take().unwrap();
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "obleth exited with {status}:\n{}", self.log(self.starts));
+                return;
+            }
+            assert!(Instant::now() < deadline, "obleth did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    async fn ledger(&self) -> Value {
+        call(&self.admin, "GET", "/api/v1/ledger", None).await.unwrap()
+    }
+
+    /// Waits until `pred` holds for the ledger's status.
+    async fn wait_ledger(&self, what: &str, pred: impl Fn(&Value) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = self.ledger().await;
+            if pred(&status) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}: {status}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The mock backend, in this process.
+async fn mock(shutdown: &CancellationToken) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = obleth_mock::MockConfig {
+        ttft: Duration::from_millis(1),
+        itl: Duration::from_millis(1),
+        ..obleth_mock::MockConfig::default()
+    };
+    tokio::spawn(obleth_mock::serve(listener, config, shutdown.clone().cancelled_owned()));
+    addr
+}
+
+/// Registers a tenant, the model and a key (kept in the control-plane file, so they
+/// survive restarts); returns the key.
+async fn seed(gw: &Gateway) -> String {
+    call(&gw.admin, "POST", "/api/v1/tenants", Some(json!({"name": "t1"}))).await.unwrap();
+    call(
+        &gw.admin,
+        "POST",
+        "/api/v1/models",
+        Some(json!({"model_name": "mock-model", "input_cost_per_token": 0.001, "output_cost_per_token": 0.002})),
+    )
+    .await
+    .unwrap();
+    let key = call(&gw.admin, "POST", "/api/v1/tenants/t1/keys", Some(json!({}))).await.unwrap();
+    key["secret"].as_str().unwrap().to_owned()
+}
+
+/// Sends `n` chat requests, 8 at a time; returns how many were answered (any status:
+/// every answered request has a row). All are expected to succeed here.
+async fn send(gw: &Gateway, key: &str, n: usize) -> u64 {
+    let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let body = json!({"model": "mock-model", "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]});
+    let mut answered = 0;
+    let mut pending = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let req = Request::post(format!("http://{}/v1/chat/completions", gw.data))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {key}"))
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        let http = http.clone();
+        pending.spawn(async move {
+            let res = http.request(req).await.unwrap();
+            let status = res.status();
+            res.into_body().collect().await.unwrap();
+            status
+        });
+        if i % 8 == 7 || i + 1 == n {
+            while let Some(status) = pending.join_next().await {
+                assert_eq!(status.unwrap(), 200);
+                answered += 1;
+            }
+        }
+    }
+    answered
+}
+
+/// `count()` and `uniqExact(request_id)` of the ledger table, without `FINAL`.
+fn counts(ch: &OwnClickHouse) -> (u64, u64) {
+    let out = ch.query("SELECT count(), uniqExact(request_id) FROM obleth.obleth_usage");
+    let v: Vec<u64> = out.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    (v[0], v[1])
+}
+
+fn wal_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("wal")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// Rows land in ClickHouse and match the requests: one per request, with its tenant,
+/// model, tokens and cost; answered through the admin API's usage queries too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_land_in_clickhouse_and_match_the_requests() {
+    let shutdown = CancellationToken::new();
+    let ch = OwnClickHouse::start();
+    let mut gw = Gateway::new(mock(&shutdown).await, &ch.http_url(), &[]);
+    gw.start().await;
+    let key = seed(&gw).await;
+    let sent = send(&gw, &key, 40).await;
+    gw.wait_ledger("rows written", |s| s["rows_written"] == sent).await;
+    assert_eq!(counts(&ch), (sent, sent));
+    let tenant = call(&gw.admin, "GET", "/api/v1/tenants/t1", None).await.unwrap();
+    let per_row = ch.query(&format!(
+        "SELECT count(), sum(input_tokens > 0), sum(output_tokens), min(status), max(status), uniqExact(model) \
+         FROM obleth.obleth_usage WHERE tenant_id = '{}' AND model = 'mock-model' AND admission_class = 'fast' AND route = 'chat_completions'",
+        tenant["id"].as_str().unwrap()
+    ));
+    assert_eq!(
+        per_row.split_whitespace().collect::<Vec<_>>(),
+        vec![&*sent.to_string(), &*sent.to_string(), &*(3 * sent).to_string(), "200", "200", "1"]
+    );
+
+    let totals = call(&gw.admin, "GET", "/api/v1/usage/totals?group_by=tenant", None).await.unwrap();
+    let t = &totals["data"][0];
+    assert_eq!(t["tenant"], "t1");
+    assert_eq!(t["requests"], sent);
+    assert_eq!(t["output_tokens"], 3 * sent);
+    let expected_cost = t["input_tokens"].as_f64().unwrap() * 0.001 + t["output_tokens"].as_f64().unwrap() * 0.002;
+    assert!((t["cost"].as_f64().unwrap() - expected_cost).abs() < 1e-9, "{t}");
+    let recent = call(&gw.admin, "GET", "/api/v1/usage/recent?tenant=t1&limit=5", None).await.unwrap();
+    assert_eq!(recent["data"].as_array().unwrap().len(), 5);
+    let series = call(&gw.admin, "GET", "/api/v1/usage/series?bucket=minute&from=1h", None).await.unwrap();
+    assert_eq!(series["data"].as_array().unwrap().iter().map(|p| p["requests"].as_u64().unwrap()).sum::<u64>(), sent);
+    gw.stop();
+}
+
+/// ClickHouse stopped for a while under steady load, then restarted: nothing lost,
+/// nothing doubled, and the requests never noticed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_down_under_load() {
+    let shutdown = CancellationToken::new();
+    let mut ch = OwnClickHouse::start();
+    let mut gw = Gateway::new(mock(&shutdown).await, &ch.http_url(), &[]);
+    gw.start().await;
+    let key = seed(&gw).await;
+    let mut sent = send(&gw, &key, 50).await;
+    gw.wait_ledger("first rows written", |s| s["rows_written"] == sent).await;
+    ch.kill();
+    sent += send(&gw, &key, 150).await;
+    gw.wait_ledger("the outage noticed, rows kept in the log", |s| {
+        s["backend_up"] == false && s["pending_batches"].as_u64().unwrap() > 0 && s["rows_appended"] == sent
+    })
+    .await;
+    ch.restart();
+    sent += send(&gw, &key, 50).await;
+    gw.wait_ledger("the log replayed", |s| s["pending_batches"] == 0 && s["rows_written"] == sent).await;
+    assert_eq!(gw.ledger().await["rows_dropped"], 0);
+    gw.stop();
+    assert_eq!(counts(&ch), (sent, sent));
+}
+
+/// The gateway killed with SIGKILL while it spills (ClickHouse down): the log survives;
+/// the next process replays it once ClickHouse is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_killed_while_spilling() {
+    let shutdown = CancellationToken::new();
+    let mut ch = OwnClickHouse::start();
+    let mut gw = Gateway::new(mock(&shutdown).await, &ch.http_url(), &[]);
+    gw.start().await;
+    let key = seed(&gw).await;
+    let mut sent = send(&gw, &key, 30).await;
+    gw.wait_ledger("first rows written", |s| s["rows_written"] == sent).await;
+    ch.kill();
+    sent += send(&gw, &key, 200).await;
+    gw.wait_ledger("rows in the log", |s| s["rows_appended"] == sent).await;
+    gw.kill();
+    assert!(wal_files(gw.dir.path()) > 0);
+
+    // Restarted while ClickHouse is still down: it starts (no crash loop) and serves.
+    gw.start().await;
+    sent += send(&gw, &key, 20).await;
+    ch.restart();
+    gw.wait_ledger("the log replayed", |s| s["pending_batches"] == 0 && s["backend_up"] == true).await;
+    gw.stop();
+    assert_eq!(counts(&ch), (sent, sent));
+}
+
+/// The gateway killed with SIGKILL in the middle of replaying a long log: the next
+/// process finishes the replay, inserting only what is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_killed_while_replaying() {
+    let shutdown = CancellationToken::new();
+    let mut ch = OwnClickHouse::start();
+    // Small batches and small inserts, so that the replay takes many inserts.
+    let mut gw = Gateway::new(
+        mock(&shutdown).await,
+        &ch.http_url(),
+        &[("OBLETH_LEDGER_BATCH_ROWS", "5"), ("OBLETH_LEDGER_INSERT_MAX_BYTES", "4096")],
+    );
+    gw.start().await;
+    let key = seed(&gw).await;
+    ch.kill();
+    let mut sent = send(&gw, &key, 600).await;
+    gw.wait_ledger("rows in the log", |s| s["rows_appended"] == sent).await;
+    ch.restart();
+    gw.wait_ledger("replay under way", |s| s["rows_written"].as_u64().unwrap() > 0).await;
+    let status = gw.ledger().await;
+    gw.kill();
+    assert!(status["pending_batches"].as_u64().unwrap() > 0, "killed mid-replay: {status}");
+    let (landed, _) = counts(&ch);
+    assert!(landed < sent, "part of the log was replayed: {landed} of {sent}");
+
+    gw.start().await;
+    gw.wait_ledger("the replay finished", |s| s["pending_batches"] == 0).await;
+    sent += send(&gw, &key, 10).await;
+    gw.stop();
+    assert_eq!(counts(&ch), (sent, sent));
+    assert!(gw.log(2).contains("replaying"), "the second process replayed:\n{}", gw.log(2));
+}
