@@ -222,6 +222,12 @@ def gateway(obleth_bin: str, mock: Mock, tmp_path_factory: pytest.TempPathFactor
             "OBLETH_ADMIN_TOKEN": token,
             "OBLETH_DATABASE_URL": f"sqlite://{tmp}/e2e.db",
             "OBLETH_UPSTREAM_BASE_URL": f"{mock.url}/v1",
+            # The embedded ledger, in the session's directory; quick flushes so that the
+            # usage queries see rows within a fraction of a second.
+            "OBLETH_LEDGER_SQLITE_URL": f"sqlite://{tmp}/usage.db",
+            "OBLETH_LEDGER_WAL_DIR": f"{tmp}/wal",
+            "OBLETH_LEDGER_FLUSH_INTERVAL": "20ms",
+            "OBLETH_LEDGER_INSERT_INTERVAL": "50ms",
             # The most verbose level the gateway's own code uses: the leak check then
             # also covers the per-request usage records.
             "OBLETH_LOG_LEVEL": "debug",

@@ -157,6 +157,80 @@ pub async fn groups(conn: &AdminConn, cmd: GroupCmd) -> anyhow::Result<()> {
     print(&out)
 }
 
+#[derive(Debug, Subcommand)]
+pub enum UsageCmd {
+    /// Totals over a time range (per tenant or model with --by).
+    Totals {
+        #[command(flatten)]
+        range: UsageRange,
+        /// none, tenant or model.
+        #[arg(long, default_value = "tenant")]
+        by: String,
+    },
+    /// Totals per time bucket.
+    Series {
+        #[command(flatten)]
+        range: UsageRange,
+        /// minute, hour or day.
+        #[arg(long, default_value = "hour")]
+        bucket: String,
+        /// none, tenant or model.
+        #[arg(long, default_value = "none")]
+        by: String,
+    },
+    /// The most recent rows, newest first.
+    Recent {
+        #[command(flatten)]
+        range: UsageRange,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// The ledger's state: backend, write-ahead log, rows written and dropped.
+    Status,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UsageRange {
+    /// Start: milliseconds since the epoch, an RFC 3339 time, or a duration back (24h).
+    #[arg(long, default_value = "24h")]
+    from: String,
+    /// End (default: now).
+    #[arg(long)]
+    to: Option<String>,
+    /// One tenant (name or id).
+    #[arg(long)]
+    tenant: Option<String>,
+    /// One model (the routed model's name).
+    #[arg(long)]
+    model: Option<String>,
+}
+
+/// `obleth usage`: the ledger's queries.
+pub async fn usage(conn: &AdminConn, cmd: UsageCmd) -> anyhow::Result<()> {
+    let query = |path: &str, range: &UsageRange, extra: &[(&str, String)]| {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        q.append_pair("from", &range.from);
+        for (k, v) in [("to", &range.to), ("tenant", &range.tenant), ("model", &range.model)] {
+            if let Some(v) = v {
+                q.append_pair(k, v);
+            }
+        }
+        for (k, v) in extra {
+            q.append_pair(k, v);
+        }
+        format!("{path}?{}", q.finish())
+    };
+    let path = match &cmd {
+        UsageCmd::Totals { range, by } => query("/api/v1/usage/totals", range, &[("group_by", by.clone())]),
+        UsageCmd::Series { range, bucket, by } => {
+            query("/api/v1/usage/series", range, &[("bucket", bucket.clone()), ("group_by", by.clone())])
+        }
+        UsageCmd::Recent { range, limit } => query("/api/v1/usage/recent", range, &[("limit", limit.to_string())]),
+        UsageCmd::Status => "/api/v1/ledger".to_owned(),
+    };
+    print(&call(conn, "GET", &path, None).await?)
+}
+
 /// `obleth scheduler`: slots, queues and shares.
 pub async fn scheduler(conn: &AdminConn) -> anyhow::Result<()> {
     print(&call(conn, "GET", "/api/v1/scheduler", None).await?)

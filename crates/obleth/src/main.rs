@@ -59,6 +59,13 @@ enum Command {
         #[command(flatten)]
         conn: client::AdminConn,
     },
+    /// Query the usage ledger: totals, time series, recent rows, its status.
+    Usage {
+        #[command(flatten)]
+        conn: client::AdminConn,
+        #[command(subcommand)]
+        cmd: client::UsageCmd,
+    },
     /// Manage the model registry through the admin API.
     Models {
         #[command(flatten)]
@@ -97,6 +104,7 @@ fn main() -> anyhow::Result<()> {
             Command::Models { conn, cmd } => client::models(&conn, cmd).await,
             Command::Groups { conn, cmd } => client::groups(&conn, cmd).await,
             Command::Scheduler { conn } => client::scheduler(&conn).await,
+            Command::Usage { conn, cmd } => client::usage(&conn, cmd).await,
         }
     })
 }
