@@ -91,10 +91,32 @@ async fn require_admin(State(state): State<AdminState>, req: Request, next: Next
     next.run(req).await
 }
 
+/// Ready while the control-plane store answers and the ledger takes rows. A ledger whose
+/// database is away is `degraded` (rows wait in its log), not down; one that refuses
+/// requests (full log, `on_full = "reject"`) takes the pod out of rotation.
 async fn ready(State(state): State<AdminState>) -> Response {
+    let ledger = state.ledger.as_ref().map(|l| {
+        let status = l.status();
+        let state = match (status.backend_up, status.wal_full || status.refusing) {
+            (_, true) => "full",
+            (true, false) => "up",
+            (false, false) => "degraded",
+        };
+        (state, !status.refusing)
+    });
+    let ledger_state = ledger.map_or("none", |(s, _)| s);
+    let ledger_ok = ledger.is_none_or(|(_, accepting)| accepting);
     match state.store.ping().await {
-        Ok(()) => Json(json!({"status": "ready", "store": "up"})).into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not_ready", "store": e.to_string()})))
+        Ok(()) if ledger_ok => Json(json!({"status": "ready", "store": "up", "ledger": ledger_state})).into_response(),
+        Ok(()) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not_ready", "store": "up", "ledger": ledger_state})),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not_ready", "store": e.to_string(), "ledger": ledger_state})),
+        )
             .into_response(),
     }
 }

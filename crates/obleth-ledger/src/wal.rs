@@ -32,8 +32,10 @@
 //! - `always` (the default): an append returns after `fdatasync`. A batch the writer
 //!   appended survives a power loss.
 //! - `interval`: the writer syncs on a timer; a power loss can lose the batches of the
-//!   last interval. A killed process loses nothing written (the page cache survives it).
-//! - `never`: the OS decides.
+//!   last interval. A killed process loses nothing written (the page cache survives it),
+//!   and the next process syncs what it recovers.
+//! - `never`: the OS decides; only [`Wal::sync`] (which the writer calls at shutdown)
+//!   syncs, and only the active segment.
 //!
 //! Ack records are never synced: losing one only replays batches the database already
 //! has, which the shipper's duplicate check (and the ledger's deduplicating schema)
@@ -217,6 +219,11 @@ impl Wal {
                 last_seq = seq;
             }
             watermark = watermark.max(scan.watermark);
+            if config.fsync != Fsync::Never {
+                // A previous process may have left batches unsynced (`interval`); they are
+                // to be replayed, so make them as durable as new ones.
+                fs.sync(id)?;
+            }
             segments.push_back(Segment { id, bytes: scan.valid_len, last_batch: scan.last_batch });
         }
         // New batches must be numbered above every shipped one, or the reader would take
@@ -316,7 +323,7 @@ impl Wal {
             cursor.segment = self.segments[index].id;
             cursor.offset = 0;
         }
-        while total < max_bytes {
+        while total < max_bytes || entries.is_empty() {
             let segment = &self.segments[index];
             if cursor.offset >= segment.bytes {
                 if index + 1 == self.segments.len() {
@@ -328,7 +335,8 @@ impl Wal {
                 continue;
             }
             let want = (segment.bytes - cursor.offset) as usize;
-            let buf = self.fs.read_at(segment.id, cursor.offset, want.min(max_bytes - total + HEADER))?;
+            let budget = max_bytes.saturating_sub(total).saturating_add(HEADER);
+            let buf = self.fs.read_at(segment.id, cursor.offset, want.min(budget))?;
             let mut at = 0;
             loop {
                 match parse(&buf[at..]) {
@@ -339,7 +347,7 @@ impl Wal {
                             total += payload.len();
                             entries.push(Entry { seq, payload: payload.to_vec() });
                         }
-                        if total >= max_bytes {
+                        if total >= max_bytes && !entries.is_empty() {
                             break;
                         }
                     }

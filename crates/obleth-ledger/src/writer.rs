@@ -22,8 +22,9 @@ pub enum OnFull {
     /// Keep serving; the rows are dropped and counted (`reason="wal_full"`).
     #[default]
     Drop,
-    /// Refuse new requests (503 `ledger_unavailable`) until there is room: no request
-    /// goes unrecorded.
+    /// Refuse new requests (503 `ledger_unavailable`) while the log is over 90% full,
+    /// so that the rows of requests already admitted still fit. The refusals' own rows
+    /// are kept while there is room, and dropped (counted) after.
     Reject,
 }
 
@@ -84,8 +85,10 @@ pub struct LedgerStatus {
     /// already had are not counted).
     pub rows_written: u64,
     pub rows_dropped: u64,
-    /// Whether new rows are being refused because the log is full.
+    /// Whether the last append found the log full (its rows were dropped).
     pub wal_full: bool,
+    /// Whether new requests are refused (`on_full = "reject"` and the log over 90% full).
+    pub refusing: bool,
 }
 
 /// Shared between the sink, the appender and the shipper.
@@ -97,6 +100,8 @@ struct Shared {
     appended: Notify,
     closing: AtomicBool,
     wal_full: AtomicBool,
+    /// Over the high watermark (90%): `OnFull::Reject` refuses new requests.
+    nearly_full: AtomicBool,
     backend_up: AtomicBool,
     last_error: Mutex<Option<String>>,
     rows_appended: AtomicU64,
@@ -115,6 +120,13 @@ impl Shared {
     }
 
     fn publish(&self, stats: WalStats) {
+        let nearly_full = stats.bytes.saturating_mul(10) >= self.config.wal.max_bytes.saturating_mul(9);
+        self.nearly_full.store(nearly_full, Ordering::Relaxed);
+        if !nearly_full {
+            // Shipped batches made room (there may be no append to notice it: a pod that
+            // refuses requests gets no traffic).
+            self.wal_full.store(false, Ordering::Relaxed);
+        }
         telemetry::wal(&stats);
     }
 }
@@ -167,6 +179,7 @@ impl Ledger {
             appended: Notify::new(),
             closing: AtomicBool::new(false),
             wal_full: AtomicBool::new(false),
+            nearly_full: AtomicBool::new(false),
             backend_up: AtomicBool::new(false),
             last_error: Mutex::new(None),
             rows_appended: AtomicU64::new(0),
@@ -208,6 +221,7 @@ impl Ledger {
             rows_written: self.shared.rows_written.load(Ordering::Relaxed),
             rows_dropped: self.shared.rows_dropped.load(Ordering::Relaxed),
             wal_full: self.shared.wal_full.load(Ordering::Relaxed),
+            refusing: !self.accepting(),
         }
     }
 
@@ -251,7 +265,8 @@ impl UsageSink for Ledger {
     }
 
     fn accepting(&self) -> bool {
-        self.shared.config.on_full == OnFull::Drop || !self.shared.wal_full.load(Ordering::Relaxed)
+        self.shared.config.on_full == OnFull::Drop
+            || !(self.shared.nearly_full.load(Ordering::Relaxed) || self.shared.wal_full.load(Ordering::Relaxed))
     }
 }
 
@@ -351,7 +366,20 @@ async fn ship_loop(shared: &Shared, mut cursor: Cursor, recovered_up_to: u64, ap
     let config = &shared.config;
     let mut backoff = Duration::from_millis(100);
     let mut last_insert: Option<tokio::time::Instant> = None;
-    let mut prepared = false;
+    // Prepared now rather than at the first insert, so that the status says whether the
+    // database is there before any traffic (and a bad configuration shows at start).
+    let mut prepared = match tokio::time::timeout(Duration::from_secs(10), shared.backend.prepare()).await {
+        Ok(Ok(())) => {
+            shared.backend_up.store(true, Ordering::Relaxed);
+            true
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(backend = shared.backend.kind(), error = %e, "the ledger database is not available yet; usage rows wait in the write-ahead log");
+            *shared.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            false
+        }
+        Err(_) => false,
+    };
     loop {
         let entries = {
             let wal = shared.wal();

@@ -351,3 +351,81 @@ async fn gateway_killed_while_replaying() {
     assert_eq!(counts(&ch), (sent, sent));
     assert!(gw.log(2).contains("replaying"), "the second process replayed:\n{}", gw.log(2));
 }
+
+/// With `on_full = "reject"`, a log nearly full (ClickHouse away too long) takes the pod
+/// out of rotation and refuses requests with 503 `ledger_unavailable` rather than serve
+/// them unrecorded; every row of a served request is kept; it serves again once
+/// ClickHouse is back. Every answered request is either a row or a counted drop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_log_refuses_requests_when_asked_to() {
+    let shutdown = CancellationToken::new();
+    let mut ch = OwnClickHouse::start();
+    let mut gw = Gateway::new(
+        mock(&shutdown).await,
+        &ch.http_url(),
+        &[
+            ("OBLETH_LEDGER_ON_FULL", "reject"),
+            ("OBLETH_LEDGER_WAL_MAX_BYTES", "16384"),
+            ("OBLETH_LEDGER_WAL_SEGMENT_BYTES", "4096"),
+            ("OBLETH_LEDGER_BATCH_ROWS", "1"),
+        ],
+    );
+    gw.start().await;
+    let key = seed(&gw).await;
+    ch.kill();
+    let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let body = json!({"model": "mock-model", "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]});
+    let (mut served, mut refused) = (0u64, 0u64);
+    let mut refusal = Value::Null;
+    for _ in 0..200 {
+        let req = Request::post(format!("http://{}/v1/chat/completions", gw.data))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {key}"))
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        let res = http.request(req).await.unwrap();
+        let status = res.status().as_u16();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        match status {
+            200 => served += 1,
+            503 => {
+                refused += 1;
+                refusal = serde_json::from_slice(&bytes).unwrap();
+            }
+            other => panic!("unexpected {other}: {}", String::from_utf8_lossy(&bytes)),
+        }
+        // Let the appender catch up, so that the refusals start where the log fills.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        if refused >= 10 {
+            break;
+        }
+    }
+    assert!(served > 5 && refused >= 10, "served {served}, refused {refused}");
+    assert_eq!(refusal["error"]["code"], "ledger_unavailable", "{refusal}");
+    let ready = get_status(&http, &format!("{}/readyz", gw.admin.admin_url)).await;
+    assert_eq!(ready.0, 503, "out of rotation: {}", ready.1);
+    assert!(ready.1.contains("\"ledger\":\"full\""), "{}", ready.1);
+
+    ch.restart();
+    gw.wait_ledger("the log drained", |s| s["pending_batches"] == 0 && s["refusing"] == false).await;
+    let ready = get_status(&http, &format!("{}/readyz", gw.admin.admin_url)).await;
+    assert_eq!(ready.0, 200, "{}", ready.1);
+    served += send(&gw, &key, 5).await;
+    let status = gw.ledger().await;
+    gw.stop();
+    let (rows, unique) = counts(&ch);
+    assert_eq!(rows, unique);
+    let served_rows: u64 =
+        ch.query("SELECT count() FROM obleth.obleth_usage WHERE status = 200").trim().parse().unwrap();
+    assert_eq!(served_rows, served, "every served request has its row");
+    let dropped = status["rows_dropped"].as_u64().unwrap();
+    assert_eq!(rows + dropped, served + refused, "rows and counted drops account for every answer: {status}");
+}
+
+/// GETs `url`; returns the status and body.
+async fn get_status(http: &Client<HttpConnector, Full<Bytes>>, url: &str) -> (u16, String) {
+    let res = http.request(Request::get(url).body(Full::new(Bytes::new())).unwrap()).await.unwrap();
+    let status = res.status().as_u16();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}

@@ -26,6 +26,8 @@ pub trait Fs: Send + Sync + 'static {
     fn truncate(&self, id: u64, len: u64) -> io::Result<()>;
     /// Deletes the segment.
     fn remove(&self, id: u64) -> io::Result<()>;
+    /// Makes the segment's contents durable (one written by an earlier process).
+    fn sync(&self, id: u64) -> io::Result<()>;
 }
 
 /// An open segment being appended to.
@@ -101,6 +103,10 @@ impl Fs for DirFs {
         let file = OpenOptions::new().write(true).open(self.path(id))?;
         file.set_len(len)?;
         file.sync_all()
+    }
+
+    fn sync(&self, id: u64) -> io::Result<()> {
+        File::open(self.path(id))?.sync_data()
     }
 
     fn remove(&self, id: u64) -> io::Result<()> {
@@ -238,6 +244,14 @@ impl Fs for MemFs {
 
     fn remove(&self, id: u64) -> io::Result<()> {
         self.disk().files.remove(&id);
+        Ok(())
+    }
+
+    fn sync(&self, id: u64) -> io::Result<()> {
+        let mut disk = self.disk();
+        let file = disk.files.get_mut(&id).ok_or_else(not_found)?;
+        let unsynced = std::mem::take(&mut file.unsynced);
+        file.synced.extend_from_slice(&unsynced);
         Ok(())
     }
 }
