@@ -19,6 +19,12 @@ pub fn month_key(at: UnixMillis) -> String {
     format!("{y:04}-{m:02}")
 }
 
+/// The first instant of the month holding `at`.
+pub fn month_start(at: UnixMillis) -> UnixMillis {
+    let (y, m) = year_month(at);
+    days_from_civil(y, m, 1) * DAY_MS
+}
+
 /// The first instant of the month after the one holding `at`.
 pub fn next_month_start(at: UnixMillis) -> UnixMillis {
     let (y, m) = year_month(at);
@@ -74,6 +80,8 @@ mod tests {
         assert_eq!(iso8601(t + 61_000), "2026-11-21T12:01:01Z");
         // The last millisecond of a month belongs to it.
         assert_eq!(month_key(next_month_start(t) - 1), "2026-11");
+        assert_eq!(iso8601(month_start(t)), "2026-11-01T00:00:00Z");
+        assert_eq!(month_start(month_start(t)), month_start(t));
         // December rolls over to January.
         let dec = 1_798_675_200_000 - 1; // 2026-12-31T23:59:59.999Z
         assert_eq!(month_key(dec), "2026-12");

@@ -71,6 +71,18 @@ impl MemoryBudget {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Sets a tenant's spend this month and over its lifetime (as recorded in the usage
+    /// ledger) when this process starts: in-process counts would otherwise begin at zero
+    /// at every restart. Never lowers what was already charged.
+    pub fn seed(&self, tenant: &str, monthly: Nanos, lifetime: Nanos) {
+        let month = calendar::month_key(self.clock.now());
+        let mut state = self.lock();
+        let ts = state.tenants.entry(tenant.to_owned()).or_default();
+        ts.roll_month(&month);
+        ts.monthly = ts.monthly.max(monthly);
+        ts.lifetime = ts.lifetime.max(lifetime);
+    }
+
     /// Expires dangling reservations of every tenant and forgets old records; returns
     /// how many expired. The stores also expire a tenant's reservations on its next
     /// reserve, so this only keeps idle tenants' counts honest.

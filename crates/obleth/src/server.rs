@@ -17,7 +17,7 @@ use obleth_gateway::{Gateway, GatewayConfig, Identity, Registry, upstream};
 use obleth_ledger::clickhouse::ClickHouse;
 use obleth_ledger::sqlite::SqliteLedger;
 use obleth_ledger::wal::fs::DirFs;
-use obleth_ledger::{Ledger, LedgerBackend};
+use obleth_ledger::{Filter, GroupBy, Ledger, LedgerBackend};
 use obleth_scheduler::Fairshare;
 use obleth_store::{ControlPlaneStore, SqliteStore};
 use secrecy::{ExposeSecret, SecretString};
@@ -145,11 +145,15 @@ pub async fn start(
     for group in store.list_groups().await.context("loading fairshare groups")? {
         fairshare.set_group_weight(&group.name, group.weight);
     }
-    let budget = Arc::new(Budget::new(budget_store(config)?));
+    let (budget_store, in_process) = budget_store(config)?;
+    let budget = Arc::new(Budget::new(budget_store));
     let (sink, ledger) = match sink {
         Some(sink) => (sink, None),
         None => {
             let ledger = start_ledger(&config.ledger).await?;
+            if let Some(memory) = &in_process {
+                seed_spend(memory, &ledger).await;
+            }
             (Arc::new(ledger.clone()) as Arc<dyn UsageSink>, Some(ledger))
         }
     };
@@ -265,8 +269,8 @@ fn spawn_data_thread(
     Ok(rx)
 }
 
-/// The budget store the configuration asks for.
-fn budget_store(config: &Config) -> anyhow::Result<Arc<dyn BudgetStore>> {
+/// The budget store the configuration asks for (and the in-process one, when it is that).
+fn budget_store(config: &Config) -> anyhow::Result<(Arc<dyn BudgetStore>, Option<Arc<MemoryBudget>>)> {
     let Some(redis) = &config.budget.redis else {
         let store = Arc::new(MemoryBudget::new(Arc::new(SystemClock), config.budget.reservation_ttl));
         // Idle tenants' dangling reservations expire without waiting for their next request.
@@ -279,13 +283,47 @@ fn budget_store(config: &Config) -> anyhow::Result<Arc<dyn BudgetStore>> {
                 store.sweep();
             }
         });
-        return Ok(store);
+        return Ok((store.clone(), Some(store)));
     };
     // Connects lazily: a gateway whose Redis is down starts anyway, on its local share.
     let shared = RedisBudget::connect_lazy(redis.clone())
         .with_context(|| format!("configuring the Redis budget store at {}", redis.redacted_url()))?;
     tracing::info!(redis = %redis.redacted_url(), "budgets are kept in Redis, shared by every pod");
-    Ok(Arc::new(Failover::new(Arc::new(shared), config.budget.failover.clone())))
+    Ok((Arc::new(Failover::new(Arc::new(shared), config.budget.failover.clone())), None))
+}
+
+/// In-process budgets start at zero: seed each tenant's monthly and lifetime spend from
+/// the ledger (after it replays what a previous process left in its log), so that a
+/// restart does not hand out a spent budget again. Bounded: a ledger database that is
+/// away leaves the counts at zero, with a warning.
+async fn seed_spend(memory: &MemoryBudget, ledger: &Ledger) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while ledger.status().pending_batches > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let now = obleth_core::now_millis();
+    let to_ms = now.max(0) as u64 + 1;
+    let month = obleth_budget::calendar::month_start(now).max(0) as u64;
+    let backend = ledger.backend();
+    let lifetime = backend.totals(&Filter { from_ms: 0, to_ms, ..Filter::default() }, GroupBy::Tenant).await;
+    let monthly = backend.totals(&Filter { from_ms: month, to_ms, ..Filter::default() }, GroupBy::Tenant).await;
+    match (lifetime, monthly) {
+        (Ok(lifetime), Ok(monthly)) => {
+            let monthly: std::collections::HashMap<String, f64> =
+                monthly.into_iter().map(|t| (t.key, t.cost)).collect();
+            let mut seeded = 0;
+            for t in lifetime.into_iter().filter(|t| !t.key.is_empty() && t.cost > 0.0) {
+                let this_month = monthly.get(&t.key).copied().unwrap_or(0.0);
+                memory.seed(&t.key, obleth_budget::to_nanos(this_month), obleth_budget::to_nanos(t.cost));
+                seeded += 1;
+            }
+            tracing::info!(tenants = seeded, "in-process spend budgets seeded from the usage ledger");
+        }
+        (Err(e), _) | (_, Err(e)) => tracing::warn!(
+            error = %e,
+            "cannot read spend from the usage ledger: in-process spend budgets start from zero"
+        ),
+    }
 }
 
 /// Opens the configured ledger and its write-ahead log (replaying what a previous process

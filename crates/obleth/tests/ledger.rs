@@ -429,3 +429,59 @@ async fn get_status(http: &Client<HttpConnector, Full<Bytes>>, url: &str) -> (u1
     let body = res.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
 }
+
+/// In-process budgets are seeded from the ledger at start: a restart does not hand out
+/// a spent budget again. On the embedded (SQLite) ledger, as a single-node install runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_spend_survives_a_restart() {
+    let shutdown = CancellationToken::new();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}", dir.path().join("usage.db").display());
+    let mut gw = Gateway::new(
+        mock(&shutdown).await,
+        "",
+        &[("OBLETH_LEDGER_BACKEND", "sqlite"), ("OBLETH_LEDGER_SQLITE_URL", &sqlite)],
+    );
+    gw.start().await;
+    let key = seed(&gw).await;
+    call(
+        &gw.admin,
+        "PATCH",
+        "/api/v1/tenants/t1",
+        Some(json!({"quota": {"lifetime_budget": 10.0, "monthly_budget": 10.0}})),
+    )
+    .await
+    .unwrap();
+    send(&gw, &key, 12).await;
+    let spent = |usage: &Value| {
+        (usage["usage"]["lifetime_spend"].as_f64().unwrap(), usage["usage"]["monthly_spend"].as_f64().unwrap())
+    };
+    let before = call(&gw.admin, "GET", "/api/v1/tenants/t1/usage", None).await.unwrap();
+    let (lifetime, monthly) = spent(&before);
+    assert!(lifetime > 0.0 && (lifetime - monthly).abs() < 1e-9, "{before}");
+    gw.stop();
+
+    gw.start().await;
+    let after = call(&gw.admin, "GET", "/api/v1/tenants/t1/usage", None).await.unwrap();
+    let (l2, m2) = spent(&after);
+    assert!((l2 - lifetime).abs() < 1e-9 && (m2 - monthly).abs() < 1e-9, "before {before}\nafter {after}");
+    // And it is enforced: a budget equal to what was spent refuses the next request.
+    call(&gw.admin, "PATCH", "/api/v1/tenants/t1", Some(json!({"quota": {"lifetime_budget": lifetime}})))
+        .await
+        .unwrap();
+    let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let req = Request::post(format!("http://{}/v1/chat/completions", gw.data))
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {key}"))
+        .body(Full::new(Bytes::from(
+            json!({"model": "mock-model", "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]})
+                .to_string(),
+        )))
+        .unwrap();
+    let res = http.request(req).await.unwrap();
+    assert_eq!(res.status(), 429);
+    let body: Value = serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["error"]["code"], "lifetime_budget_exceeded", "{body}");
+    gw.stop();
+    assert!(gw.log(2).contains("seeded from the usage ledger"), "{}", gw.log(2));
+}
