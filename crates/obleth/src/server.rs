@@ -269,8 +269,11 @@ fn spawn_data_thread(
     Ok(rx)
 }
 
-/// The budget store the configuration asks for (and the in-process one, when it is that).
-fn budget_store(config: &Config) -> anyhow::Result<(Arc<dyn BudgetStore>, Option<Arc<MemoryBudget>>)> {
+/// The budget store, and the in-process one again when it is that (to seed its spend).
+type BudgetStores = (Arc<dyn BudgetStore>, Option<Arc<MemoryBudget>>);
+
+/// The budget store the configuration asks for.
+fn budget_store(config: &Config) -> anyhow::Result<BudgetStores> {
     let Some(redis) = &config.budget.redis else {
         let store = Arc::new(MemoryBudget::new(Arc::new(SystemClock), config.budget.reservation_ttl));
         // Idle tenants' dangling reservations expire without waiting for their next request.
