@@ -485,3 +485,59 @@ async fn in_process_spend_survives_a_restart() {
     gw.stop();
     assert!(gw.log(2).contains("seeded from the usage ledger"), "{}", gw.log(2));
 }
+
+/// `obleth demo` (the README's first command) records to the embedded ledger in its data
+/// directory, with no external service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_records_to_the_embedded_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, admin, metrics) = (free_port(), free_port(), free_port());
+    let out = std::fs::File::create(dir.path().join("demo.out")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_obleth"))
+        .arg("demo")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("OBLETH_LISTEN_DATA", format!("127.0.0.1:{data}"))
+        .env("OBLETH_LISTEN_ADMIN", format!("127.0.0.1:{admin}"))
+        .env("OBLETH_LISTEN_METRICS", format!("127.0.0.1:{metrics}"))
+        .env("OBLETH_ADMIN_TOKEN", ADMIN_TOKEN)
+        .current_dir(dir.path())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let printed = || std::fs::read_to_string(dir.path().join("demo.out")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let key = loop {
+        if let Some(line) = printed().lines().find(|l| l.trim_start().starts_with("export OPENAI_API_KEY=")) {
+            break line.trim().trim_start_matches("export OPENAI_API_KEY=").to_owned();
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the demo exited:\n{}", printed());
+        assert!(Instant::now() < deadline, "the demo printed no key:\n{}", printed());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let gw = Gateway {
+        child: Some(child),
+        data: SocketAddr::from(([127, 0, 0, 1], data)),
+        admin: AdminConn { admin_url: format!("http://127.0.0.1:{admin}"), admin_token: ADMIN_TOKEN.into() },
+        env: vec![],
+        dir,
+        starts: 0,
+    };
+    let body = json!({"model": "mock-model", "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]});
+    let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    for _ in 0..3 {
+        let req = Request::post(format!("http://{}/v1/chat/completions", gw.data))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {key}"))
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        assert_eq!(http.request(req).await.unwrap().status(), 200);
+    }
+    gw.wait_ledger("the demo's rows written", |s| s["backend"] == "sqlite" && s["rows_written"] == 3).await;
+    let totals = call(&gw.admin, "GET", "/api/v1/usage/totals?group_by=tenant", None).await.unwrap();
+    assert_eq!(totals["data"][0]["tenant"], "demo", "{totals}");
+    assert_eq!(totals["data"][0]["requests"], 3, "{totals}");
+    assert!(gw.dir.path().join("obleth-data/usage.db").exists(), "the ledger is in the demo's data directory");
+    assert!(gw.dir.path().join("obleth-data/wal").is_dir());
+}
