@@ -23,7 +23,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use tokio::sync::OnceCell;
 
 use crate::{Filter, GroupBy, LedgerBackend, LedgerError, LedgerRow, Result, SeriesPoint, SeriesQuery, Totals};
 
@@ -67,7 +66,6 @@ pub struct ClickHouse {
     config: ClickHouseConfig,
     base: String,
     authorization: Option<String>,
-    prepared: OnceCell<()>,
 }
 
 impl std::fmt::Debug for ClickHouse {
@@ -109,7 +107,7 @@ impl ClickHouse {
             .enable_http1()
             .wrap_connector(connector);
         let http = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https);
-        Ok(ClickHouse { http, config, base, authorization, prepared: OnceCell::new() })
+        Ok(ClickHouse { http, config, base, authorization })
     }
 
     fn table(&self) -> String {
@@ -183,10 +181,13 @@ impl ClickHouse {
             .select(&format!("SELECT max(version) AS version FROM {db}.obleth_ledger_migrations WHERE tbl = {table}"))
             .await?;
         let current = applied.first().map_or(0, |v| v.version);
+        // Version 1 is `CREATE TABLE IF NOT EXISTS`: run every time, so that a table lost
+        // since (a server that came back empty) is created again. Later versions (ALTERs)
+        // run once, by the version recorded.
+        let ddl = SCHEMA.replace("{db}", db).replace("{table}", &self.config.table);
+        let ddl: String = ddl.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
+        self.execute(&ddl, None).await?;
         if current < 1 {
-            let ddl = SCHEMA.replace("{db}", db).replace("{table}", &self.config.table);
-            let ddl: String = ddl.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
-            self.execute(&ddl, None).await?;
             self.execute(
                 &format!(
                     "INSERT INTO {db}.obleth_ledger_migrations (tbl, version, applied_at) VALUES ({table}, 1, now())"
@@ -226,8 +227,9 @@ impl LedgerBackend for ClickHouse {
     }
 
     async fn prepare(&self) -> Result<()> {
-        self.prepared.get_or_try_init(|| self.migrate()).await?;
-        Ok(())
+        // Not cached: the shipper calls it at start and after failures, and a server that
+        // came back empty (its volume lost) needs the table again.
+        self.migrate().await
     }
 
     async fn insert(&self, rows: &[LedgerRow]) -> Result<()> {

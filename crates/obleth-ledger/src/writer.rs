@@ -418,24 +418,27 @@ async fn ship_loop(shared: &Shared, mut cursor: Cursor, recovered_up_to: u64, ap
                 }
                 Err(_) => entries,
             };
-            ship(shared, entries, recovered_up_to, &mut prepared, &mut backoff).await;
-        } else {
-            ship(shared, entries, recovered_up_to, &mut prepared, &mut backoff).await;
+            if !ship(shared, entries, recovered_up_to, &mut prepared, &mut backoff).await {
+                return;
+            }
+        } else if !ship(shared, entries, recovered_up_to, &mut prepared, &mut backoff).await {
+            return;
         }
         last_insert = Some(tokio::time::Instant::now());
     }
 }
 
-/// Inserts the entries' rows, retrying until it succeeds (or the ledger closes), then
-/// acknowledges them.
+/// Inserts the entries' rows, retrying until it succeeds, then acknowledges them.
+/// Returns false if it gave up because the ledger is closing: the entries stay in the
+/// log, and nothing after them may be shipped (the watermark would pass them).
 async fn ship(
     shared: &Shared,
     entries: Vec<crate::wal::Entry>,
     recovered_up_to: u64,
     prepared: &mut bool,
     backoff: &mut Duration,
-) {
-    let Some(last_seq) = entries.last().map(|e| e.seq) else { return };
+) -> bool {
+    let Some(last_seq) = entries.last().map(|e| e.seq) else { return true };
     let first_seq = entries.first().map_or(0, |e| e.seq);
     let mut rows = Vec::new();
     for entry in &entries {
@@ -481,7 +484,7 @@ async fn ship(
                 *prepared = false;
                 if shared.closing.load(Ordering::Relaxed) {
                     // Left in the log for the next start.
-                    return;
+                    return false;
                 }
                 tokio::time::sleep(*backoff).await;
                 *backoff = (*backoff * 2).min(shared.config.retry_max);
@@ -496,6 +499,7 @@ async fn ship(
         wal.stats()
     };
     shared.publish(stats);
+    true
 }
 
 /// One insert attempt; returns the rows written.

@@ -141,3 +141,31 @@ async fn a_replay_skips_rows_already_inserted() {
     assert!(ledger.close(Duration::from_secs(10)).await);
     assert_eq!(count(&server, "replay"), (1000, 1000));
 }
+
+/// A server that comes back without the table (its volume lost, or dropped by hand)
+/// gets it again: the failed insert re-runs the schema before its retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_table_is_created_again() {
+    let server = OwnClickHouse::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, _) =
+        Ledger::start(backend(&server, "lost"), Arc::new(DirFs::new(dir.path()).unwrap()), fast()).unwrap();
+    for n in 0..10 {
+        ledger.record(common::record(n, "t1"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ledger.status().rows_written < 10 {
+        assert!(Instant::now() < deadline, "{:?}", ledger.status());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.query("DROP TABLE lost.obleth_usage");
+    for n in 10..30 {
+        ledger.record(common::record(n, "t1"));
+    }
+    while ledger.status().rows_written < 30 {
+        assert!(Instant::now() < deadline, "{:?}", ledger.status());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ledger.close(Duration::from_secs(20)).await, "{:?}", ledger.status());
+    assert_eq!(count(&server, "lost"), (20, 20));
+}
