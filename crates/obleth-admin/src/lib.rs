@@ -91,34 +91,37 @@ async fn require_admin(State(state): State<AdminState>, req: Request, next: Next
     next.run(req).await
 }
 
-/// Ready while the control-plane store answers and the ledger takes rows. A ledger whose
-/// database is away is `degraded` (rows wait in its log), not down; one that refuses
-/// requests (full log, `on_full = "reject"`) takes the pod out of rotation.
+/// Ready while the control-plane store answers and the ledger takes rows; the body says
+/// how each dependency is (`up`, `degraded`, `down`). Degraded dependencies keep the pod
+/// ready: a budget store on its local share (Redis unreachable), a ledger whose database
+/// is away (rows wait in its log). Not ready: the control-plane store down, or a ledger
+/// refusing requests (`on_full = "reject"` and its log nearly full).
 async fn ready(State(state): State<AdminState>) -> Response {
-    let ledger = state.ledger.as_ref().map(|l| {
-        let status = l.status();
-        let state = match (status.backend_up, status.wal_full || status.refusing) {
-            (_, true) => "full",
-            (true, false) => "up",
-            (false, false) => "degraded",
-        };
-        (state, !status.refusing)
-    });
-    let ledger_state = ledger.map_or("none", |(s, _)| s);
-    let ledger_ok = ledger.is_none_or(|(_, accepting)| accepting);
-    match state.store.ping().await {
-        Ok(()) if ledger_ok => Json(json!({"status": "ready", "store": "up", "ledger": ledger_state})).into_response(),
-        Ok(()) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not_ready", "store": "up", "ledger": ledger_state})),
-        )
-            .into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not_ready", "store": e.to_string(), "ledger": ledger_state})),
-        )
-            .into_response(),
-    }
+    let (ledger, ledger_ok) = match &state.ledger {
+        None => ("none", true),
+        Some(l) => {
+            let status = l.status();
+            let s = match (status.backend_up, status.wal_full || status.refusing) {
+                (_, true) => "full",
+                (true, false) => "up",
+                (false, false) => "degraded",
+            };
+            (s, !status.refusing)
+        }
+    };
+    let budget = if state.budget.degraded() { "degraded" } else { "up" };
+    let (store, store_ok) = match state.store.ping().await {
+        Ok(()) => ("up".to_owned(), true),
+        Err(e) => (format!("down: {e}"), false),
+    };
+    let ready = store_ok && ledger_ok;
+    let body = Json(json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "store": store,
+        "budget": budget,
+        "ledger": ledger,
+    }));
+    if ready { body.into_response() } else { (StatusCode::SERVICE_UNAVAILABLE, body).into_response() }
 }
 
 // === tenants ===

@@ -376,4 +376,8 @@ impl BudgetStore for Failover {
     fn kind(&self) -> &'static str {
         self.inner.shared.kind()
     }
+
+    fn degraded(&self) -> bool {
+        Failover::degraded(self)
+    }
 }

@@ -43,6 +43,11 @@ impl Budget {
         self.store.kind()
     }
 
+    /// Whether decisions are being made on a local share (Redis unreachable).
+    pub fn degraded(&self) -> bool {
+        self.store.degraded()
+    }
+
     /// Reserves `tokens` and `cost` against `limits` for one request of `tenant` (its
     /// id, the counters' key; `name` labels its metrics, as the scheduler's). A tenant
     /// without limits costs nothing here: no store is asked.

@@ -313,4 +313,10 @@ pub trait BudgetStore: Send + Sync + 'static {
 
     /// `memory` or `redis`, for the admin API and logs.
     fn kind(&self) -> &'static str;
+
+    /// Whether decisions are being made without the shared store (a pod's local share
+    /// while Redis is unreachable), for readiness.
+    fn degraded(&self) -> bool {
+        false
+    }
 }

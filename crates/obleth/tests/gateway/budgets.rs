@@ -2,10 +2,11 @@
 //! (127.0.0.1:6379, or an instance the test starts and kills).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::StatusCode;
 use obleth::client::call;
+use obleth_testkit::OwnRedis;
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -370,55 +371,14 @@ async fn disconnect_redis() {
     disconnect(Store::Redis).await;
 }
 
-/// A `redis-server` of the test's own, persisted to an append-only file so that a kill
-/// loses nothing (as a production Redis with AOF would), killed with the guard.
-struct OwnRedis {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<std::process::Child>,
-}
-
-impl OwnRedis {
-    fn start() -> OwnRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut r = OwnRedis { port, dir: tempfile::tempdir().unwrap(), child: None };
-        r.restart();
-        r
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn restart(&mut self) {
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
+async fn readyz(h: &Harness) -> (StatusCode, serde_json::Value) {
+    let req = http::Request::get(format!("{}/readyz", h.admin.admin_url))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let res = h.http.request(req).await.unwrap();
+    let status = res.status();
+    let body = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&body).unwrap())
 }
 
 /// Redis killed under load and restarted: no request that passed auth fails because of
@@ -453,6 +413,9 @@ async fn redis_killed_mid_run() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     redis.kill();
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Still ready, on its local share: degraded, not down.
+    let (status, ready) = readyz(&h).await;
+    assert_eq!((status, ready["budget"].as_str()), (StatusCode::OK, Some("degraded")), "{ready}");
     redis.restart();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -488,6 +451,8 @@ async fn redis_killed_mid_run() {
         "Redis's spend equals the backend's tokens once the pod caught up"
     );
     assert!(h.sink.len() as u64 > sent, "every request left a usage record");
+    let (status, ready) = readyz(&h).await;
+    assert_eq!((status, ready["budget"].as_str()), (StatusCode::OK, Some("up")), "{ready}");
 
     // Redis's limits are in force again: a budget set just above the spend refuses.
     set_quota(&h, json!({"lifetime_budget": (last + price(10, 5) / 2) as f64 / 1e9})).await;
