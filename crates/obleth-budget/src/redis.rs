@@ -122,7 +122,7 @@ impl RedisConfig {
 
     /// The URL without its credentials (nor query), for errors and logs.
     pub fn redacted_url(&self) -> String {
-        redact(&self.url)
+        obleth_core::redact_url(&self.url)
     }
 }
 
@@ -139,24 +139,6 @@ impl fmt::Debug for RedisConfig {
 }
 
 /// `scheme://user:password@host:port/db?query` → `scheme://***@host:port/db`.
-fn redact(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((s, r)) => (Some(s), r),
-        None => (None, url),
-    };
-    // The query may hold a password too; credentials end at the last `@`, whatever the
-    // password contains.
-    let rest = rest.split(['?', '#']).next().unwrap_or_default();
-    let rest = match rest.rsplit_once('@') {
-        Some((_, host)) => format!("***@{host}"),
-        None => rest.to_owned(),
-    };
-    match scheme {
-        Some(s) => format!("{s}://{rest}"),
-        None => rest,
-    }
-}
-
 /// The Redis implementation of [`BudgetStore`] (see the module documentation).
 pub struct RedisBudget {
     conns: PerThread,
@@ -379,7 +361,7 @@ impl Conn {
 }
 
 fn scrub(msg: &str, raw_url: &str) -> String {
-    if raw_url.is_empty() { msg.to_owned() } else { msg.replace(raw_url, &redact(raw_url)) }
+    if raw_url.is_empty() { msg.to_owned() } else { msg.replace(raw_url, &obleth_core::redact_url(raw_url)) }
 }
 
 fn unavailable(e: &RedisError) -> bool {
@@ -619,11 +601,17 @@ mod tests {
 
     #[test]
     fn redacts_credentials() {
-        assert_eq!(redact("redis://:hunter2@cache:6379/0"), "redis://***@cache:6379/0");
-        assert_eq!(redact("rediss://user:p%40ss@cache.internal:6380"), "rediss://***@cache.internal:6380");
-        assert_eq!(redact("redis://cache:6379"), "redis://cache:6379");
-        assert_eq!(redact("redis+unix:///run/redis.sock?pass=hunter2"), "redis+unix:///run/redis.sock");
-        assert_eq!(redact("redis://:pa/ss@cache"), "redis://***@cache");
+        assert_eq!(obleth_core::redact_url("redis://:hunter2@cache:6379/0"), "redis://***@cache:6379/0");
+        assert_eq!(
+            obleth_core::redact_url("rediss://user:p%40ss@cache.internal:6380"),
+            "rediss://***@cache.internal:6380"
+        );
+        assert_eq!(obleth_core::redact_url("redis://cache:6379"), "redis://cache:6379");
+        assert_eq!(
+            obleth_core::redact_url("redis+unix:///run/redis.sock?pass=hunter2"),
+            "redis+unix:///run/redis.sock"
+        );
+        assert_eq!(obleth_core::redact_url("redis://:pa/ss@cache"), "redis://***@cache");
         let c = RedisConfig::new("redis://admin:hunter2@cache:6379");
         assert!(!format!("{c:?}").contains("hunter2"));
     }

@@ -1,8 +1,8 @@
 //! Control-plane change notifications: how an admin change reaches the caches.
 //!
 //! The admin API announces every change through a [`ChangeNotifier`]. In one process
-//! the data plane's caches subscribe directly; across pods a later transport (Postgres
-//! LISTEN/NOTIFY or Redis pub/sub) carries the same events.
+//! the data plane's caches subscribe directly; across pods `obleth-cluster` carries the
+//! same events over Redis pub/sub.
 
 use std::sync::Arc;
 
@@ -20,6 +20,9 @@ pub enum ChangeEvent {
     Key { hash: KeyHash },
     /// A model was created, updated or deleted.
     Model { name: String },
+    /// Changes may have been missed (the cross-pod channel was down): forget what was
+    /// cached and read it again from the store.
+    Resync,
 }
 
 /// Receives control-plane changes. Must be cheap and non-blocking.

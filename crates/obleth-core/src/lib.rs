@@ -28,6 +28,25 @@ pub fn now_millis() -> UnixMillis {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+/// A connection URL fit for logs: credentials (everything before the host's `@`) and
+/// the query (which may hold a password too) are replaced.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (Some(s), r),
+        None => (None, url),
+    };
+    // Credentials end at the last `@`, whatever the password contains.
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let rest = match rest.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => rest.to_owned(),
+    };
+    match scheme {
+        Some(s) => format!("{s}://{rest}"),
+        None => rest,
+    }
+}
+
 /// A new random identifier: `prefix` followed by 16 base62 characters (≈95 bits).
 pub fn new_id(prefix: &str) -> String {
     use rand::Rng;

@@ -131,6 +131,11 @@ impl ChangeNotifier for Identity {
                 self.keys.invalidate(&hash);
                 self.negative.invalidate(&hash);
             }
+            ChangeEvent::Resync => {
+                self.keys.invalidate_all();
+                self.negative.invalidate_all();
+                self.tenants.invalidate_all();
+            }
             ChangeEvent::Model { .. } | ChangeEvent::Group { .. } => {}
         }
     }

@@ -58,8 +58,10 @@ impl Registry {
 
 impl ChangeNotifier for Registry {
     fn notify(&self, event: ChangeEvent) {
-        if let ChangeEvent::Model { name } = event {
-            self.models.invalidate(&name);
+        match event {
+            ChangeEvent::Model { name } => self.models.invalidate(&name),
+            ChangeEvent::Resync => self.models.invalidate_all(),
+            _ => {}
         }
     }
 }

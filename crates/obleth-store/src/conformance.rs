@@ -42,6 +42,8 @@ pub async fn run(store: &dyn ControlPlaneStore) {
     keys(store).await;
     models(store).await;
     groups(store).await;
+    round_trips(store).await;
+    names_and_order(store).await;
 }
 
 async fn groups(store: &dyn ControlPlaneStore) {
@@ -257,5 +259,146 @@ async fn models(store: &dyn ControlPlaneStore) {
     match store.get_model("plain").await {
         Err(StoreError::NotFound { kind: "model", .. }) => {}
         other => panic!("deleted model: {other:?}"),
+    }
+}
+
+/// Every field comes back exactly as written, at the edges of its range.
+async fn round_trips(store: &dyn ControlPlaneStore) {
+    let mut new = tenant("full");
+    new.weight = crate::rules::MAX_WEIGHT;
+    new.group = "batch".into();
+    // Order is kept, not sorted.
+    new.allowed_models = vec!["zeta".into(), "alpha/7b:q4".into()];
+    new.disabled = true;
+    new.never_degrade = true;
+    new.quota = Quota {
+        tpm: Some(i64::MAX as u64),
+        rpm: Some(1),
+        max_in_flight: Some(u32::MAX),
+        monthly_budget: Some(0.1 + 0.2),
+        lifetime_budget: Some(1e12),
+        fail_closed: true,
+    };
+    let t = store.create_tenant(new).await.expect("create full tenant");
+    assert_eq!(store.get_tenant(&t.id).await.expect("get"), t);
+    assert!(store.list_tenants().await.expect("list").contains(&t));
+    // A patch that clears a list and every limit.
+    let cleared = store
+        .update_tenant(
+            &t.id,
+            TenantPatch { allowed_models: Some(vec![]), quota: Some(Quota::default()), ..Default::default() },
+        )
+        .await
+        .expect("clear");
+    assert_eq!(store.get_tenant("full").await.expect("get"), cleared);
+    assert!(cleared.allowed_models.is_empty() && cleared.quota == Quota::default());
+
+    let mut new = model("edge/model:v1");
+    new.api_key = Some(SecretString::from("sk-ünïcode ✓"));
+    new.input_cost_per_token = 1e-9;
+    new.output_cost_per_token = 0.1 + 0.2;
+    new.context_window = Some(u32::MAX);
+    new.enabled = false;
+    new.admission_weight = 1000.0;
+    new.max_in_flight = Some(u32::MAX);
+    let m = store.create_model(new).await.expect("create edge model");
+    let got = store.get_model(&m.model_name).await.expect("get");
+    assert_eq!(
+        (got.api_key.as_ref().map(|k| k.expose_secret().to_owned()), got.input_cost_per_token),
+        (Some("sk-ünïcode ✓".to_owned()), 1e-9)
+    );
+    assert_eq!((got.output_cost_per_token, got.context_window, got.enabled), (0.1 + 0.2, Some(u32::MAX), false));
+    assert_eq!((got.admission_weight, got.max_in_flight), (1000.0, Some(u32::MAX)));
+    assert_eq!((got.created_at, got.updated_at, got.api_base), (m.created_at, m.updated_at, None));
+    let deleted = store.delete_model(&m.model_name).await.expect("delete");
+    assert_eq!(deleted.max_in_flight, Some(u32::MAX), "delete returns the model");
+
+    let generated = key::generate();
+    let record = ApiKey {
+        id: obleth_core::new_id("key_"),
+        tenant_id: t.id.clone(),
+        name: None,
+        prefix: generated.prefix.clone(),
+        created_at: now_millis(),
+        expires_at: Some(now_millis() + 86_400_000),
+        revoked_at: None,
+    };
+    store.insert_key(&record, generated.hash).await.expect("insert");
+    assert_eq!(store.lookup_key(&generated.hash).await.expect("lookup"), Some(record.clone()));
+    // Inserting the same hash twice is a conflict.
+    let dup = ApiKey { id: obleth_core::new_id("key_"), ..record.clone() };
+    match store.insert_key(&dup, generated.hash).await {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("duplicate hash: {other:?}"),
+    }
+    // The prefix filter is a literal prefix match: part of a prefix finds the key, and
+    // LIKE wildcards match nothing.
+    let part = KeyFilter { prefix: Some(generated.prefix[..6].to_owned()), ..Default::default() };
+    assert!(store.list_keys(part).await.expect("by part").contains(&record));
+    for wildcard in ["%", "_", "obl%"] {
+        let f = KeyFilter { prefix: Some(wildcard.to_owned()), include_revoked: true, ..Default::default() };
+        assert_eq!(store.list_keys(f).await.expect("wildcard"), vec![], "prefix {wildcard:?}");
+    }
+    let (revoked, _) = store.revoke_key(&record.id).await.expect("revoke");
+    assert_eq!(ApiKey { revoked_at: None, ..revoked }, record, "revocation changes only revoked_at");
+    // Deleting by id works as by name, and reports revoked keys' hashes too.
+    let (_, hashes) = store.delete_tenant(&t.id).await.expect("delete by id");
+    assert_eq!(hashes, vec![generated.hash]);
+}
+
+/// Lookups are exact, renames move the name, and lists sort bytewise (as SQLite's
+/// BINARY collation does), whatever the database's locale.
+async fn names_and_order(store: &dyn ControlPlaneStore) {
+    let t = store.create_tenant(tenant("before")).await.expect("create");
+    let renamed = store.update_tenant("before", TenantPatch { name: Some("after".into()), ..Default::default() }).await;
+    assert_eq!(renamed.expect("rename").id, t.id);
+    assert_eq!(store.get_tenant("after").await.expect("new name").id, t.id);
+    match store.get_tenant("before").await {
+        Err(StoreError::NotFound { kind: "tenant", .. }) => {}
+        other => panic!("old name: {other:?}"),
+    }
+    let (deleted, hashes) = store.delete_tenant("after").await.expect("delete");
+    assert_eq!((deleted.id, hashes), (t.id, vec![]));
+
+    for (result, kind) in [
+        (store.delete_tenant("nobody").await.map(|_| ()), "tenant"),
+        (store.delete_model("nothing").await.map(|_| ()), "model"),
+        (store.update_model("nothing", ModelPatch::default()).await.map(|_| ()), "model"),
+        (store.delete_group("nogroup").await.map(|_| ()), "group"),
+    ] {
+        match result {
+            Err(StoreError::NotFound { kind: k, .. }) if k == kind => {}
+            other => panic!("missing {kind}: {other:?}"),
+        }
+    }
+
+    // '-' < '.' < digits < '_' < letters bytewise; a linguistic collation disagrees.
+    let sorted = ["o-1", "o-b", "o.1", "o1", "o_1", "oa", "ob"];
+    for name in ["ob", "o_1", "o.1", "oa", "o-b", "o1", "o-1"] {
+        store.create_tenant(tenant(name)).await.expect("create");
+        store.put_group(name, 1).await.expect("group");
+    }
+    let names: Vec<_> =
+        store.list_tenants().await.expect("list").into_iter().map(|t| t.name).filter(|n| n.starts_with('o')).collect();
+    assert_eq!(names, sorted, "tenants sort bytewise");
+    let names: Vec<_> =
+        store.list_groups().await.expect("list").into_iter().map(|g| g.name).filter(|n| n.starts_with('o')).collect();
+    assert_eq!(names, sorted, "groups sort bytewise");
+    // Model names are case-sensitive; upper case sorts first.
+    for name in ["Ob", "ob", "OA", "o-a", "oA"] {
+        store.create_model(model(name)).await.expect("model");
+    }
+    let names: Vec<_> = store
+        .list_models()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|m| m.model_name)
+        .filter(|n| n.starts_with(['o', 'O']))
+        .collect();
+    assert_eq!(names, ["OA", "Ob", "o-a", "oA", "ob"], "models sort bytewise");
+    match store.get_model("OB").await {
+        Err(StoreError::NotFound { kind: "model", .. }) => {}
+        other => panic!("case-insensitive model lookup: {other:?}"),
     }
 }

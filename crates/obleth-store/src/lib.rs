@@ -1,6 +1,7 @@
 //! The control-plane store: tenants, API keys and the model registry.
 //!
-//! [`ControlPlaneStore`] is the one seam; [`SqliteStore`] is the embedded default.
+//! [`ControlPlaneStore`] is the one seam; [`SqliteStore`] is the embedded default and
+//! [`PostgresStore`] the shared one for several replicas ([`connect`] picks by URL).
 //! Every implementation must pass [`conformance::run`], which is what makes them
 //! interchangeable. The data plane never calls the store per request: it reads through
 //! the caches in `obleth-gateway`, and the admin API writes here and then announces the
@@ -12,10 +13,34 @@ use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 
 pub mod conformance;
+mod postgres;
 mod rules;
 mod sqlite;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+
+/// Opens the store named by `url`: SQLite for `sqlite:` URLs (`sqlite://cp.db`,
+/// `sqlite::memory:`), Postgres for `postgres://` and `postgresql://`. Either applies
+/// its pending migrations.
+pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn ControlPlaneStore>> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(SqliteStore::connect(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(PostgresStore::connect(url).await?))
+    } else {
+        // Name only the scheme: the rest of a URL may hold a password.
+        let scheme = url
+            .split_once(':')
+            .map(|(s, _)| s)
+            .filter(|s| s.len() <= 16 && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .unwrap_or("(none)");
+        Err(invalid(
+            "database.url",
+            format!("unsupported scheme '{scheme}': use sqlite://<file>, sqlite::memory: or postgres://<host>/<db>"),
+        ))
+    }
+}
 
 /// Errors of the store. Each says what the admin API should answer.
 #[derive(Debug, thiserror::Error)]

@@ -27,3 +27,21 @@ async fn in_memory_database_works() {
     let store = SqliteStore::connect("sqlite::memory:").await.expect("connect");
     conformance::run(&store).await;
 }
+
+#[tokio::test]
+async fn connect_picks_sqlite_for_sqlite_urls() {
+    let store = obleth_store::connect("sqlite::memory:").await.expect("connect");
+    conformance::run(store.as_ref()).await;
+}
+
+#[tokio::test]
+async fn connect_rejects_unknown_schemes_without_echoing_them() {
+    for url in ["mysql://root:hunter2@db/x", "/var/lib/obleth/cp.db", "", "hunter2-password-with-colon:x"] {
+        match obleth_store::connect(url).await {
+            Err(obleth_store::StoreError::Invalid { field: "database.url", message }) => {
+                assert!(!message.contains("hunter2"), "{message}");
+            }
+            other => panic!("{url}: {:?}", other.map(|_| "a store")),
+        }
+    }
+}

@@ -44,6 +44,7 @@ struct RawConfig {
     admission: RawAdmission,
     budget: RawBudget,
     ledger: RawLedger,
+    cluster: RawCluster,
     log: RawLog,
 }
 
@@ -237,6 +238,27 @@ struct RawLedger {
     on_full: String,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawCluster {
+    redis_url: Option<SecretString>,
+    channel: String,
+    pod_name: Option<String>,
+    #[serde(with = "humantime_serde")]
+    resync_interval: Duration,
+}
+
+impl Default for RawCluster {
+    fn default() -> Self {
+        RawCluster {
+            redis_url: None,
+            channel: "obleth:changes".into(),
+            pod_name: None,
+            resync_interval: Duration::from_secs(30),
+        }
+    }
+}
+
 /// The embedded ledger's file, relative to the working directory.
 pub const DEFAULT_LEDGER_URL: &str = "sqlite://obleth-usage.db";
 /// The write-ahead log's directory, relative to the working directory.
@@ -295,7 +317,28 @@ pub struct Config {
     pub admission: obleth_scheduler::FairshareConfig,
     pub budget: Budget,
     pub ledger: Ledger,
+    /// `None`: one gateway; changes stay in this process.
+    pub cluster: Option<Cluster>,
     pub log_level: String,
+}
+
+/// How the pods of one deployment share control-plane changes.
+#[derive(Clone)]
+pub struct Cluster {
+    pub redis_url: SecretString,
+    pub channel: String,
+    pub pod_name: String,
+    pub resync_interval: Duration,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("channel", &self.channel)
+            .field("pod_name", &self.pod_name)
+            .field("resync_interval", &self.resync_interval)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where usage rows go.
@@ -423,6 +466,10 @@ const ENV_KEYS: &[EnvKey] = &[
     EnvKey("OBLETH_LEDGER_QUEUE_ROWS", "ledger", "queue_rows", Kind::Int),
     EnvKey("OBLETH_LEDGER_INSERT_MAX_BYTES", "ledger", "insert_max_bytes", Kind::Int),
     EnvKey("OBLETH_LEDGER_ON_FULL", "ledger", "on_full", Kind::Str),
+    EnvKey("OBLETH_CLUSTER_REDIS_URL", "cluster", "redis_url", Kind::Str),
+    EnvKey("OBLETH_CLUSTER_CHANNEL", "cluster", "channel", Kind::Str),
+    EnvKey("OBLETH_CLUSTER_POD_NAME", "cluster", "pod_name", Kind::Str),
+    EnvKey("OBLETH_CLUSTER_RESYNC_INTERVAL", "cluster", "resync_interval", Kind::Str),
     EnvKey("OBLETH_LOG_LEVEL", "log", "level", Kind::Str),
 ];
 
@@ -519,11 +566,8 @@ impl RawConfig {
             return Err(invalid("admin.token", "must be at least 16 characters".into()));
         }
         let url = self.database.url.trim().to_owned();
-        if !url.starts_with("sqlite:") {
-            return Err(invalid(
-                "database.url",
-                "only sqlite:// URLs are supported by this build (Postgres is on the roadmap)".into(),
-            ));
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(invalid("database.url", "must be a sqlite:// or postgres:// URL".into()));
         }
         if let Some(base) = &self.upstream.base_url {
             let ok = (base.starts_with("http://") || base.starts_with("https://")) && base.parse::<http::Uri>().is_ok();
@@ -635,6 +679,24 @@ impl RawConfig {
             default_encoding,
         };
         let ledger = self.ledger.validate(origin)?;
+        let cluster = match self.cluster.redis_url {
+            None => None,
+            Some(url) => {
+                let u = url.expose_secret().trim();
+                if !u.starts_with("redis://") {
+                    return Err(invalid("cluster.redis_url", "must be a redis:// URL".into()));
+                }
+                if self.cluster.resync_interval.is_zero() {
+                    return Err(invalid("cluster.resync_interval", "must be greater than zero".into()));
+                }
+                Some(Cluster {
+                    redis_url: url,
+                    channel: self.cluster.channel,
+                    pod_name: self.cluster.pod_name.unwrap_or_else(|| obleth_core::new_id("pod-")),
+                    resync_interval: self.cluster.resync_interval,
+                })
+            }
+        };
         if self.log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
             return Err(invalid(
                 "log.level",
@@ -663,6 +725,7 @@ impl RawConfig {
             admission,
             budget,
             ledger,
+            cluster,
             log_level: self.log.level,
         })
     }
@@ -762,7 +825,7 @@ pub struct Redacted<'a> {
     listen_admin: String,
     listen_metrics: String,
     admin_token: &'a str,
-    database_url: &'a str,
+    database_url: String,
     upstream_base_url: Option<&'a str>,
     upstream_api_key: &'a str,
     admission_mode: obleth_scheduler::core::Mode,
@@ -782,7 +845,7 @@ impl Config {
             listen_admin: self.listen.admin.to_string(),
             listen_metrics: self.listen.metrics.to_string(),
             admin_token: secret(&self.admin_token),
-            database_url: &self.database_url,
+            database_url: obleth_core::redact_url(&self.database_url),
             upstream_base_url: self.upstream.base_url.as_deref(),
             upstream_api_key: secret(&self.upstream.api_key),
             admission_mode: self.admission.core.mode,

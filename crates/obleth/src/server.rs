@@ -19,7 +19,7 @@ use obleth_ledger::sqlite::SqliteLedger;
 use obleth_ledger::wal::fs::DirFs;
 use obleth_ledger::{Filter, GroupBy, Ledger, LedgerBackend};
 use obleth_scheduler::Fairshare;
-use obleth_store::{ControlPlaneStore, SqliteStore};
+use obleth_store::ControlPlaneStore;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -134,11 +134,9 @@ pub async fn start(
     let admin_token = config.admin_token.clone().context(
         "admin.token is required: set OBLETH_ADMIN_TOKEN (16+ characters) or [admin] token in the config file",
     )?;
-    let store: Arc<dyn ControlPlaneStore> = Arc::new(
-        SqliteStore::connect(&config.database_url)
-            .await
-            .with_context(|| format!("opening the control-plane database {}", config.database_url))?,
-    );
+    let store: Arc<dyn ControlPlaneStore> = obleth_store::connect(&config.database_url).await.with_context(|| {
+        format!("opening the control-plane database {}", obleth_core::redact_url(&config.database_url))
+    })?;
     let identity = Arc::new(Identity::new(store.clone(), &config.keys));
     let registry = Arc::new(Registry::new(store.clone(), config.keys.ttl));
     let fairshare = Arc::new(Fairshare::new(config.admission.clone()));
@@ -162,11 +160,27 @@ pub async fn start(
         let encoding = config.budget.default_encoding;
         move || obleth_gateway::estimate::warm(encoding)
     });
-    let notifier: Arc<dyn ChangeNotifier> = Arc::new(vec![
+    let mut notifier: Arc<dyn ChangeNotifier> = Arc::new(vec![
         identity.clone() as Arc<dyn ChangeNotifier>,
         registry.clone() as Arc<dyn ChangeNotifier>,
         fairshare.clone() as Arc<dyn ChangeNotifier>,
     ]);
+    if let Some(cluster) = &config.cluster {
+        // Changes made through this pod reach the others, and theirs reach this one.
+        let bus = obleth_cluster::ChangeBus::start(
+            obleth_cluster::ChangeBusConfig {
+                redis_url: cluster.redis_url.expose_secret().to_owned(),
+                channel: cluster.channel.clone(),
+                pod: cluster.pod_name.clone(),
+                resync_interval: cluster.resync_interval,
+            },
+            notifier,
+            store.clone(),
+        )
+        .context("starting the cluster change channel")?;
+        tracing::info!(pod = %cluster.pod_name, channel = %cluster.channel, "control-plane changes are shared with the other pods over Redis");
+        notifier = bus;
+    }
     let gateway_config = GatewayConfig {
         default_upstream: config.upstream.base_url.clone(),
         upstream_api_key: config.upstream.api_key.clone(),

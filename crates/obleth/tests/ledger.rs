@@ -8,9 +8,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::*;
+
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,202 +26,21 @@ use hyper_util::rt::TokioExecutor;
 use obleth::client::{AdminConn, call};
 use obleth_testkit::OwnClickHouse;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-const ADMIN_TOKEN: &str = "ledger-test-admin-token-0123";
-
-/// `obleth serve` as a child process, restartable on the same ports and directories.
-struct Gateway {
-    child: Option<Child>,
-    data: SocketAddr,
-    admin: AdminConn,
-    env: Vec<(String, String)>,
-    dir: tempfile::TempDir,
-    starts: u32,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-impl Gateway {
-    fn new(mock: SocketAddr, clickhouse: &str, extra: &[(&str, &str)]) -> Gateway {
-        let dir = tempfile::tempdir().unwrap();
-        let (data, admin, metrics) = (free_port(), free_port(), free_port());
-        let mut env: Vec<(String, String)> = [
-            ("OBLETH_ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
-            ("OBLETH_DATABASE_URL", format!("sqlite://{}", dir.path().join("cp.db").display())),
-            ("OBLETH_UPSTREAM_BASE_URL", format!("http://{mock}/v1")),
-            ("OBLETH_LISTEN_DATA", format!("127.0.0.1:{data}")),
-            ("OBLETH_LISTEN_ADMIN", format!("127.0.0.1:{admin}")),
-            ("OBLETH_LISTEN_METRICS", format!("127.0.0.1:{metrics}")),
-            ("OBLETH_LISTEN_DATA_THREADS", "2".to_owned()),
-            ("OBLETH_LEDGER_BACKEND", "clickhouse".to_owned()),
-            ("OBLETH_LEDGER_CLICKHOUSE_URL", clickhouse.to_owned()),
-            ("OBLETH_LEDGER_CLICKHOUSE_DATABASE", "obleth".to_owned()),
-            ("OBLETH_LEDGER_CLICKHOUSE_TIMEOUT", "2s".to_owned()),
-            ("OBLETH_LEDGER_WAL_DIR", dir.path().join("wal").display().to_string()),
-            ("OBLETH_LEDGER_FLUSH_INTERVAL", "20ms".to_owned()),
-            ("OBLETH_LEDGER_INSERT_INTERVAL", "50ms".to_owned()),
-            ("OBLETH_LOG_LEVEL", "info".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        Gateway {
-            child: None,
-            data: SocketAddr::from(([127, 0, 0, 1], data)),
-            admin: AdminConn { admin_url: format!("http://127.0.0.1:{admin}"), admin_token: ADMIN_TOKEN.into() },
-            env,
-            dir,
-            starts: 0,
-        }
-    }
-
-    /// Starts the process and waits until it is ready.
-    async fn start(&mut self) {
-        self.starts += 1;
-        let log = std::fs::File::create(self.log_path(self.starts)).unwrap();
-        let log2 = log.try_clone().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_obleth"))
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .current_dir(self.dir.path())
-            .stdout(log2)
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("obleth exited at start ({status}):\n{}", self.log(self.starts));
-            }
-            if call(&self.admin, "GET", "/api/v1/ledger", None).await.is_ok() {
-                return;
-            }
-            assert!(Instant::now() < deadline, "obleth did not become ready:\n{}", self.log(self.starts));
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn log_path(&self, n: u32) -> std::path::PathBuf {
-        self.dir.path().join(format!("obleth-{n}.log"))
-    }
-
-    fn log(&self, n: u32) -> String {
-        std::fs::read_to_string(self.log_path(n)).unwrap_or_default()
-    }
-
-    fn kill(&mut self) {
-        let mut child = self.child.take().unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    /// SIGTERM, and waits for the graceful exit (which flushes the ledger).
-    fn stop(&mut self) {
-        let mut child = self.child.take().unwrap();
-        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                assert!(status.success(), "obleth exited with {status}:\n{}", self.log(self.starts));
-                return;
-            }
-            assert!(Instant::now() < deadline, "obleth did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    async fn ledger(&self) -> Value {
-        call(&self.admin, "GET", "/api/v1/ledger", None).await.unwrap()
-    }
-
-    /// Waits until `pred` holds for the ledger's status.
-    async fn wait_ledger(&self, what: &str, pred: impl Fn(&Value) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let status = self.ledger().await;
-            if pred(&status) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{what}: {status}");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// The mock backend, in this process.
-async fn mock(shutdown: &CancellationToken) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let config = obleth_mock::MockConfig {
-        ttft: Duration::from_millis(1),
-        itl: Duration::from_millis(1),
-        ..obleth_mock::MockConfig::default()
-    };
-    tokio::spawn(obleth_mock::serve(listener, config, shutdown.clone().cancelled_owned()));
-    addr
-}
-
-/// Registers a tenant, the model and a key (kept in the control-plane file, so they
-/// survive restarts); returns the key.
-async fn seed(gw: &Gateway) -> String {
-    call(&gw.admin, "POST", "/api/v1/tenants", Some(json!({"name": "t1"}))).await.unwrap();
-    call(
-        &gw.admin,
-        "POST",
-        "/api/v1/models",
-        Some(json!({"model_name": "mock-model", "input_cost_per_token": 0.001, "output_cost_per_token": 0.002})),
-    )
-    .await
-    .unwrap();
-    let key = call(&gw.admin, "POST", "/api/v1/tenants/t1/keys", Some(json!({}))).await.unwrap();
-    key["secret"].as_str().unwrap().to_owned()
-}
-
-/// Sends `n` chat requests, 8 at a time; returns how many were answered (any status:
-/// every answered request has a row). All are expected to succeed here.
-async fn send(gw: &Gateway, key: &str, n: usize) -> u64 {
-    let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let body = json!({"model": "mock-model", "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]});
-    let mut answered = 0;
-    let mut pending = tokio::task::JoinSet::new();
-    for i in 0..n {
-        let req = Request::post(format!("http://{}/v1/chat/completions", gw.data))
-            .header("content-type", "application/json")
-            .header("authorization", format!("Bearer {key}"))
-            .body(Full::new(Bytes::from(body.to_string())))
-            .unwrap();
-        let http = http.clone();
-        pending.spawn(async move {
-            let res = http.request(req).await.unwrap();
-            let status = res.status();
-            res.into_body().collect().await.unwrap();
-            status
-        });
-        if i % 8 == 7 || i + 1 == n {
-            while let Some(status) = pending.join_next().await {
-                assert_eq!(status.unwrap(), 200);
-                answered += 1;
-            }
-        }
-    }
-    answered
+/// The pod's variables for the ClickHouse ledger, plus `extra`.
+fn clickhouse_env(ch: &OwnClickHouse, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        ("OBLETH_LEDGER_BACKEND", "clickhouse".to_owned()),
+        ("OBLETH_LEDGER_CLICKHOUSE_URL", ch.http_url()),
+        ("OBLETH_LEDGER_CLICKHOUSE_DATABASE", "obleth".to_owned()),
+        ("OBLETH_LEDGER_CLICKHOUSE_TIMEOUT", "2s".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    env
 }
 
 /// `count()` and `uniqExact(request_id)` of the ledger table, without `FINAL`.
@@ -237,7 +60,7 @@ fn wal_files(dir: &Path) -> usize {
 async fn rows_land_in_clickhouse_and_match_the_requests() {
     let shutdown = CancellationToken::new();
     let ch = OwnClickHouse::start();
-    let mut gw = Gateway::new(mock(&shutdown).await, &ch.http_url(), &[]);
+    let mut gw = Gateway::new(mock(&shutdown).await, &clickhouse_env(&ch, &[]));
     gw.start().await;
     let key = seed(&gw).await;
     let sent = send(&gw, &key, 40).await;
@@ -274,7 +97,7 @@ async fn rows_land_in_clickhouse_and_match_the_requests() {
 async fn clickhouse_down_under_load() {
     let shutdown = CancellationToken::new();
     let mut ch = OwnClickHouse::start();
-    let mut gw = Gateway::new(mock(&shutdown).await, &ch.http_url(), &[]);
+    let mut gw = Gateway::new(mock(&shutdown).await, &clickhouse_env(&ch, &[]));
     gw.start().await;
     let key = seed(&gw).await;
     let mut sent = send(&gw, &key, 50).await;
@@ -299,7 +122,7 @@ async fn clickhouse_down_under_load() {
 async fn gateway_killed_while_spilling() {
     let shutdown = CancellationToken::new();
     let mut ch = OwnClickHouse::start();
-    let mut gw = Gateway::new(mock(&shutdown).await, &ch.http_url(), &[]);
+    let mut gw = Gateway::new(mock(&shutdown).await, &clickhouse_env(&ch, &[]));
     gw.start().await;
     let key = seed(&gw).await;
     let mut sent = send(&gw, &key, 30).await;
@@ -328,8 +151,7 @@ async fn gateway_killed_while_replaying() {
     // Small batches and small inserts, so that the replay takes many inserts.
     let mut gw = Gateway::new(
         mock(&shutdown).await,
-        &ch.http_url(),
-        &[("OBLETH_LEDGER_BATCH_ROWS", "5"), ("OBLETH_LEDGER_INSERT_MAX_BYTES", "4096")],
+        &clickhouse_env(&ch, &[("OBLETH_LEDGER_BATCH_ROWS", "5"), ("OBLETH_LEDGER_INSERT_MAX_BYTES", "4096")]),
     );
     gw.start().await;
     let key = seed(&gw).await;
@@ -362,13 +184,15 @@ async fn a_full_log_refuses_requests_when_asked_to() {
     let mut ch = OwnClickHouse::start();
     let mut gw = Gateway::new(
         mock(&shutdown).await,
-        &ch.http_url(),
-        &[
-            ("OBLETH_LEDGER_ON_FULL", "reject"),
-            ("OBLETH_LEDGER_WAL_MAX_BYTES", "16384"),
-            ("OBLETH_LEDGER_WAL_SEGMENT_BYTES", "4096"),
-            ("OBLETH_LEDGER_BATCH_ROWS", "1"),
-        ],
+        &clickhouse_env(
+            &ch,
+            &[
+                ("OBLETH_LEDGER_ON_FULL", "reject"),
+                ("OBLETH_LEDGER_WAL_MAX_BYTES", "16384"),
+                ("OBLETH_LEDGER_WAL_SEGMENT_BYTES", "4096"),
+                ("OBLETH_LEDGER_BATCH_ROWS", "1"),
+            ],
+        ),
     );
     gw.start().await;
     let key = seed(&gw).await;
@@ -422,14 +246,6 @@ async fn a_full_log_refuses_requests_when_asked_to() {
     assert_eq!(rows + dropped, served + refused, "rows and counted drops account for every answer: {status}");
 }
 
-/// GETs `url`; returns the status and body.
-async fn get_status(http: &Client<HttpConnector, Full<Bytes>>, url: &str) -> (u16, String) {
-    let res = http.request(Request::get(url).body(Full::new(Bytes::new())).unwrap()).await.unwrap();
-    let status = res.status().as_u16();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
 /// In-process budgets are seeded from the ledger at start: a restart does not hand out
 /// a spent budget again. On the embedded (SQLite) ledger, as a single-node install runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -437,11 +253,7 @@ async fn in_process_spend_survives_a_restart() {
     let shutdown = CancellationToken::new();
     let dir = tempfile::tempdir().unwrap();
     let sqlite = format!("sqlite://{}", dir.path().join("usage.db").display());
-    let mut gw = Gateway::new(
-        mock(&shutdown).await,
-        "",
-        &[("OBLETH_LEDGER_BACKEND", "sqlite"), ("OBLETH_LEDGER_SQLITE_URL", &sqlite)],
-    );
+    let mut gw = Gateway::new(mock(&shutdown).await, &[("OBLETH_LEDGER_SQLITE_URL", sqlite.as_str())]);
     gw.start().await;
     let key = seed(&gw).await;
     call(

@@ -1,0 +1,17 @@
+//! What the pods of one obleth deployment share beyond the control-plane database.
+//!
+//! - [`changes`]: every admin change made through one pod reaches every pod's caches
+//!   and scheduler within a second, over Redis pub/sub, with a resync when the channel
+//!   was down and a periodic reload of what only events carry (group weights).
+
+pub mod changes;
+
+pub use changes::{ChangeBus, ChangeBusConfig};
+
+/// Errors of the cluster layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The Redis URL is unacceptable.
+    #[error("invalid cluster.redis_url: {0}")]
+    InvalidUrl(String),
+}

@@ -1,0 +1,539 @@
+//! The shared control-plane store: Postgres, for several gateway replicas behind one
+//! database. Same contract as [`crate::SqliteStore`] (see [`crate::conformance`]).
+//!
+//! Differences that only show under concurrency, all in the safer direction: read-modify-
+//! write updates run in a transaction holding the row lock (no lost updates between
+//! replicas), deleting a tenant locks it first (a key inserted concurrently is either
+//! reported or refused), and revocation is a single statement.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use obleth_core::{ApiKey, Group, KeyHash, Model, Quota, Tenant, now_millis, tenant::TENANT_ID_PREFIX};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{PgExecutor, PgPool, Row};
+
+use crate::{ControlPlaneStore, KeyFilter, ModelPatch, NewModel, NewTenant, Result, StoreError, TenantPatch, rules};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Connections in the pool: admin traffic is light and the data plane reads through caches.
+const MAX_CONNECTIONS: u32 = 8;
+/// Bounds both opening a connection and waiting for a free one, so that an unreachable
+/// server is reported as unavailable within seconds instead of hanging the caller.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+const TENANT_COLUMNS: &str = "id, name, weight, group_name, allowed_models::text AS allowed_models, disabled,
+    never_degrade, quota_tpm, quota_rpm, quota_max_in_flight, quota_monthly_budget, quota_lifetime_budget,
+    quota_fail_closed, created_at, updated_at";
+const KEY_COLUMNS: &str = "id, tenant_id, name, prefix, key_hash, created_at, expires_at, revoked_at";
+const MODEL_COLUMNS: &str = "model_name, upstream_model, api_base, api_key, input_cost_per_token,
+    output_cost_per_token, context_window, enabled, admission_weight, max_in_flight, created_at, updated_at";
+const GROUP_COLUMNS: &str = "name, weight, created_at, updated_at";
+
+/// The Postgres-backed store.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://` or `postgresql://`, libpq-style parameters such
+    /// as `?sslmode=` accepted) and applies pending migrations. Several replicas may
+    /// start at once: the migrator serialises them with an advisory lock.
+    pub async fn connect(url: &str) -> Result<Self> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(crate::invalid("database.url", "must start with postgres:// or postgresql://"));
+        }
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| crate::invalid("database.url", e.to_string()))?
+            .application_name("obleth");
+        // Never echo the URL: it may carry a password.
+        let target = format!("{}:{}/{}", options.get_host(), options.get_port(), options.get_database().unwrap_or("-"));
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| match db_err(e) {
+                StoreError::Unavailable(m) => {
+                    StoreError::Unavailable(format!("cannot connect to Postgres at {target}: {m}"))
+                }
+                // E.g. a refused login or a missing database.
+                StoreError::Backend(m) => StoreError::Backend(format!("connecting to Postgres at {target}: {m}")),
+                other => other,
+            })?;
+        MIGRATOR.run(&pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => match db_err(e) {
+                StoreError::Backend(m) => StoreError::Backend(format!("migration failed: {m}")),
+                other => other,
+            },
+            other => StoreError::Backend(format!("migration failed: {other}")),
+        })?;
+        Ok(PostgresStore { pool })
+    }
+
+    /// Closes the pool and waits for its connections to end.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Reads a tenant by id or name; `lock` takes the row lock (inside a transaction).
+async fn fetch_tenant<'e>(exec: impl PgExecutor<'e>, id_or_name: &str, lock: bool) -> Result<Tenant> {
+    let column = if id_or_name.starts_with(TENANT_ID_PREFIX) { "id" } else { "name" };
+    let lock = if lock { " FOR UPDATE" } else { "" };
+    sqlx::query(&format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE {column} = $1{lock}"))
+        .bind(id_or_name)
+        .fetch_optional(exec)
+        .await
+        .map_err(db_err)?
+        .map(|r| tenant_from_row(&r))
+        .transpose()?
+        .ok_or_else(|| StoreError::not_found("tenant", id_or_name))
+}
+
+async fn write_tenant<'e>(exec: impl PgExecutor<'e>, t: &Tenant, insert: bool) -> Result<()> {
+    let sql = if insert {
+        "INSERT INTO tenants (name, weight, group_name, allowed_models, disabled, never_degrade,
+            quota_tpm, quota_rpm, quota_max_in_flight, quota_monthly_budget, quota_lifetime_budget,
+            quota_fail_closed, created_at, updated_at, id)
+         VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+    } else {
+        "UPDATE tenants SET name = $1, weight = $2, group_name = $3, allowed_models = $4::jsonb, disabled = $5,
+            never_degrade = $6, quota_tpm = $7, quota_rpm = $8, quota_max_in_flight = $9,
+            quota_monthly_budget = $10, quota_lifetime_budget = $11, quota_fail_closed = $12,
+            created_at = $13, updated_at = $14
+         WHERE id = $15"
+    };
+    let allowed = serde_json::to_string(&t.allowed_models).map_err(|e| StoreError::Backend(e.to_string()))?;
+    sqlx::query(sql)
+        .bind(&t.name)
+        // The rules cap weights far below i32::MAX.
+        .bind(i32::try_from(t.weight).map_err(|_| crate::invalid("weight", "out of range"))?)
+        .bind(&t.group)
+        .bind(allowed)
+        .bind(t.disabled)
+        .bind(t.never_degrade)
+        // `as i64` like the SQLite store, so both keep the same values.
+        .bind(t.quota.tpm.map(|v| v as i64))
+        .bind(t.quota.rpm.map(|v| v as i64))
+        .bind(t.quota.max_in_flight.map(i64::from))
+        .bind(t.quota.monthly_budget)
+        .bind(t.quota.lifetime_budget)
+        .bind(t.quota.fail_closed)
+        .bind(t.created_at)
+        .bind(t.updated_at)
+        .bind(&t.id)
+        .execute(exec)
+        .await
+        .map_err(|e| conflict_or(e, format!("a tenant named '{}' already exists", t.name)))?;
+    Ok(())
+}
+
+async fn fetch_model<'e>(exec: impl PgExecutor<'e>, name: &str, lock: bool) -> Result<Model> {
+    let lock = if lock { " FOR UPDATE" } else { "" };
+    sqlx::query(&format!("SELECT {MODEL_COLUMNS} FROM models WHERE model_name = $1{lock}"))
+        .bind(name)
+        .fetch_optional(exec)
+        .await
+        .map_err(db_err)?
+        .map(|r| model_from_row(&r))
+        .transpose()?
+        .ok_or_else(|| StoreError::not_found("model", name))
+}
+
+async fn write_model<'e>(exec: impl PgExecutor<'e>, m: &Model, insert: bool) -> Result<()> {
+    let sql = if insert {
+        "INSERT INTO models (upstream_model, api_base, api_key, input_cost_per_token,
+            output_cost_per_token, context_window, enabled, admission_weight, max_in_flight,
+            created_at, updated_at, model_name) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    } else {
+        "UPDATE models SET upstream_model = $1, api_base = $2, api_key = $3, input_cost_per_token = $4,
+            output_cost_per_token = $5, context_window = $6, enabled = $7, admission_weight = $8,
+            max_in_flight = $9, created_at = $10, updated_at = $11
+         WHERE model_name = $12"
+    };
+    let api_key = m.api_key.as_ref().map(|k| k.expose_secret().to_owned());
+    // Postgres text cannot hold NUL (SQLite can); refuse it as input rather than fail as a 500.
+    if api_key.as_ref().is_some_and(|k| k.contains('\0')) {
+        return Err(crate::invalid("api_key", "must not contain NUL characters"));
+    }
+    sqlx::query(sql)
+        .bind(&m.upstream_model)
+        .bind(&m.api_base)
+        .bind(api_key)
+        .bind(m.input_cost_per_token)
+        .bind(m.output_cost_per_token)
+        .bind(m.context_window.map(i64::from))
+        .bind(m.enabled)
+        .bind(m.admission_weight)
+        .bind(m.max_in_flight.map(i64::from))
+        .bind(m.created_at)
+        .bind(m.updated_at)
+        .bind(&m.model_name)
+        .execute(exec)
+        .await
+        .map_err(|e| conflict_or(e, format!("model '{}' already exists", m.model_name)))?;
+    Ok(())
+}
+
+#[async_trait]
+impl ControlPlaneStore for PostgresStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn create_tenant(&self, new: NewTenant) -> Result<Tenant> {
+        let tenant = rules::new_tenant(new)?;
+        write_tenant(&self.pool, &tenant, true).await?;
+        Ok(tenant)
+    }
+
+    async fn get_tenant(&self, id_or_name: &str) -> Result<Tenant> {
+        fetch_tenant(&self.pool, id_or_name, false).await
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        sqlx::query(&format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(tenant_from_row)
+            .collect()
+    }
+
+    async fn update_tenant(&self, id_or_name: &str, patch: TenantPatch) -> Result<Tenant> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let current = fetch_tenant(&mut *tx, id_or_name, true).await?;
+        let updated = rules::patch_tenant(current, patch)?;
+        write_tenant(&mut *tx, &updated, false).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(updated)
+    }
+
+    async fn delete_tenant(&self, id_or_name: &str) -> Result<(Tenant, Vec<KeyHash>)> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        // The row lock conflicts with the key lock an INSERT INTO api_keys takes on its
+        // tenant, so no key can slip in between collecting the hashes and the delete.
+        let tenant = fetch_tenant(&mut *tx, id_or_name, true).await?;
+        let hashes: Vec<String> = sqlx::query_scalar("DELETE FROM api_keys WHERE tenant_id = $1 RETURNING key_hash")
+            .bind(&tenant.id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query("DELETE FROM tenants WHERE id = $1").bind(&tenant.id).execute(&mut *tx).await.map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok((tenant, hashes.iter().filter_map(|h| KeyHash::from_hex(h)).collect()))
+    }
+
+    async fn insert_key(&self, key: &ApiKey, hash: KeyHash) -> Result<()> {
+        if key.name.as_ref().is_some_and(|n| n.contains('\0')) {
+            return Err(crate::invalid("name", "must not contain NUL characters"));
+        }
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, created_at, expires_at, revoked_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&key.id)
+        .bind(&key.tenant_id)
+        .bind(&key.name)
+        .bind(&key.prefix)
+        .bind(hash.to_hex())
+        .bind(key.created_at)
+        .bind(key.expires_at)
+        .bind(key.revoked_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_foreign_key_violation() => StoreError::not_found("tenant", &key.tenant_id),
+            _ => conflict_or(e, "key already exists".into()),
+        })?;
+        Ok(())
+    }
+
+    async fn list_keys(&self, filter: KeyFilter) -> Result<Vec<ApiKey>> {
+        let mut sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE TRUE");
+        let mut n = 0;
+        if filter.tenant_id.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND tenant_id = ${n}"));
+        }
+        if filter.prefix.is_some() {
+            // A literal prefix match (no LIKE wildcards), like SQLite's substr comparison.
+            n += 1;
+            sql.push_str(&format!(" AND starts_with(prefix, ${n})"));
+        }
+        if !filter.include_revoked {
+            sql.push_str(" AND revoked_at IS NULL");
+        }
+        sql.push_str(" ORDER BY created_at, id");
+        let mut q = sqlx::query(&sql);
+        if let Some(t) = &filter.tenant_id {
+            q = q.bind(t);
+        }
+        if let Some(p) = &filter.prefix {
+            q = q.bind(p);
+        }
+        q.fetch_all(&self.pool).await.map_err(db_err)?.iter().map(key_from_row).collect()
+    }
+
+    async fn revoke_key(&self, id: &str) -> Result<(ApiKey, KeyHash)> {
+        // COALESCE keeps the first revocation time: revoking again changes nothing.
+        let row = sqlx::query(&format!(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 RETURNING {KEY_COLUMNS}"
+        ))
+        .bind(now_millis())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .ok_or_else(|| StoreError::not_found("key", id))?;
+        let hash: String = row.try_get("key_hash").map_err(db_err)?;
+        let hash = KeyHash::from_hex(&hash).ok_or_else(|| StoreError::Backend("corrupt key hash".into()))?;
+        Ok((key_from_row(&row)?, hash))
+    }
+
+    async fn lookup_key(&self, hash: &KeyHash) -> Result<Option<ApiKey>> {
+        sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1"))
+            .bind(hash.to_hex())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .map(key_from_row)
+            .transpose()
+    }
+
+    async fn create_model(&self, new: NewModel) -> Result<Model> {
+        let model = rules::new_model(new)?;
+        write_model(&self.pool, &model, true).await?;
+        Ok(model)
+    }
+
+    async fn get_model(&self, name: &str) -> Result<Model> {
+        fetch_model(&self.pool, name, false).await
+    }
+
+    async fn list_models(&self) -> Result<Vec<Model>> {
+        sqlx::query(&format!("SELECT {MODEL_COLUMNS} FROM models ORDER BY model_name"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(model_from_row)
+            .collect()
+    }
+
+    async fn update_model(&self, name: &str, patch: ModelPatch) -> Result<Model> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let current = fetch_model(&mut *tx, name, true).await?;
+        let updated = rules::patch_model(current, patch)?;
+        write_model(&mut *tx, &updated, false).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(updated)
+    }
+
+    async fn delete_model(&self, name: &str) -> Result<Model> {
+        sqlx::query(&format!("DELETE FROM models WHERE model_name = $1 RETURNING {MODEL_COLUMNS}"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .map(|r| model_from_row(&r))
+            .transpose()?
+            .ok_or_else(|| StoreError::not_found("model", name))
+    }
+
+    async fn put_group(&self, name: &str, weight: u32) -> Result<Group> {
+        rules::check_group(name, weight)?;
+        let now = now_millis();
+        sqlx::query(&format!(
+            "INSERT INTO groups (name, weight, created_at, updated_at) VALUES ($1, $2, $3, $3)
+             ON CONFLICT (name) DO UPDATE SET weight = EXCLUDED.weight, updated_at = EXCLUDED.updated_at
+             RETURNING {GROUP_COLUMNS}"
+        ))
+        .bind(name)
+        .bind(i32::try_from(weight).map_err(|_| crate::invalid("weight", "out of range"))?)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)
+        .and_then(|r| group_from_row(&r))
+    }
+
+    async fn get_group(&self, name: &str) -> Result<Group> {
+        sqlx::query(&format!("SELECT {GROUP_COLUMNS} FROM groups WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .map(|r| group_from_row(&r))
+            .transpose()?
+            .ok_or_else(|| StoreError::not_found("group", name))
+    }
+
+    async fn list_groups(&self) -> Result<Vec<Group>> {
+        sqlx::query(&format!("SELECT {GROUP_COLUMNS} FROM groups ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(group_from_row)
+            .collect()
+    }
+
+    async fn delete_group(&self, name: &str) -> Result<Group> {
+        sqlx::query(&format!("DELETE FROM groups WHERE name = $1 RETURNING {GROUP_COLUMNS}"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .map(|r| group_from_row(&r))
+            .transpose()?
+            .ok_or_else(|| StoreError::not_found("group", name))
+    }
+}
+
+// === rows ===
+
+fn weight_from(row: &PgRow, column: &str) -> Result<u32> {
+    Ok(row.try_get::<i32, _>(column).map_err(db_err)?.max(1) as u32)
+}
+
+fn group_from_row(row: &PgRow) -> Result<Group> {
+    Ok(Group {
+        name: row.try_get("name").map_err(db_err)?,
+        weight: weight_from(row, "weight")?,
+        created_at: row.try_get("created_at").map_err(db_err)?,
+        updated_at: row.try_get("updated_at").map_err(db_err)?,
+    })
+}
+
+fn tenant_from_row(row: &PgRow) -> Result<Tenant> {
+    let allowed: String = row.try_get("allowed_models").map_err(db_err)?;
+    let opt_u64 = |col: &str| -> Result<Option<u64>> {
+        Ok(row.try_get::<Option<i64>, _>(col).map_err(db_err)?.map(|v| v.max(0) as u64))
+    };
+    Ok(Tenant {
+        id: row.try_get("id").map_err(db_err)?,
+        name: row.try_get("name").map_err(db_err)?,
+        weight: weight_from(row, "weight")?,
+        group: row.try_get("group_name").map_err(db_err)?,
+        allowed_models: serde_json::from_str(&allowed)
+            .map_err(|e| StoreError::Backend(format!("corrupt allowed_models: {e}")))?,
+        disabled: row.try_get("disabled").map_err(db_err)?,
+        never_degrade: row.try_get("never_degrade").map_err(db_err)?,
+        quota: Quota {
+            tpm: opt_u64("quota_tpm")?,
+            rpm: opt_u64("quota_rpm")?,
+            max_in_flight: opt_u64("quota_max_in_flight")?.map(|v| v.min(u32::MAX as u64) as u32),
+            monthly_budget: row.try_get("quota_monthly_budget").map_err(db_err)?,
+            lifetime_budget: row.try_get("quota_lifetime_budget").map_err(db_err)?,
+            fail_closed: row.try_get("quota_fail_closed").map_err(db_err)?,
+        },
+        created_at: row.try_get("created_at").map_err(db_err)?,
+        updated_at: row.try_get("updated_at").map_err(db_err)?,
+    })
+}
+
+fn key_from_row(row: &PgRow) -> Result<ApiKey> {
+    Ok(ApiKey {
+        id: row.try_get("id").map_err(db_err)?,
+        tenant_id: row.try_get("tenant_id").map_err(db_err)?,
+        name: row.try_get("name").map_err(db_err)?,
+        prefix: row.try_get("prefix").map_err(db_err)?,
+        created_at: row.try_get("created_at").map_err(db_err)?,
+        expires_at: row.try_get("expires_at").map_err(db_err)?,
+        revoked_at: row.try_get("revoked_at").map_err(db_err)?,
+    })
+}
+
+fn model_from_row(row: &PgRow) -> Result<Model> {
+    Ok(Model {
+        model_name: row.try_get("model_name").map_err(db_err)?,
+        upstream_model: row.try_get("upstream_model").map_err(db_err)?,
+        api_base: row.try_get("api_base").map_err(db_err)?,
+        api_key: row.try_get::<Option<String>, _>("api_key").map_err(db_err)?.map(SecretString::from),
+        input_cost_per_token: row.try_get("input_cost_per_token").map_err(db_err)?,
+        output_cost_per_token: row.try_get("output_cost_per_token").map_err(db_err)?,
+        context_window: row
+            .try_get::<Option<i64>, _>("context_window")
+            .map_err(db_err)?
+            .map(|v| v.clamp(0, u32::MAX as i64) as u32),
+        enabled: row.try_get("enabled").map_err(db_err)?,
+        admission_weight: row.try_get("admission_weight").map_err(db_err)?,
+        max_in_flight: row
+            .try_get::<Option<i64>, _>("max_in_flight")
+            .map_err(db_err)?
+            .map(|v| v.clamp(1, u32::MAX as i64) as u32),
+        created_at: row.try_get("created_at").map_err(db_err)?,
+        updated_at: row.try_get("updated_at").map_err(db_err)?,
+    })
+}
+
+// === errors ===
+
+/// SQLSTATEs after which retrying later can succeed: the connection or server is going
+/// away or starting up (class 08, 57P01..57P03), too many connections (53300), or a
+/// transaction lost a serialization race or a deadlock (40001, 40P01).
+fn is_transient(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01")
+}
+
+fn db_err(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+        sqlx::Error::Database(d) if d.code().is_some_and(|c| is_transient(&c)) => {
+            StoreError::Unavailable(d.to_string())
+        }
+        other => StoreError::Backend(other.to_string()),
+    }
+}
+
+/// A unique violation (23505) is a conflict; anything else is mapped by [`db_err`].
+fn conflict_or(e: sqlx::Error, conflict: String) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(conflict),
+        _ => db_err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_sqlstates() {
+        for code in ["08006", "08001", "57P01", "57P03", "53300", "40001", "40P01"] {
+            assert!(is_transient(code), "{code}");
+        }
+        for code in ["23505", "23503", "42P01", "22021", "28P01"] {
+            assert!(!is_transient(code), "{code}");
+        }
+    }
+
+    #[tokio::test]
+    async fn rejects_other_schemes_without_connecting() {
+        for url in ["mysql://localhost/x", "sqlite::memory:", "postgres:/nope", ""] {
+            match PostgresStore::connect(url).await {
+                Err(StoreError::Invalid { field: "database.url", .. }) => {}
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+    }
+}
