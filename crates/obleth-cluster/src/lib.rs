@@ -3,10 +3,14 @@
 //! - [`changes`]: every admin change made through one pod reaches every pod's caches
 //!   and scheduler within a second, over Redis pub/sub, with a resync when the channel
 //!   was down and a periodic reload of what only events carry (group weights).
+//! - [`slots`]: one in-flight cap for the cluster, split between the live pods through
+//!   an atomic heartbeat on Redis.
 
 pub mod changes;
+pub mod slots;
 
 pub use changes::{ChangeBus, ChangeBusConfig};
+pub use slots::{SlotShare, SlotShareConfig, SlotShareStatus};
 
 /// Errors of the cluster layer.
 #[derive(Debug, thiserror::Error)]

@@ -497,6 +497,17 @@ impl Scheduler {
         grants
     }
 
+    /// Resizes the pool (a pod's share of a cluster-wide cap changes as pods come and go).
+    /// Lowering it below the slots in use admits nothing until enough are released;
+    /// nothing running is interrupted.
+    pub fn set_slots(&mut self, now: Duration, slots: u32) -> Vec<Grant> {
+        self.config.slots = slots;
+        self.recompute_caps();
+        let mut grants = Vec::new();
+        self.dispatch(now, &mut grants);
+        grants
+    }
+
     /// Sets a model's own slot cap.
     pub fn set_model_slots(&mut self, now: Duration, model: &str, slots: Option<u32>) -> Vec<Grant> {
         self.upsert_model(&Arc::from(model), slots);

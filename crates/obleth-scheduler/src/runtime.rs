@@ -81,6 +81,19 @@ impl Fairshare {
         self.shared.lock().core.snapshot(now)
     }
 
+    /// Resizes the slot pool (live); waiting requests are admitted into new room at once.
+    pub fn set_slots(&self, slots: u32) {
+        let mut state = self.shared.lock();
+        let now = self.shared.now();
+        let grants = state.core.set_slots(now, slots);
+        deliver(&self.shared, &mut state, now, grants);
+    }
+
+    /// Slots in use now.
+    pub fn in_flight(&self) -> u32 {
+        self.shared.lock().core.used()
+    }
+
     /// Sets a group's weight (live).
     pub fn set_group_weight(&self, group: &str, weight: u32) {
         self.shared.lock().core.set_group_weight(group, weight);

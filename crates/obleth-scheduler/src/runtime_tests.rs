@@ -142,3 +142,34 @@ async fn live_weight_changes_reach_the_core() {
     assert_eq!(s.tenants[0].weight, 7.0);
     assert_eq!(s.groups.iter().find(|g| g.name == "g").map(|g| g.weight), Some(5.0));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_resized_pool_admits_into_new_room_and_never_beyond_the_new_size() {
+    let f = fairshare(1, Duration::from_secs(60));
+    let first = f.admit(req("a")).await.expect("first");
+    let waiter = tokio::spawn({
+        let f = f.clone();
+        async move { f.admit(req("b")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(used_and_queued(&f), (1, 1));
+    // Grown: the waiter gets the new slot at once.
+    f.set_slots(2);
+    let second = waiter.await.expect("join").expect("second");
+    assert_eq!((f.in_flight(), f.state().slots_total), (2, 2));
+    // Shrunk below what is in use: nothing is interrupted, nothing new admitted until
+    // the pool has room again.
+    f.set_slots(0);
+    let third = tokio::spawn({
+        let f = f.clone();
+        async move { f.admit(req("c")).await }
+    });
+    drop(first);
+    drop(second);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(used_and_queued(&f), (0, 1), "a pool of 0 admits nothing");
+    f.set_slots(1);
+    let third = third.await.expect("join").expect("third");
+    assert_eq!(f.in_flight(), 1);
+    drop(third);
+}

@@ -246,6 +246,12 @@ struct RawCluster {
     pod_name: Option<String>,
     #[serde(with = "humantime_serde")]
     resync_interval: Duration,
+    share_slots: bool,
+    #[serde(with = "humantime_serde")]
+    heartbeat: Duration,
+    #[serde(with = "humantime_serde")]
+    pod_ttl: Duration,
+    fallback_slots: Option<u32>,
 }
 
 impl Default for RawCluster {
@@ -255,6 +261,10 @@ impl Default for RawCluster {
             channel: "obleth:changes".into(),
             pod_name: None,
             resync_interval: Duration::from_secs(30),
+            share_slots: true,
+            heartbeat: Duration::from_millis(500),
+            pod_ttl: Duration::from_secs(3),
+            fallback_slots: None,
         }
     }
 }
@@ -329,6 +339,15 @@ pub struct Cluster {
     pub channel: String,
     pub pod_name: String,
     pub resync_interval: Duration,
+    /// `Some`: `admission.max_in_flight` is the cluster's cap, split between live pods.
+    pub slots: Option<ClusterSlots>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterSlots {
+    pub heartbeat: Duration,
+    pub pod_ttl: Duration,
+    pub fallback_slots: u32,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -470,6 +489,10 @@ const ENV_KEYS: &[EnvKey] = &[
     EnvKey("OBLETH_CLUSTER_CHANNEL", "cluster", "channel", Kind::Str),
     EnvKey("OBLETH_CLUSTER_POD_NAME", "cluster", "pod_name", Kind::Str),
     EnvKey("OBLETH_CLUSTER_RESYNC_INTERVAL", "cluster", "resync_interval", Kind::Str),
+    EnvKey("OBLETH_CLUSTER_SHARE_SLOTS", "cluster", "share_slots", Kind::Bool),
+    EnvKey("OBLETH_CLUSTER_HEARTBEAT", "cluster", "heartbeat", Kind::Str),
+    EnvKey("OBLETH_CLUSTER_POD_TTL", "cluster", "pod_ttl", Kind::Str),
+    EnvKey("OBLETH_CLUSTER_FALLBACK_SLOTS", "cluster", "fallback_slots", Kind::Int),
     EnvKey("OBLETH_LOG_LEVEL", "log", "level", Kind::Str),
 ];
 
@@ -679,21 +702,38 @@ impl RawConfig {
             default_encoding,
         };
         let ledger = self.ledger.validate(origin)?;
-        let cluster = match self.cluster.redis_url {
+        let cluster = match self.cluster.redis_url.clone() {
             None => None,
             Some(url) => {
                 let u = url.expose_secret().trim();
                 if !u.starts_with("redis://") {
                     return Err(invalid("cluster.redis_url", "must be a redis:// URL".into()));
                 }
-                if self.cluster.resync_interval.is_zero() {
-                    return Err(invalid("cluster.resync_interval", "must be greater than zero".into()));
+                let c = &self.cluster;
+                for (field, d) in [
+                    ("cluster.resync_interval", c.resync_interval),
+                    ("cluster.heartbeat", c.heartbeat),
+                    ("cluster.pod_ttl", c.pod_ttl),
+                ] {
+                    if d.is_zero() {
+                        return Err(invalid(field, "must be greater than zero".into()));
+                    }
                 }
+                if c.pod_ttl < c.heartbeat * 3 {
+                    return Err(invalid("cluster.pod_ttl", "must be at least three heartbeats".into()));
+                }
+                let cap = admission.core.slots;
+                let slots = c.share_slots.then(|| ClusterSlots {
+                    heartbeat: c.heartbeat,
+                    pod_ttl: c.pod_ttl,
+                    fallback_slots: c.fallback_slots.unwrap_or((cap / 4).max(1)),
+                });
                 Some(Cluster {
                     redis_url: url,
-                    channel: self.cluster.channel,
-                    pod_name: self.cluster.pod_name.unwrap_or_else(|| obleth_core::new_id("pod-")),
-                    resync_interval: self.cluster.resync_interval,
+                    channel: c.channel.clone(),
+                    pod_name: c.pod_name.clone().unwrap_or_else(|| obleth_core::new_id("pod-")),
+                    resync_interval: c.resync_interval,
+                    slots,
                 })
             }
         };

@@ -97,6 +97,8 @@ pub struct Running {
     pub scheduler: Arc<Fairshare>,
     /// `None` when the caller supplied its own usage sink.
     pub ledger: Option<Ledger>,
+    /// This pod's share of the cluster's slots (`None` for a single gateway).
+    pub slot_share: Option<Arc<obleth_cluster::SlotShare>>,
     tasks: JoinSet<std::io::Result<()>>,
 }
 
@@ -109,6 +111,10 @@ impl Running {
             if let Err(e) = res.context("listener task panicked").and_then(|r| r.context("listener failed")) {
                 result = Err(e);
             }
+        }
+        if let Some(share) = &self.slot_share {
+            // Drained: the other pods can take this pod's slots now rather than after its TTL.
+            share.leave().await;
         }
         if let Some(ledger) = &self.ledger
             && ledger.close(LEDGER_FLUSH_TIMEOUT).await
@@ -165,7 +171,33 @@ pub async fn start(
         registry.clone() as Arc<dyn ChangeNotifier>,
         fairshare.clone() as Arc<dyn ChangeNotifier>,
     ]);
+    let mut slot_share = None;
     if let Some(cluster) = &config.cluster {
+        if let Some(slots) = &cluster.slots {
+            // admission.max_in_flight is the cluster's cap: this pod takes its share.
+            let share = obleth_cluster::SlotShare::start(
+                obleth_cluster::SlotShareConfig {
+                    redis_url: cluster.redis_url.expose_secret().to_owned(),
+                    key: format!("{}:slots", cluster.channel),
+                    pod: cluster.pod_name.clone(),
+                    cluster_slots: config.admission.core.slots,
+                    heartbeat: slots.heartbeat,
+                    ttl: slots.pod_ttl,
+                    fallback_slots: slots.fallback_slots,
+                },
+                fairshare.clone(),
+            )
+            .await
+            .context("joining the cluster's slot pool")?;
+            let status = share.status();
+            tracing::info!(
+                pods = status.pods,
+                slots = status.slots,
+                cluster_slots = status.cluster_slots,
+                "the in-flight cap is shared with the other pods"
+            );
+            slot_share = Some(share);
+        }
         // Changes made through this pod reach the others, and theirs reach this one.
         let bus = obleth_cluster::ChangeBus::start(
             obleth_cluster::ChangeBusConfig {
@@ -249,7 +281,7 @@ pub async fn start(
     if let Some(addr) = metrics_addr {
         telemetry::announce("metrics", addr);
     }
-    Ok(Running { data_addr, admin_addr, metrics_addr, store, scheduler: fairshare, ledger, tasks })
+    Ok(Running { data_addr, admin_addr, metrics_addr, store, scheduler: fairshare, ledger, slot_share, tasks })
 }
 
 /// Runs one data-plane thread; the returned receiver yields its result when it stops.

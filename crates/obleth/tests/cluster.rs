@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -170,4 +171,200 @@ async fn pods_serve_through_a_redis_outage_and_resync_after() {
     eprintln!("pod B resynchronized {took:?} after Redis came back");
     a.stop();
     b.stop();
+}
+
+/// HAProxy (Debian's, with the shipped `deploy/haproxy/haproxy.cfg`) as a child process.
+struct Haproxy {
+    child: std::process::Child,
+    data: u16,
+    admin: u16,
+}
+
+impl Haproxy {
+    fn start(pods: &[&Gateway]) -> Haproxy {
+        let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/haproxy/haproxy.cfg");
+        let (data, admin) = (free_port(), free_port());
+        let mut cmd = std::process::Command::new("haproxy");
+        cmd.args(["-db", "-f", config])
+            .env("OBLETH_HAPROXY_DATA_BIND", format!("127.0.0.1:{data}"))
+            .env("OBLETH_HAPROXY_ADMIN_BIND", format!("127.0.0.1:{admin}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        for (i, pod) in pods.iter().enumerate() {
+            let admin_port = pod.admin.admin_url.rsplit(':').next().unwrap().to_owned();
+            cmd.env(format!("OBLETH_POD{}", i + 1), "127.0.0.1")
+                .env(format!("OBLETH_POD{}_DATA_PORT", i + 1), pod.data.port().to_string())
+                .env(format!("OBLETH_POD{}_ADMIN_PORT", i + 1), admin_port);
+        }
+        let child = cmd.spawn().expect("haproxy is installed (apt-get install haproxy)");
+        Haproxy { child, data, admin }
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_shipped_haproxy_config_is_valid() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/haproxy/haproxy.cfg");
+    let out = std::process::Command::new("haproxy")
+        .args(["-c", "-f", config])
+        .env("OBLETH_POD1", "127.0.0.1")
+        .env("OBLETH_POD2", "127.0.0.1")
+        .env("OBLETH_POD3", "127.0.0.1")
+        .output()
+        .expect("haproxy is installed (apt-get install haproxy)");
+    assert!(out.status.success(), "haproxy -c: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The documented deployment: HAProxy in front of three pods on Postgres and Redis.
+/// Under a backlogged three-tenant load the cluster never holds more than its cap
+/// (counted by the backend itself), shares follow the weights, and a pod killed
+/// mid-run gives its slots back to the others within a bounded time while they serve on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_pods_behind_haproxy() {
+    const CAP: u64 = 6;
+    let shutdown = CancellationToken::new();
+    let pg = PgDb::create();
+    let channel = format!("obleth-test-{}", obleth_core::new_id(""));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mock_addr = listener.local_addr().unwrap();
+    let mock_config = obleth_mock::MockConfig {
+        ttft: Duration::from_millis(10),
+        itl: Duration::from_millis(5),
+        max_num_seqs: 64,
+        ..obleth_mock::MockConfig::default()
+    };
+    tokio::spawn(obleth_mock::serve(listener, mock_config, shutdown.clone().cancelled_owned()));
+    let mut env = pod_env(&pg.url(), Some("redis://127.0.0.1:6379"), &channel);
+    env.push(("OBLETH_ADMISSION_MAX_IN_FLIGHT".into(), CAP.to_string()));
+    env.push(("OBLETH_ADMISSION_MODE".into(), "weighted".into()));
+    env.push(("OBLETH_CLUSTER_HEARTBEAT".into(), "200ms".into()));
+    env.push(("OBLETH_CLUSTER_POD_TTL".into(), "1s".into()));
+    let mut pods = vec![Gateway::new(mock_addr, &env), Gateway::new(mock_addr, &env), Gateway::new(mock_addr, &env)];
+    for pod in &mut pods {
+        pod.start().await;
+    }
+    let proxy = Haproxy::start(&pods.iter().collect::<Vec<_>>());
+    let admin = obleth::client::AdminConn {
+        admin_url: format!("http://127.0.0.1:{}", proxy.admin),
+        admin_token: pods[0].admin.admin_token.clone(),
+    };
+    let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    within(Duration::from_secs(10), "HAProxy routes to the pods", || async {
+        let req =
+            Request::get(format!("http://127.0.0.1:{}/healthz", proxy.data)).body(Full::new(Bytes::new())).unwrap();
+        matches!(http.request(req).await, Ok(r) if r.status() == 200)
+    })
+    .await;
+
+    // Through HAProxy's admin frontend, as an operator would.
+    call(&admin, "POST", "/api/v1/models", Some(json!({"model_name": "mock-model"}))).await.unwrap();
+    let mut keys = vec![];
+    for (name, weight) in [("w1", 1), ("w2", 2), ("w3", 3)] {
+        call(&admin, "POST", "/api/v1/tenants", Some(json!({"name": name, "weight": weight}))).await.unwrap();
+        let key = call(&admin, "POST", &format!("/api/v1/tenants/{name}/keys"), Some(json!({}))).await.unwrap();
+        keys.push(key["secret"].as_str().unwrap().to_owned());
+    }
+    let slots = |pods: &[Gateway]| {
+        let pods: Vec<_> = pods.iter().map(|p| p.admin.clone()).collect();
+        async move {
+            let mut out = vec![];
+            for p in &pods {
+                let s = call(p, "GET", "/api/v1/scheduler", None).await.unwrap();
+                out.push(s["slots_total"].as_u64().unwrap());
+            }
+            out
+        }
+    };
+    within(Duration::from_secs(5), "three pods split the cap 2/2/2", || async { slots(&pods).await == vec![2, 2, 2] })
+        .await;
+
+    // Backlogged: 8 clients per tenant, each sending back to back through HAProxy.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let phase = Arc::new(std::sync::atomic::AtomicU8::new(0));
+    let mut workers = vec![];
+    for (t, key) in keys.iter().enumerate() {
+        for _ in 0..8 {
+            let (http, key, stop, phase) = (http.clone(), key.clone(), stop.clone(), phase.clone());
+            let url = format!("http://127.0.0.1:{}/v1/chat/completions", proxy.data);
+            workers.push(tokio::spawn(async move {
+                let body =
+                    json!({"model": "mock-model", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]});
+                let (mut ok, mut failed) = ([0u64; 3], 0u64);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let req = Request::post(&url)
+                        .header("content-type", "application/json")
+                        .header("authorization", format!("Bearer {key}"))
+                        .body(Full::new(Bytes::from(body.to_string())))
+                        .unwrap();
+                    let at = phase.load(std::sync::atomic::Ordering::Relaxed) as usize;
+                    match http.request(req).await {
+                        Ok(res) if res.status() == 200 => {
+                            let _ = res.into_body().collect().await;
+                            ok[at] += 1;
+                        }
+                        Ok(res) => {
+                            let _ = res.into_body().collect().await;
+                            failed += 1;
+                        }
+                        Err(_) => failed += 1,
+                    }
+                }
+                (t, ok, failed)
+            }));
+        }
+    }
+    // Phase 0: warm-up; phase 1: measured; phase 2: after a pod is killed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    phase.store(1, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    phase.store(2, std::sync::atomic::Ordering::Relaxed);
+    pods[2].kill();
+    let killed = Instant::now();
+    let took = within(Duration::from_secs(5), "the killed pod's slots return to the others", || async {
+        slots(&pods[..2]).await == vec![3, 3]
+    })
+    .await;
+    eprintln!("the killed pod's slots were back {took:?} after the kill");
+    tokio::time::sleep(Duration::from_secs(2).saturating_sub(killed.elapsed().min(Duration::from_secs(2)))).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut per_tenant = [[0u64; 3]; 3];
+    let mut failed = 0;
+    for w in workers {
+        let (t, ok, f) = w.await.unwrap();
+        for p in 0..3 {
+            per_tenant[t][p] += ok[p];
+        }
+        failed += f;
+    }
+
+    let stats: obleth_mock::StatsSnapshot = {
+        let req = Request::get(format!("http://{mock_addr}/mock/stats")).body(Full::new(Bytes::new())).unwrap();
+        let res = http.request(req).await.unwrap();
+        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap()
+    };
+    assert!(stats.peak_running <= CAP, "the backend saw {} requests at once (cluster cap {CAP})", stats.peak_running);
+    assert!(stats.peak_running >= CAP - 1, "the cap was used: peak {}", stats.peak_running);
+
+    let measured: Vec<u64> = per_tenant.iter().map(|p| p[1]).collect();
+    let total: u64 = measured.iter().sum();
+    let shares: Vec<f64> = measured.iter().map(|&n| n as f64 / total as f64).collect();
+    let errors: Vec<f64> = shares.iter().zip([1.0, 2.0, 3.0]).map(|(s, w)| (s / (w / 6.0) - 1.0).abs()).collect();
+    eprintln!(
+        "measured phase: {measured:?} requests (shares {:.3?}, targets [0.167, 0.333, 0.500], relative errors {:.3?}); after the kill: {:?}; failed {failed}",
+        shares,
+        errors,
+        per_tenant.iter().map(|p| p[2]).collect::<Vec<_>>()
+    );
+    assert!(total > 100, "the measured phase served {total} requests");
+    assert!(errors.iter().all(|e| *e < 0.15), "weighted shares across three pods: relative errors {errors:?}");
+    assert!(per_tenant.iter().all(|p| p[2] > 0), "every tenant was served after the kill");
+    pods[0].stop();
+    pods[1].stop();
 }
