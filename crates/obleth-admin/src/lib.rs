@@ -5,19 +5,25 @@
 //! announced through the [`ChangeNotifier`] so that caches drop stale entries at once.
 //! Errors use the same `{"error":{…}}` shape as the data plane.
 
+pub mod openapi;
 mod usage;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use obleth_core::{Admission, ApiKey, ChangeEvent, ChangeNotifier, Model, key, now_millis};
-use obleth_store::{ControlPlaneStore, KeyFilter, ModelPatch, NewModel, NewTenant, StoreError, TenantPatch};
+use obleth_store::{
+    AuditFilter, ControlPlaneStore, KeyFilter, KeyRotation, ModelFilter, ModelPatch, NewAuditEntry, NewModel,
+    NewTenant, Page, PageRequest, StoreError, TenantFilter, TenantPatch,
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -37,30 +43,57 @@ pub struct AdminState {
     pub ledger: Option<obleth_ledger::Ledger>,
 }
 
+/// The routes behind the admin token, as axum paths. The router is built from this
+/// table and [`openapi`] documents it (a test keeps the two equal).
+fn api_routes() -> Vec<(&'static str, MethodRouter<AdminState>)> {
+    vec![
+        ("/api/v1/tenants", get(list_tenants).post(create_tenant)),
+        ("/api/v1/tenants/{tenant}", get(get_tenant).patch(update_tenant).delete(delete_tenant)),
+        ("/api/v1/tenants/{tenant}/usage", get(tenant_usage)),
+        ("/api/v1/tenants/{tenant}/keys", get(list_tenant_keys).post(create_key)),
+        ("/api/v1/keys", get(list_keys)),
+        ("/api/v1/keys/{id}", axum::routing::delete(revoke_key)),
+        ("/api/v1/keys/{id}/revoke", post(revoke_key)),
+        ("/api/v1/keys/{id}/rotate", post(rotate_key)),
+        ("/api/v1/models", get(list_models).post(create_model)),
+        ("/api/v1/models/{*name}", get(get_model).patch(update_model).delete(delete_model)),
+        ("/api/v1/groups", get(list_groups)),
+        ("/api/v1/groups/{name}", get(get_group).put(put_group).delete(delete_group)),
+        ("/api/v1/audit", get(list_audit)),
+        ("/api/v1/scheduler", get(scheduler)),
+        ("/api/v1/usage/totals", get(usage::totals)),
+        ("/api/v1/usage/series", get(usage::series)),
+        ("/api/v1/usage/recent", get(usage::recent)),
+        ("/api/v1/ledger", get(usage::status)),
+    ]
+}
+
+/// The routes open without a token.
+fn public_routes() -> Vec<(&'static str, MethodRouter<AdminState>)> {
+    vec![
+        ("/healthz", get(|| async { "ok" })),
+        ("/readyz", get(ready)),
+        ("/api/v1/openapi.json", get(|| async { Json(openapi::document()) })),
+    ]
+}
+
+/// Every path the admin router serves, as axum writes it (`{*name}` for a tail).
+pub fn route_paths() -> Vec<&'static str> {
+    api_routes().into_iter().chain(public_routes()).map(|(p, _)| p).collect()
+}
+
 /// The admin router.
 pub fn router(state: AdminState) -> Router {
-    let api = Router::new()
-        .route("/api/v1/tenants", get(list_tenants).post(create_tenant))
-        .route("/api/v1/tenants/{tenant}", get(get_tenant).patch(update_tenant).delete(delete_tenant))
-        .route("/api/v1/tenants/{tenant}/usage", get(tenant_usage))
-        .route("/api/v1/tenants/{tenant}/keys", get(list_tenant_keys).post(create_key))
-        .route("/api/v1/keys", get(list_keys))
-        .route("/api/v1/keys/{id}", axum::routing::delete(revoke_key))
-        .route("/api/v1/keys/{id}/revoke", post(revoke_key))
-        .route("/api/v1/models", get(list_models).post(create_model))
-        .route("/api/v1/models/{*name}", get(get_model).patch(update_model).delete(delete_model))
-        .route("/api/v1/groups", get(list_groups))
-        .route("/api/v1/groups/{name}", get(get_group).put(put_group).delete(delete_group))
-        .route("/api/v1/scheduler", get(scheduler))
-        .route("/api/v1/usage/totals", get(usage::totals))
-        .route("/api/v1/usage/series", get(usage::series))
-        .route("/api/v1/usage/recent", get(usage::recent))
-        .route("/api/v1/ledger", get(usage::status))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
-    Router::new()
-        .merge(api)
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
+    let mut api = Router::new();
+    for (path, route) in api_routes() {
+        api = api.route(path, route);
+    }
+    let api = api.route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
+    let mut router = Router::new().merge(api);
+    for (path, route) in public_routes() {
+        router = router.route(path, route);
+    }
+    router
         .fallback(|| async {
             AdminError::new(StatusCode::NOT_FOUND, "not_found", "Unknown admin URL.").into_response()
         })
@@ -126,16 +159,22 @@ async fn ready(State(state): State<AdminState>) -> Response {
 
 // === tenants ===
 
-async fn list_tenants(State(s): State<AdminState>) -> Result<Json<Value>, AdminError> {
-    Ok(Json(json!({ "data": s.store.list_tenants().await? })))
+async fn list_tenants(State(s): State<AdminState>, params: Params) -> Result<Json<Value>, AdminError> {
+    let mut params = params;
+    let filter = TenantFilter { group: params.take("group"), disabled: params.bool("disabled")? };
+    let page = params.page()?;
+    params.finish()?;
+    Ok(page_json(s.store.list_tenants_page(filter, page).await?, |t| json!(t)))
 }
 
 async fn create_tenant(
     State(s): State<AdminState>,
+    actor: Actor,
     body: Result<Json<NewTenant>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), AdminError> {
     let Json(new) = body?;
     let tenant = s.store.create_tenant(new).await?;
+    audit(&s, &actor, "tenant.create", "tenant", &tenant.id, None, Some(json!(tenant))).await;
     tracing::info!(tenant = %tenant.name, id = %tenant.id, "tenant created");
     Ok((StatusCode::CREATED, Json(json!(tenant))))
 }
@@ -147,17 +186,25 @@ async fn get_tenant(State(s): State<AdminState>, Path(tenant): Path<String>) -> 
 async fn update_tenant(
     State(s): State<AdminState>,
     Path(tenant): Path<String>,
+    actor: Actor,
     body: Result<Json<TenantPatch>, JsonRejection>,
 ) -> Result<Json<Value>, AdminError> {
     let Json(patch) = body?;
-    let updated = s.store.update_tenant(&tenant, patch).await?;
+    let before = s.store.get_tenant(&tenant).await?;
+    let updated = s.store.update_tenant(&before.id, patch).await?;
+    audit(&s, &actor, "tenant.update", "tenant", &updated.id, Some(json!(before)), Some(json!(updated))).await;
     s.notifier.notify(ChangeEvent::Tenant { id: updated.id.clone(), tenant: Some(Arc::new(updated.clone())) });
     tracing::info!(tenant = %updated.name, "tenant updated");
     Ok(Json(json!(updated)))
 }
 
-async fn delete_tenant(State(s): State<AdminState>, Path(tenant): Path<String>) -> Result<Json<Value>, AdminError> {
+async fn delete_tenant(
+    State(s): State<AdminState>,
+    Path(tenant): Path<String>,
+    actor: Actor,
+) -> Result<Json<Value>, AdminError> {
     let (deleted, hashes) = s.store.delete_tenant(&tenant).await?;
+    audit(&s, &actor, "tenant.delete", "tenant", &deleted.id, Some(json!(deleted)), None).await;
     s.notifier.notify(ChangeEvent::Tenant { id: deleted.id.clone(), tenant: None });
     for hash in hashes {
         s.notifier.notify(ChangeEvent::Key { hash });
@@ -168,9 +215,9 @@ async fn delete_tenant(State(s): State<AdminState>, Path(tenant): Path<String>) 
 
 // === keys ===
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewKey {
+pub(crate) struct NewKey {
     name: Option<String>,
     /// Absolute expiry, Unix milliseconds.
     expires_at: Option<i64>,
@@ -181,6 +228,7 @@ struct NewKey {
 async fn create_key(
     State(s): State<AdminState>,
     Path(tenant): Path<String>,
+    actor: Actor,
     body: Option<Json<NewKey>>,
 ) -> Result<(StatusCode, Json<Value>), AdminError> {
     let new = body.map(|Json(b)| b).unwrap_or_default();
@@ -213,6 +261,7 @@ async fn create_key(
     s.store.insert_key(&record, generated.hash).await?;
     // A lookup of this hash might have been cached as unknown; forget it.
     s.notifier.notify(ChangeEvent::Key { hash: generated.hash });
+    audit(&s, &actor, "key.create", "key", &record.id, None, Some(json!(record))).await;
     tracing::info!(tenant = %tenant.name, key = %record.prefix, "key created");
     let mut body = json!(record);
     body["secret"] = Value::String(generated.secret);
@@ -220,39 +269,107 @@ async fn create_key(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
-async fn list_tenant_keys(State(s): State<AdminState>, Path(tenant): Path<String>) -> Result<Json<Value>, AdminError> {
-    let tenant = s.store.get_tenant(&tenant).await?;
-    let keys = s.store.list_keys(KeyFilter { tenant_id: Some(tenant.id), prefix: None, include_revoked: true }).await?;
-    Ok(Json(json!({ "data": keys })))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KeyQuery {
-    tenant: Option<String>,
-    prefix: Option<String>,
-    #[serde(default)]
-    include_revoked: bool,
-}
-
-async fn list_keys(
+async fn list_tenant_keys(
     State(s): State<AdminState>,
-    query: Result<Query<KeyQuery>, axum::extract::rejection::QueryRejection>,
+    Path(tenant): Path<String>,
+    params: Params,
 ) -> Result<Json<Value>, AdminError> {
-    let Query(q) = query.map_err(|e| AdminError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
-    let tenant_id = match q.tenant {
+    let mut params = params;
+    let page = params.page()?;
+    params.finish()?;
+    let tenant = s.store.get_tenant(&tenant).await?;
+    let filter = KeyFilter { tenant_id: Some(tenant.id), prefix: None, include_revoked: true };
+    Ok(page_json(s.store.list_keys_page(filter, page).await?, |k| json!(k)))
+}
+
+async fn list_keys(State(s): State<AdminState>, params: Params) -> Result<Json<Value>, AdminError> {
+    let mut params = params;
+    let tenant = params.take("tenant");
+    let prefix = params.take("prefix");
+    let include_revoked = params.bool("include_revoked")?.unwrap_or(false);
+    let page = params.page()?;
+    params.finish()?;
+    let tenant_id = match tenant {
         Some(t) => Some(s.store.get_tenant(&t).await?.id),
         None => None,
     };
-    let keys = s.store.list_keys(KeyFilter { tenant_id, prefix: q.prefix, include_revoked: q.include_revoked }).await?;
-    Ok(Json(json!({ "data": keys })))
+    let filter = KeyFilter { tenant_id, prefix, include_revoked };
+    Ok(page_json(s.store.list_keys_page(filter, page).await?, |k| json!(k)))
 }
 
-async fn revoke_key(State(s): State<AdminState>, Path(id): Path<String>) -> Result<Json<Value>, AdminError> {
+async fn revoke_key(
+    State(s): State<AdminState>,
+    Path(id): Path<String>,
+    actor: Actor,
+) -> Result<Json<Value>, AdminError> {
+    let started = now_millis();
     let (key, hash) = s.store.revoke_key(&id).await?;
     s.notifier.notify(ChangeEvent::Key { hash });
+    // Revocation only sets revoked_at, and only if unset: a revocation time from this
+    // call means the key was active before it.
+    let before = match key.revoked_at {
+        Some(at) if at >= started => ApiKey { revoked_at: None, ..key.clone() },
+        _ => key.clone(),
+    };
+    audit(&s, &actor, "key.revoke", "key", &key.id, Some(json!(before)), Some(json!(key))).await;
     tracing::info!(key = %key.prefix, "key revoked");
     Ok(Json(json!(key)))
+}
+
+/// How long a rotated key keeps working when the request does not say.
+pub const DEFAULT_ROTATION_OVERLAP_SECS: u64 = 3600;
+/// The longest overlap a rotation may give the old key.
+pub const MAX_ROTATION_OVERLAP_SECS: u64 = 30 * 86_400;
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RotateBody {
+    /// Seconds the old key keeps working (default 3600; 0 = expire it now).
+    overlap_secs: Option<u64>,
+    /// The new key's name (default: the old one's + " (rotated)").
+    name: Option<String>,
+}
+
+async fn rotate_key(
+    State(s): State<AdminState>,
+    Path(id): Path<String>,
+    actor: Actor,
+    body: Option<Json<RotateBody>>,
+) -> Result<(StatusCode, Json<Value>), AdminError> {
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let overlap = body.overlap_secs.unwrap_or(DEFAULT_ROTATION_OVERLAP_SECS);
+    if overlap > MAX_ROTATION_OVERLAP_SECS {
+        return Err(AdminError::invalid(
+            "overlap_secs",
+            &format!("must be at most {MAX_ROTATION_OVERLAP_SECS} (30 days)"),
+        ));
+    }
+    if body.name.as_ref().is_some_and(|n| n.len() > 128) {
+        return Err(AdminError::invalid("name", "must be at most 128 characters"));
+    }
+    let generated = key::generate();
+    let rotation = KeyRotation {
+        new_id: obleth_core::new_id("key_"),
+        new_prefix: generated.prefix.clone(),
+        new_hash: generated.hash,
+        new_name: body.name,
+        new_expires_at: None,
+        now: now_millis(),
+        overlap_ms: (overlap * 1000) as i64,
+    };
+    let rotated = s.store.rotate_key(&id, rotation).await?;
+    // Caches must see the old key's new expiry, and forget any "unknown" for the new one.
+    s.notifier.notify(ChangeEvent::Key { hash: rotated.old_hash });
+    s.notifier.notify(ChangeEvent::Key { hash: generated.hash });
+    let before = ApiKey { expires_at: rotated.previous_expires_at, ..rotated.old.clone() };
+    let after = json!({ "old_key": rotated.old, "new_key": rotated.new });
+    audit(&s, &actor, "key.rotate", "key", &rotated.old.id, Some(json!({ "old_key": before })), Some(after)).await;
+    tracing::info!(old = %rotated.old.prefix, new = %rotated.new.prefix, overlap_secs = overlap, "key rotated");
+    let mut body = json!(rotated.new);
+    body["secret"] = Value::String(generated.secret);
+    body["note"] = Value::String("Store the secret now: it is shown only once.".into());
+    body["old_key"] = json!(rotated.old);
+    Ok((StatusCode::CREATED, Json(body)))
 }
 
 // === models ===
@@ -264,17 +381,33 @@ fn model_view(m: &Model) -> Value {
     v
 }
 
-async fn list_models(State(s): State<AdminState>) -> Result<Json<Value>, AdminError> {
-    let models = s.store.list_models().await?;
-    Ok(Json(json!({ "data": models.iter().map(model_view).collect::<Vec<_>>() })))
+/// A model as the audit trail records it: the credential only as `"[redacted]"`.
+fn model_audit(m: &Model) -> Value {
+    let mut v = json!(m);
+    if m.api_key.is_some() {
+        v["api_key"] = Value::String(REDACTED.into());
+    }
+    v
+}
+
+const REDACTED: &str = "[redacted]";
+
+async fn list_models(State(s): State<AdminState>, params: Params) -> Result<Json<Value>, AdminError> {
+    let mut params = params;
+    let filter = ModelFilter { enabled: params.bool("enabled")? };
+    let page = params.page()?;
+    params.finish()?;
+    Ok(page_json(s.store.list_models_page(filter, page).await?, model_view))
 }
 
 async fn create_model(
     State(s): State<AdminState>,
+    actor: Actor,
     body: Result<Json<NewModel>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), AdminError> {
     let Json(new) = body?;
     let model = s.store.create_model(new).await?;
+    audit(&s, &actor, "model.create", "model", &model.model_name, None, Some(model_audit(&model))).await;
     s.notifier.notify(ChangeEvent::Model { name: model.model_name.clone() });
     tracing::info!(model = %model.model_name, "model registered");
     Ok((StatusCode::CREATED, Json(model_view(&model))))
@@ -287,17 +420,31 @@ async fn get_model(State(s): State<AdminState>, Path(name): Path<String>) -> Res
 async fn update_model(
     State(s): State<AdminState>,
     Path(name): Path<String>,
+    actor: Actor,
     body: Result<Json<ModelPatch>, JsonRejection>,
 ) -> Result<Json<Value>, AdminError> {
     let Json(patch) = body?;
+    let key_replaced = matches!(patch.api_key, Some(Some(_)));
+    let before = s.store.get_model(&name).await?;
     let model = s.store.update_model(&name, patch).await?;
+    let mut after = model_audit(&model);
+    if key_replaced && before.api_key.is_some() {
+        // Both sides would read "[redacted]": say that the credential changed.
+        after["api_key"] = Value::String("[redacted: replaced]".into());
+    }
+    audit(&s, &actor, "model.update", "model", &model.model_name, Some(model_audit(&before)), Some(after)).await;
     s.notifier.notify(ChangeEvent::Model { name: model.model_name.clone() });
     tracing::info!(model = %model.model_name, "model updated");
     Ok(Json(model_view(&model)))
 }
 
-async fn delete_model(State(s): State<AdminState>, Path(name): Path<String>) -> Result<Json<Value>, AdminError> {
+async fn delete_model(
+    State(s): State<AdminState>,
+    Path(name): Path<String>,
+    actor: Actor,
+) -> Result<Json<Value>, AdminError> {
     let model = s.store.delete_model(&name).await?;
+    audit(&s, &actor, "model.delete", "model", &model.model_name, Some(model_audit(&model)), None).await;
     s.notifier.notify(ChangeEvent::Model { name: model.model_name.clone() });
     tracing::info!(model = %model.model_name, "model deleted");
     Ok(Json(json!({ "deleted": model_view(&model) })))
@@ -321,9 +468,9 @@ async fn tenant_usage(State(s): State<AdminState>, Path(tenant): Path<String>) -
 
 // === groups and the scheduler ===
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct GroupBody {
+pub(crate) struct GroupBody {
     weight: u32,
 }
 
@@ -338,17 +485,29 @@ async fn get_group(State(s): State<AdminState>, Path(name): Path<String>) -> Res
 async fn put_group(
     State(s): State<AdminState>,
     Path(name): Path<String>,
+    actor: Actor,
     body: Result<Json<GroupBody>, JsonRejection>,
 ) -> Result<Json<Value>, AdminError> {
     let Json(body) = body?;
+    let before = match s.store.get_group(&name).await {
+        Ok(g) => Some(json!(g)),
+        Err(StoreError::NotFound { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
     let group = s.store.put_group(&name, body.weight).await?;
+    audit(&s, &actor, "group.put", "group", &group.name, before, Some(json!(group))).await;
     s.notifier.notify(ChangeEvent::Group { name: group.name.clone(), weight: Some(group.weight) });
     tracing::info!(group = %group.name, weight = group.weight, "group weight set");
     Ok(Json(json!(group)))
 }
 
-async fn delete_group(State(s): State<AdminState>, Path(name): Path<String>) -> Result<Json<Value>, AdminError> {
+async fn delete_group(
+    State(s): State<AdminState>,
+    Path(name): Path<String>,
+    actor: Actor,
+) -> Result<Json<Value>, AdminError> {
     let group = s.store.delete_group(&name).await?;
+    audit(&s, &actor, "group.delete", "group", &group.name, Some(json!(group)), None).await;
     s.notifier.notify(ChangeEvent::Group { name: group.name.clone(), weight: None });
     Ok(Json(json!({ "deleted": group })))
 }
@@ -356,6 +515,151 @@ async fn delete_group(State(s): State<AdminState>, Path(name): Path<String>) -> 
 /// Slots, queues, share scores and target vs actual shares.
 async fn scheduler(State(s): State<AdminState>) -> Json<Value> {
     Json(s.admission.snapshot())
+}
+
+// === audit ===
+
+/// The header naming who makes an admin change (default [`DEFAULT_ACTOR`]).
+pub const ACTOR_HEADER: &str = "x-obleth-actor";
+/// The actor of changes whose request names none.
+pub const DEFAULT_ACTOR: &str = "admin";
+
+/// Who makes a change: the `X-Obleth-Actor` header, checked before anything changes.
+#[derive(Debug, Clone)]
+struct Actor(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Actor {
+    type Rejection = AdminError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AdminError> {
+        let Some(value) = parts.headers.get(ACTOR_HEADER) else {
+            return Ok(Actor(DEFAULT_ACTOR.to_owned()));
+        };
+        let actor = value.to_str().map_err(|_| AdminError::invalid("X-Obleth-Actor", "must be ASCII"))?;
+        obleth_store::validate_actor(actor).map_err(|m| AdminError::invalid("X-Obleth-Actor", &m))?;
+        Ok(Actor(actor.to_owned()))
+    }
+}
+
+/// Appends the audit entry of a change that was made. The change stands even if its
+/// entry cannot be written (the caller must not retry it): that is logged as an error.
+async fn audit(
+    s: &AdminState,
+    actor: &Actor,
+    action: &str,
+    kind: &str,
+    id: &str,
+    before: Option<Value>,
+    after: Option<Value>,
+) {
+    let entry = NewAuditEntry {
+        at: now_millis(),
+        actor: actor.0.clone(),
+        action: action.to_owned(),
+        resource_kind: kind.to_owned(),
+        resource_id: id.to_owned(),
+        before,
+        after,
+    };
+    if let Err(e) = s.store.append_audit(entry).await {
+        tracing::error!(error = %e, action, resource = id, actor = %actor.0, "change made but its audit entry was not written");
+    }
+}
+
+/// `GET /api/v1/audit?resource=<kind>[:<id>]&actor=&from=&to=&limit=&cursor=`, newest first.
+async fn list_audit(State(s): State<AdminState>, params: Params) -> Result<Json<Value>, AdminError> {
+    let mut params = params;
+    let (resource_kind, mut resource_id) = match params.take("resource") {
+        None => (None, None),
+        Some(r) => match r.split_once(':') {
+            Some((kind, id)) => (Some(kind.to_owned()), Some(id.to_owned())),
+            None => (Some(r), None),
+        },
+    };
+    if resource_kind.as_deref().is_some_and(|k| !matches!(k, "tenant" | "key" | "model" | "group")) {
+        return Err(AdminError::invalid("resource", "must be tenant, key, model or group, optionally :<id or name>"));
+    }
+    // Tenants are recorded by id; a name names the tenant it is now.
+    if resource_kind.as_deref() == Some("tenant")
+        && let Some(name) = resource_id.as_deref().filter(|n| !n.starts_with(obleth_core::tenant::TENANT_ID_PREFIX))
+    {
+        match s.store.get_tenant(name).await {
+            Ok(t) => resource_id = Some(t.id),
+            Err(StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let actor = params.take("actor");
+    let now = now_millis().max(0) as u64;
+    let time = |field: &str, v: Option<String>| -> Result<Option<i64>, AdminError> {
+        v.map(|v| usage::parse_time(field, &v, now).map(|t| t.min(i64::MAX as u64) as i64)).transpose()
+    };
+    let from = time("from", params.take("from"))?;
+    let to = time("to", params.take("to"))?;
+    let page = params.page()?;
+    params.finish()?;
+    let filter = AuditFilter { resource_kind, resource_id, actor, from, to, page };
+    Ok(page_json(s.store.list_audit(filter).await?, |e| json!(e)))
+}
+
+// === listings ===
+
+/// A listing's query parameters, taken one by one; any left over is refused.
+struct Params(HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = AdminError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AdminError> {
+        let Query(map) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| AdminError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+        Ok(Params(map))
+    }
+}
+
+impl Params {
+    fn take(&mut self, name: &str) -> Option<String> {
+        self.0.remove(name)
+    }
+
+    fn bool(&mut self, name: &str) -> Result<Option<bool>, AdminError> {
+        match self.take(name).as_deref() {
+            None => Ok(None),
+            Some("true" | "1") => Ok(Some(true)),
+            Some("false" | "0") => Ok(Some(false)),
+            Some(_) => Err(AdminError::invalid(name, "must be true or false")),
+        }
+    }
+
+    /// `limit` (default 100, at most 1000) and `cursor`.
+    fn page(&mut self) -> Result<PageRequest, AdminError> {
+        let limit = match self.take("limit") {
+            None => obleth_store::DEFAULT_PAGE_LIMIT,
+            Some(l) => {
+                l.parse::<u32>().ok().filter(|l| (1..=obleth_store::MAX_PAGE_LIMIT).contains(l)).ok_or_else(|| {
+                    AdminError::invalid(
+                        "limit",
+                        &format!("must be an integer between 1 and {}", obleth_store::MAX_PAGE_LIMIT),
+                    )
+                })?
+            }
+        };
+        Ok(PageRequest { limit, cursor: self.take("cursor").filter(|c| !c.is_empty()) })
+    }
+
+    /// Refuses parameters nobody took.
+    fn finish(self) -> Result<(), AdminError> {
+        match self.0.into_keys().min() {
+            None => Ok(()),
+            Some(unknown) => Err(AdminError::invalid(&unknown, "is not a parameter of this listing")),
+        }
+    }
+}
+
+/// `{"data": [...], "next_cursor": "…" or null}`.
+fn page_json<T>(page: Page<T>, view: impl Fn(&T) -> Value) -> Json<Value> {
+    Json(json!({ "data": page.items.iter().map(view).collect::<Vec<_>>(), "next_cursor": page.next_cursor }))
 }
 
 // === errors ===

@@ -161,7 +161,7 @@ async fn tenant_names(s: &AdminState, group_by: GroupBy) -> Result<HashMap<Strin
     Ok(s.store.list_tenants().await?.into_iter().map(|t| (t.id, t.name)).collect())
 }
 
-fn parse_time(field: &str, v: &str, now: u64) -> Result<u64, AdminError> {
+pub(crate) fn parse_time(field: &str, v: &str, now: u64) -> Result<u64, AdminError> {
     let v = v.trim();
     if let Ok(ms) = v.parse::<u64>() {
         return Ok(ms);

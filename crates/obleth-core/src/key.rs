@@ -93,7 +93,7 @@ pub fn display_prefix(secret: &str) -> String {
 }
 
 /// A stored API key (never the secret itself).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApiKey {
     pub id: String,
     pub tenant_id: String,

@@ -7,7 +7,7 @@ use crate::UnixMillis;
 
 /// One registered model. `model_name` is what clients send; the request is forwarded
 /// to `api_base` (or the gateway's default upstream) with `upstream_model` in its place.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Model {
     pub model_name: String,
     pub upstream_model: String,
@@ -15,6 +15,7 @@ pub struct Model {
     pub api_base: Option<String>,
     /// Credential sent upstream. Serialized only by the stores, never by the admin API.
     #[serde(skip_serializing)]
+    #[schema(ignore)]
     pub api_key: Option<SecretString>,
     pub input_cost_per_token: f64,
     pub output_cost_per_token: f64,

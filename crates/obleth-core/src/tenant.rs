@@ -8,7 +8,7 @@ use crate::UnixMillis;
 pub const TENANT_ID_PREFIX: &str = "ten_";
 
 /// A tenant of the gateway: a team, product or customer sharing the inference pool.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Tenant {
     /// Stable generated id (`ten_…`).
     pub id: String,
@@ -39,7 +39,7 @@ impl Tenant {
 
 /// A fairshare group: in hierarchical admission, slots are split between active
 /// groups in proportion to their weights before tenants compete inside a group.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Group {
     pub name: String,
     pub weight: u32,
@@ -48,7 +48,7 @@ pub struct Group {
 }
 
 /// Per-tenant limits. Every field is optional: `None` is "no limit".
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Quota {
     /// Tokens per minute (input + output).

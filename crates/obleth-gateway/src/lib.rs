@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::serve::ListenerExt;
 use obleth_budget::Budget;
 use obleth_core::{Admission, UsageRecord, UsageSink};
@@ -121,20 +121,133 @@ pub struct Gateway {
     pub client: upstream::HttpClient,
 }
 
-/// The data-plane router.
-pub fn router(gateway: Arc<Gateway>) -> Router {
-    Router::new()
-        .route(
+/// The data plane's routes. The router is built from this table and [`openapi`]
+/// documents it (a test keeps the two equal).
+fn routes() -> Vec<(&'static str, MethodRouter<Arc<Gateway>>)> {
+    vec![
+        (
             "/v1/chat/completions",
             post(|s: State<Arc<Gateway>>, r: Request| proxy::handle(s, Route::ChatCompletions, r)),
-        )
-        .route("/v1/completions", post(|s: State<Arc<Gateway>>, r: Request| proxy::handle(s, Route::Completions, r)))
-        .route("/v1/embeddings", post(|s: State<Arc<Gateway>>, r: Request| proxy::handle(s, Route::Embeddings, r)))
-        .route("/v1/models", get(list_models))
-        .route("/healthz", get(|| async { "ok" }))
+        ),
+        ("/v1/completions", post(|s: State<Arc<Gateway>>, r: Request| proxy::handle(s, Route::Completions, r))),
+        ("/v1/embeddings", post(|s: State<Arc<Gateway>>, r: Request| proxy::handle(s, Route::Embeddings, r))),
+        ("/v1/models", get(list_models)),
+        ("/v1/openapi.json", get(|| async { axum::Json(openapi()) })),
+        ("/healthz", get(|| async { "ok" })),
+    ]
+}
+
+/// Every path the data-plane router serves.
+pub fn route_paths() -> Vec<&'static str> {
+    routes().into_iter().map(|(p, _)| p).collect()
+}
+
+/// The data-plane router.
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    let mut router = Router::new();
+    for (path, route) in routes() {
+        router = router.route(path, route);
+    }
+    router
         .fallback(|req: Request| async move { ApiError::not_found_route(req.uri().path()).into_response() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed().into_response() })
         .with_state(gateway)
+}
+
+/// The OpenAPI 3 document of the data plane, served at `GET /v1/openapi.json`.
+pub fn openapi() -> serde_json::Value {
+    let error = json!({ "$ref": "#/components/responses/Error" });
+    let errors = |codes: &[&str]| -> serde_json::Map<String, serde_json::Value> {
+        codes.iter().map(|c| ((*c).to_owned(), error.clone())).collect()
+    };
+    let proxied = |summary: &str, id: &str, streams: bool| {
+        let mut responses = errors(&["400", "401", "403", "404", "413", "429", "499", "502", "503", "504"]);
+        let mut content = json!({ "application/json": { "schema": { "type": "object" } } });
+        if streams {
+            content["text/event-stream"] = json!({ "schema": { "type": "string", "description": "Server-sent events, ending with data: [DONE]" } });
+        }
+        responses.insert("200".into(), json!({ "description": "The upstream's answer", "content": content }));
+        json!({ "post": {
+            "summary": summary,
+            "operationId": id,
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ProxiedRequest" } } } },
+            "responses": responses,
+            "security": [{ "api_key": [] }],
+        }})
+    };
+    let mut models_responses = errors(&["401", "403", "503"]);
+    models_responses.insert(
+        "200".into(),
+        json!({ "description": "The enabled models the caller's tenant may use", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ModelList" } } } }),
+    );
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "obleth data plane (OpenAI-compatible)",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Requests are forwarded to the model's upstream after authentication (an obleth key as a \
+                bearer token), budget checks and fairshare admission. Errors are \
+                `{\"error\":{\"message\",\"type\",\"param\",\"code\"}}`.",
+        },
+        "paths": {
+            "/v1/chat/completions": proxied("Chat completion (streamed with \"stream\": true)", "createChatCompletion", true),
+            "/v1/completions": proxied("Text completion (streamed with \"stream\": true)", "createCompletion", true),
+            "/v1/embeddings": proxied("Embeddings", "createEmbedding", false),
+            "/v1/models": { "get": {
+                "summary": "List models", "operationId": "listModels",
+                "responses": models_responses, "security": [{ "api_key": [] }],
+            }},
+            "/v1/openapi.json": { "get": {
+                "summary": "This document", "operationId": "openapi", "security": [],
+                "responses": { "200": { "description": "An OpenAPI 3 document", "content": { "application/json": { "schema": { "type": "object" } } } } },
+            }},
+            "/healthz": { "get": {
+                "summary": "Liveness", "operationId": "healthz", "security": [],
+                "responses": { "200": { "description": "ok", "content": { "text/plain": { "schema": { "type": "string" } } } } },
+            }},
+        },
+        "components": {
+            "schemas": {
+                "ProxiedRequest": {
+                    "type": "object", "required": ["model"], "additionalProperties": true,
+                    "description": "An OpenAI request body; model is the registry's public name, the rest is forwarded.",
+                    "properties": {
+                        "model": { "type": "string" },
+                        "stream": { "type": "boolean" },
+                        "max_tokens": { "type": "integer", "description": "Bounds the output tokens reserved at admission" },
+                    },
+                },
+                "ModelList": {
+                    "type": "object", "required": ["object", "data"],
+                    "properties": {
+                        "object": { "type": "string", "enum": ["list"] },
+                        "data": { "type": "array", "items": {
+                            "type": "object", "required": ["id", "object", "created", "owned_by"],
+                            "properties": {
+                                "id": { "type": "string" }, "object": { "type": "string" },
+                                "created": { "type": "integer" }, "owned_by": { "type": "string" },
+                            },
+                        }},
+                    },
+                },
+                "Error": {
+                    "type": "object", "required": ["error"],
+                    "properties": { "error": {
+                        "type": "object", "required": ["message", "type", "param", "code"],
+                        "properties": {
+                            "message": { "type": "string" }, "type": { "type": "string" },
+                            "param": { "type": ["string", "null"] }, "code": { "type": ["string", "null"] },
+                        },
+                    }},
+                },
+            },
+            "responses": { "Error": {
+                "description": "An error in the OpenAI shape",
+                "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } },
+            }},
+            "securitySchemes": { "api_key": { "type": "http", "scheme": "bearer", "description": "An obleth key (obl_...)" } },
+        },
+    })
 }
 
 /// `GET /v1/models`: the enabled models the caller's tenant may use.

@@ -6,7 +6,10 @@
 use obleth_core::{ApiKey, Quota, key, now_millis};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::{ControlPlaneStore, KeyFilter, ModelPatch, NewModel, NewTenant, StoreError, TenantPatch};
+use crate::{
+    AuditFilter, ControlPlaneStore, KeyFilter, KeyRotation, ModelFilter, ModelPatch, NewAuditEntry, NewModel,
+    NewTenant, PageRequest, StoreError, TenantFilter, TenantPatch,
+};
 
 fn tenant(name: &str) -> NewTenant {
     NewTenant {
@@ -44,6 +47,9 @@ pub async fn run(store: &dyn ControlPlaneStore) {
     groups(store).await;
     round_trips(store).await;
     names_and_order(store).await;
+    paging(store).await;
+    rotation(store).await;
+    audit(store).await;
 }
 
 async fn groups(store: &dyn ControlPlaneStore) {
@@ -401,4 +407,307 @@ async fn names_and_order(store: &dyn ControlPlaneStore) {
         Err(StoreError::NotFound { kind: "model", .. }) => {}
         other => panic!("case-insensitive model lookup: {other:?}"),
     }
+}
+
+fn page(limit: u32, cursor: Option<String>) -> PageRequest {
+    PageRequest { limit, cursor }
+}
+
+fn new_key(tenant_id: &str, name: Option<&str>, created_at: i64, expires_at: Option<i64>) -> (ApiKey, key::KeyHash) {
+    let generated = key::generate();
+    let record = ApiKey {
+        id: obleth_core::new_id("key_"),
+        tenant_id: tenant_id.to_owned(),
+        name: name.map(str::to_owned),
+        prefix: generated.prefix,
+        created_at,
+        expires_at,
+        revoked_at: None,
+    };
+    (record, generated.hash)
+}
+
+fn assert_invalid<T: std::fmt::Debug>(result: crate::Result<T>, field: &str, what: &str) {
+    match result {
+        Err(StoreError::Invalid { field: f, .. }) if f == field => {}
+        other => panic!("{what}: expected invalid {field}, got {other:?}"),
+    }
+}
+
+/// Keyset pagination: pages concatenate to the full listing in its order, filters
+/// apply, the last page says so, and a page boundary survives concurrent changes.
+async fn paging(store: &dyn ControlPlaneStore) {
+    // Tenants: 25 in a group of their own, every third disabled.
+    let names: Vec<String> = (0..25).map(|i| format!("pg-{i:02}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let mut t = tenant(name);
+        t.group = "paging".into();
+        t.disabled = i % 3 == 0;
+        store.create_tenant(t).await.expect("create");
+    }
+    let by_group = TenantFilter { group: Some("paging".into()), disabled: None };
+    let (mut got, mut cursor, mut pages) = (vec![], None, 0);
+    loop {
+        let p = store.list_tenants_page(by_group.clone(), page(5, cursor)).await.expect("page");
+        assert!(p.items.len() <= 5);
+        got.extend(p.items.into_iter().map(|t| t.name));
+        pages += 1;
+        cursor = p.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(got, names, "pages concatenate in name order");
+    assert_eq!(pages, 5, "an exact last page has no next cursor");
+    let disabled = store
+        .list_tenants_page(TenantFilter { disabled: Some(true), ..by_group.clone() }, page(1000, None))
+        .await
+        .expect("disabled");
+    let want: Vec<_> = names.iter().step_by(3).cloned().collect();
+    assert_eq!(disabled.items.into_iter().map(|t| t.name).collect::<Vec<_>>(), want);
+    assert_eq!(disabled.next_cursor, None);
+    // Unfiltered pages equal the full listing.
+    let (mut all, mut cursor) = (vec![], None);
+    loop {
+        let p = store.list_tenants_page(TenantFilter::default(), page(7, cursor)).await.expect("page");
+        all.extend(p.items);
+        cursor = p.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(all, store.list_tenants().await.expect("list"));
+    // A boundary is a key, not an offset: changes before it shift nothing.
+    let first = store.list_tenants_page(by_group.clone(), page(10, None)).await.expect("first");
+    store.delete_tenant("pg-03").await.expect("delete");
+    let mut t = tenant("pg-05a");
+    t.group = "paging".into();
+    store.create_tenant(t).await.expect("insert before the cursor");
+    let second = store.list_tenants_page(by_group.clone(), page(10, first.next_cursor.clone())).await.expect("second");
+    assert_eq!(second.items.first().map(|t| t.name.as_str()), Some("pg-10"));
+    // Bad pages name the field.
+    assert_invalid(store.list_tenants_page(by_group.clone(), page(0, None)).await, "limit", "limit 0");
+    assert_invalid(store.list_tenants_page(by_group.clone(), page(1001, None)).await, "limit", "limit 1001");
+    for bad in ["zz", "abc", "", "7a"] {
+        assert_invalid(store.list_tenants_page(by_group.clone(), page(5, Some(bad.into()))).await, "cursor", bad);
+    }
+
+    // Models: pages equal the full listing; the enabled filter applies.
+    for i in 0..12 {
+        let mut m = model(&format!("pgm-{i:02}"));
+        m.enabled = i % 4 != 0;
+        store.create_model(m).await.expect("model");
+    }
+    let (mut all, mut cursor) = (vec![], None);
+    loop {
+        let p = store.list_models_page(ModelFilter::default(), page(5, cursor)).await.expect("page");
+        all.extend(p.items.into_iter().map(|m| m.model_name));
+        cursor = p.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let full: Vec<_> = store.list_models().await.expect("list").into_iter().map(|m| m.model_name).collect();
+    assert_eq!(all, full);
+    let off = store.list_models_page(ModelFilter { enabled: Some(false) }, page(1000, None)).await.expect("off");
+    let off: Vec<_> = off.items.into_iter().map(|m| m.model_name).filter(|n| n.starts_with("pgm-")).collect();
+    assert_eq!(off, ["pgm-00", "pgm-04", "pgm-08"]);
+    // A cursor of another listing is refused.
+    let tenant_cursor = first.next_cursor.expect("more tenants");
+    assert_invalid(
+        store.list_models_page(ModelFilter::default(), page(5, Some(tenant_cursor.clone()))).await,
+        "cursor",
+        "a tenant cursor on models",
+    );
+    assert_invalid(
+        store.list_keys_page(KeyFilter::default(), page(5, Some(tenant_cursor))).await,
+        "cursor",
+        "a tenant cursor on keys",
+    );
+
+    // Keys: ordered by (created_at, id), ties included; filters as in list_keys.
+    let t = store.create_tenant(tenant("pg-keys")).await.expect("tenant");
+    let base = now_millis();
+    let mut ids = vec![];
+    for i in 0..12 {
+        let (record, hash) = new_key(&t.id, None, base + i / 3, None);
+        store.insert_key(&record, hash).await.expect("insert");
+        ids.push((record.created_at, record.id));
+    }
+    ids.sort();
+    store.revoke_key(&ids[4].1).await.expect("revoke");
+    let filter = KeyFilter { tenant_id: Some(t.id.clone()), prefix: None, include_revoked: true };
+    let (mut got, mut cursor) = (vec![], None);
+    loop {
+        let p = store.list_keys_page(filter.clone(), page(5, cursor)).await.expect("page");
+        got.extend(p.items.into_iter().map(|k| (k.created_at, k.id)));
+        cursor = p.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(got, ids);
+    let active = store
+        .list_keys_page(KeyFilter { include_revoked: false, ..filter.clone() }, page(1000, None))
+        .await
+        .expect("active");
+    assert_eq!(active.items.len(), 11);
+    assert_eq!(active.items, store.list_keys(KeyFilter { include_revoked: false, ..filter }).await.expect("list"));
+    store.delete_tenant("pg-keys").await.expect("cleanup");
+}
+
+/// Rotation: a new key for the same tenant and a bounded expiry on the old one, in one
+/// transaction.
+async fn rotation(store: &dyn ControlPlaneStore) {
+    let t = store.create_tenant(tenant("rotator")).await.expect("tenant");
+    let now = now_millis();
+    let (old, old_hash) = new_key(&t.id, Some("ci"), now, None);
+    store.insert_key(&old, old_hash).await.expect("insert");
+    let rotation_of = |overlap_ms: i64| {
+        let g = key::generate();
+        (
+            KeyRotation {
+                new_id: obleth_core::new_id("key_"),
+                new_prefix: g.prefix.clone(),
+                new_hash: g.hash,
+                new_name: None,
+                new_expires_at: None,
+                now,
+                overlap_ms,
+            },
+            g.hash,
+        )
+    };
+
+    let (r, new_hash) = rotation_of(3_600_000);
+    let rotated = store.rotate_key(&old.id, r.clone()).await.expect("rotate");
+    assert_eq!((rotated.old_hash, rotated.previous_expires_at), (old_hash, None));
+    assert_eq!(rotated.old, ApiKey { expires_at: Some(now + 3_600_000), ..old.clone() });
+    assert_eq!(rotated.new.tenant_id, t.id);
+    assert_eq!((rotated.new.id.as_str(), rotated.new.prefix.as_str()), (r.new_id.as_str(), r.new_prefix.as_str()));
+    assert_eq!(rotated.new.name.as_deref(), Some("ci (rotated)"));
+    assert_eq!((rotated.new.created_at, rotated.new.expires_at, rotated.new.revoked_at), (now, None, None));
+    assert_eq!(store.lookup_key(&new_hash).await.expect("lookup"), Some(rotated.new.clone()));
+    assert_eq!(store.lookup_key(&old_hash).await.expect("lookup"), Some(rotated.old.clone()));
+    assert!(rotated.old.is_active(now + 3_599_999) && !rotated.old.is_active(now + 3_600_000));
+
+    // Rotating again never extends the expiry, and the name does not grow.
+    let (r, _) = rotation_of(7_200_000);
+    let again = store.rotate_key(&old.id, r).await.expect("rotate again");
+    assert_eq!(again.old.expires_at, Some(now + 3_600_000), "never extended");
+    assert_eq!(again.previous_expires_at, Some(now + 3_600_000));
+    let (r, _) = rotation_of(0);
+    let of_new = store.rotate_key(&rotated.new.id, r).await.expect("rotate the new key");
+    assert_eq!(of_new.new.name.as_deref(), Some("ci (rotated)"));
+    assert_eq!(of_new.old.expires_at, Some(now), "overlap 0 expires at once");
+    assert!(!of_new.old.is_active(now));
+    // An explicit name and expiry for the new key.
+    let (mut r, _) = rotation_of(1000);
+    r.new_name = Some("renamed".into());
+    r.new_expires_at = Some(now + 99_000);
+    let named = store.rotate_key(&of_new.new.id, r).await.expect("named");
+    assert_eq!((named.new.name.as_deref(), named.new.expires_at), (Some("renamed"), Some(now + 99_000)));
+    // An unnamed key gets a name that says where it came from.
+    let (bare, bare_hash) = new_key(&t.id, None, now, None);
+    store.insert_key(&bare, bare_hash).await.expect("insert");
+    let (r, _) = rotation_of(1000);
+    assert_eq!(store.rotate_key(&bare.id, r).await.expect("bare").new.name.as_deref(), Some("(rotated)"));
+
+    let keys_now = || {
+        let filter = KeyFilter { tenant_id: Some(t.id.clone()), prefix: None, include_revoked: true };
+        async move { store.list_keys(filter).await.expect("list") }
+    };
+    // The new key's insert failing (a duplicate hash) undoes the old key's new expiry.
+    let (fresh, fresh_hash) = new_key(&t.id, None, now, None);
+    store.insert_key(&fresh, fresh_hash).await.expect("insert");
+    let before = keys_now().await;
+    let (mut r, _) = rotation_of(1000);
+    r.new_hash = old_hash;
+    match store.rotate_key(&fresh.id, r).await {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("duplicate new hash: {other:?}"),
+    }
+    assert_eq!(keys_now().await, before, "a failed rotation changes nothing");
+    // Revoked and missing keys.
+    store.revoke_key(&fresh.id).await.expect("revoke");
+    let before = keys_now().await;
+    match store.rotate_key(&fresh.id, rotation_of(1000).0).await {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("rotate revoked: {other:?}"),
+    }
+    match store.rotate_key("key_missing", rotation_of(1000).0).await {
+        Err(StoreError::NotFound { kind: "key", .. }) => {}
+        other => panic!("rotate missing: {other:?}"),
+    }
+    assert_invalid(store.rotate_key(&bare.id, rotation_of(-1).0).await, "overlap_secs", "negative overlap");
+    assert_eq!(keys_now().await, before, "refused rotations change nothing");
+    store.delete_tenant("rotator").await.expect("cleanup");
+}
+
+/// The audit trail: entries come back as written, newest first, filtered and paged.
+async fn audit(store: &dyn ControlPlaneStore) {
+    let entry = |at: i64, actor: &str, action: &str, kind: &str, id: &str| NewAuditEntry {
+        at,
+        actor: actor.into(),
+        action: action.into(),
+        resource_kind: kind.into(),
+        resource_id: id.into(),
+        before: None,
+        after: None,
+    };
+    let t0 = 1_700_000_000_000;
+    let mut first = entry(t0, "alice", "tenant.create", "tenant", "ten_a");
+    first.after = Some(serde_json::json!({"name": "a", "quota": {"tpm": 5}, "list": [1, "x", null], "ü": "✓"}));
+    let first = store.append_audit(first).await.expect("append");
+    assert_eq!(first.after.as_ref().expect("after")["quota"]["tpm"], 5);
+    let mut written = vec![first.clone()];
+    for i in 1..10_i64 {
+        let (actor, kind, id) = if i % 2 == 0 { ("alice", "tenant", "ten_a") } else { ("bob@ops", "model", "m:1") };
+        let mut e = entry(t0 + i * 1000, actor, &format!("{kind}.update"), kind, id);
+        e.before = Some(serde_json::json!({"i": i - 1}));
+        e.after = Some(serde_json::json!({"i": i}));
+        let got = store.append_audit(e.clone()).await.expect("append");
+        assert!(got.id > written.last().expect("last").id, "ids grow");
+        assert_eq!((got.before, got.after), (e.before, e.after));
+        written.push(store.list_audit(AuditFilter::default()).await.expect("list").items[0].clone());
+    }
+    assert_eq!(written[0], first, "reads back as written");
+    let newest_first: Vec<_> = written.iter().rev().cloned().collect();
+
+    let all = |filter: AuditFilter| async move {
+        let (mut got, mut cursor) = (vec![], None);
+        loop {
+            let f = AuditFilter { page: page(3, cursor), ..filter.clone() };
+            let p = store.list_audit(f).await.expect("page");
+            assert!(p.items.len() <= 3);
+            got.extend(p.items);
+            cursor = p.next_cursor;
+            if cursor.is_none() {
+                return got;
+            }
+        }
+    };
+    assert_eq!(all(AuditFilter::default()).await, newest_first, "newest first, paged");
+    let alice = all(AuditFilter { actor: Some("alice".into()), ..Default::default() }).await;
+    assert_eq!(alice, newest_first.iter().filter(|e| e.actor == "alice").cloned().collect::<Vec<_>>());
+    let model =
+        all(AuditFilter { resource_kind: Some("model".into()), resource_id: Some("m:1".into()), ..Default::default() })
+            .await;
+    assert_eq!(model.len(), 5);
+    assert!(model.iter().all(|e| e.action == "model.update"));
+    let window = all(AuditFilter { from: Some(t0 + 2000), to: Some(t0 + 5000), ..Default::default() }).await;
+    assert_eq!(window.iter().map(|e| e.at - t0).collect::<Vec<_>>(), [4000, 3000, 2000], "from inclusive, to not");
+    let none = store
+        .list_audit(AuditFilter { resource_kind: Some("group".into()), ..Default::default() })
+        .await
+        .expect("none");
+    assert!(none.items.is_empty() && none.next_cursor.is_none());
+
+    assert_invalid(store.append_audit(entry(t0, "", "x.y", "tenant", "t")).await, "actor", "empty actor");
+    assert_invalid(store.append_audit(entry(t0, "a b", "x.y", "tenant", "t")).await, "actor", "space in actor");
+    assert_invalid(store.append_audit(entry(t0, "a", "", "tenant", "t")).await, "action", "empty action");
+    let bad = AuditFilter { page: page(3, Some("00".into())), ..Default::default() };
+    assert_invalid(store.list_audit(bad).await, "cursor", "bad audit cursor");
+    let bad = AuditFilter { page: page(0, None), ..Default::default() };
+    assert_invalid(store.list_audit(bad).await, "limit", "audit limit 0");
 }

@@ -15,7 +15,11 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgExecutor, PgPool, Row};
 
-use crate::{ControlPlaneStore, KeyFilter, ModelPatch, NewModel, NewTenant, Result, StoreError, TenantPatch, rules};
+use crate::rules::{Arg, MODEL_CURSOR, TENANT_CURSOR};
+use crate::{
+    AuditEntry, AuditFilter, ControlPlaneStore, KeyFilter, KeyRotation, ModelFilter, ModelPatch, NewAuditEntry,
+    NewModel, NewTenant, Page, PageRequest, Result, RotatedKey, StoreError, TenantFilter, TenantPatch, rules,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -32,6 +36,8 @@ const KEY_COLUMNS: &str = "id, tenant_id, name, prefix, key_hash, created_at, ex
 const MODEL_COLUMNS: &str = "model_name, upstream_model, api_base, api_key, input_cost_per_token,
     output_cost_per_token, context_window, enabled, admission_weight, max_in_flight, created_at, updated_at";
 const GROUP_COLUMNS: &str = "name, weight, created_at, updated_at";
+const AUDIT_COLUMNS: &str =
+    "id, at, actor, action, resource_kind, resource_id, before::text AS before, after::text AS after";
 
 /// The Postgres-backed store.
 #[derive(Clone)]
@@ -263,29 +269,9 @@ impl ControlPlaneStore for PostgresStore {
     }
 
     async fn list_keys(&self, filter: KeyFilter) -> Result<Vec<ApiKey>> {
-        let mut sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE TRUE");
-        let mut n = 0;
-        if filter.tenant_id.is_some() {
-            n += 1;
-            sql.push_str(&format!(" AND tenant_id = ${n}"));
-        }
-        if filter.prefix.is_some() {
-            // A literal prefix match (no LIKE wildcards), like SQLite's substr comparison.
-            n += 1;
-            sql.push_str(&format!(" AND starts_with(prefix, ${n})"));
-        }
-        if !filter.include_revoked {
-            sql.push_str(" AND revoked_at IS NULL");
-        }
-        sql.push_str(" ORDER BY created_at, id");
-        let mut q = sqlx::query(&sql);
-        if let Some(t) = &filter.tenant_id {
-            q = q.bind(t);
-        }
-        if let Some(p) = &filter.prefix {
-            q = q.bind(p);
-        }
-        q.fetch_all(&self.pool).await.map_err(db_err)?.iter().map(key_from_row).collect()
+        let mut q = key_query(&filter);
+        q.sql.push_str(" ORDER BY created_at, id");
+        q.fetch_all(&self.pool).await?.iter().map(key_from_row).collect()
     }
 
     async fn revoke_key(&self, id: &str) -> Result<(ApiKey, KeyHash)> {
@@ -403,6 +389,227 @@ impl ControlPlaneStore for PostgresStore {
             .transpose()?
             .ok_or_else(|| StoreError::not_found("group", name))
     }
+
+    async fn list_tenants_page(&self, filter: TenantFilter, page: PageRequest) -> Result<Page<Tenant>> {
+        let after = rules::name_after(TENANT_CURSOR, &page)?;
+        let mut q = Sql::new(format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE TRUE"));
+        if let Some(g) = filter.group {
+            q.and("group_name = ", Arg::Text(g));
+        }
+        if let Some(d) = filter.disabled {
+            q.and("disabled = ", Arg::Bool(d));
+        }
+        if let Some(a) = after {
+            q.and("name > ", Arg::Text(a));
+        }
+        q.order_limit("name", page.limit);
+        let items = q.fetch_all(&self.pool).await?.iter().map(tenant_from_row).collect::<Result<Vec<_>>>()?;
+        Ok(rules::finish_page(items, page.limit, |t| rules::name_cursor(TENANT_CURSOR, &t.name)))
+    }
+
+    async fn list_keys_page(&self, filter: KeyFilter, page: PageRequest) -> Result<Page<ApiKey>> {
+        let after = rules::key_after(&page)?;
+        let mut q = key_query(&filter);
+        if let Some((at, id)) = after {
+            let at = q.arg(Arg::Int(at));
+            let id = q.arg(Arg::Text(id));
+            q.sql.push_str(&format!(" AND (created_at > {at} OR (created_at = {at} AND id > {id}))"));
+        }
+        q.order_limit("created_at, id", page.limit);
+        let items = q.fetch_all(&self.pool).await?.iter().map(key_from_row).collect::<Result<Vec<_>>>()?;
+        Ok(rules::finish_page(items, page.limit, rules::key_cursor))
+    }
+
+    async fn list_models_page(&self, filter: ModelFilter, page: PageRequest) -> Result<Page<Model>> {
+        let after = rules::name_after(MODEL_CURSOR, &page)?;
+        let mut q = Sql::new(format!("SELECT {MODEL_COLUMNS} FROM models WHERE TRUE"));
+        if let Some(e) = filter.enabled {
+            q.and("enabled = ", Arg::Bool(e));
+        }
+        if let Some(a) = after {
+            q.and("model_name > ", Arg::Text(a));
+        }
+        q.order_limit("model_name", page.limit);
+        let items = q.fetch_all(&self.pool).await?.iter().map(model_from_row).collect::<Result<Vec<_>>>()?;
+        Ok(rules::finish_page(items, page.limit, |m| rules::name_cursor(MODEL_CURSOR, &m.model_name)))
+    }
+
+    async fn rotate_key(&self, id: &str, rotation: KeyRotation) -> Result<RotatedKey> {
+        rules::check_rotation(&rotation)?;
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        // The row lock is held until the new key is in.
+        let row = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1 FOR UPDATE"))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| StoreError::not_found("key", id))?;
+        let mut old = key_from_row(&row)?;
+        let old_hash: String = row.try_get("key_hash").map_err(db_err)?;
+        let old_hash = KeyHash::from_hex(&old_hash).ok_or_else(|| StoreError::Backend("corrupt key hash".into()))?;
+        let previous_expires_at = old.expires_at;
+        old.expires_at = Some(rules::rotated_expiry(&old, &rotation)?);
+        sqlx::query("UPDATE api_keys SET expires_at = $1 WHERE id = $2")
+            .bind(old.expires_at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let new = rules::rotated_key(&old, &rotation);
+        if new.name.as_ref().is_some_and(|n| n.contains('\0')) {
+            return Err(crate::invalid("name", "must not contain NUL characters"));
+        }
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, created_at, expires_at, revoked_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&new.id)
+        .bind(&new.tenant_id)
+        .bind(&new.name)
+        .bind(&new.prefix)
+        .bind(rotation.new_hash.to_hex())
+        .bind(new.created_at)
+        .bind(new.expires_at)
+        .bind(new.revoked_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict_or(e, "key already exists".into()))?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(RotatedKey { old, previous_expires_at, old_hash, new })
+    }
+
+    async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry> {
+        rules::check_audit(&entry)?;
+        let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO audit_log (at, actor, action, resource_kind, resource_id, before, after)
+             VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb) RETURNING id",
+        )
+        .bind(entry.at)
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(&entry.resource_kind)
+        .bind(&entry.resource_id)
+        .bind(json(&entry.before))
+        .bind(json(&entry.after))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(AuditEntry {
+            id,
+            at: entry.at,
+            actor: entry.actor,
+            action: entry.action,
+            resource_kind: entry.resource_kind,
+            resource_id: entry.resource_id,
+            before: entry.before,
+            after: entry.after,
+        })
+    }
+
+    async fn list_audit(&self, filter: AuditFilter) -> Result<Page<AuditEntry>> {
+        let before = rules::audit_before(&filter.page)?;
+        let mut q = Sql::new(format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE TRUE"));
+        for (column, value) in [
+            ("resource_kind = ", filter.resource_kind),
+            ("resource_id = ", filter.resource_id),
+            ("actor = ", filter.actor),
+        ] {
+            if let Some(v) = value {
+                q.and(column, Arg::Text(v));
+            }
+        }
+        if let Some(from) = filter.from {
+            q.and("at >= ", Arg::Int(from));
+        }
+        if let Some(to) = filter.to {
+            q.and("at < ", Arg::Int(to));
+        }
+        if let Some(b) = before {
+            q.and("id < ", Arg::Int(b));
+        }
+        q.order_limit("id DESC", filter.page.limit);
+        let items = q.fetch_all(&self.pool).await?.iter().map(audit_from_row).collect::<Result<Vec<_>>>()?;
+        Ok(rules::finish_page(items, filter.page.limit, rules::audit_cursor))
+    }
+}
+
+/// A query built piece by piece, numbering its `$n` placeholders.
+struct Sql {
+    sql: String,
+    args: Vec<Arg>,
+}
+
+impl Sql {
+    fn new(sql: String) -> Self {
+        Sql { sql, args: vec![] }
+    }
+
+    /// Adds `arg` and returns its placeholder.
+    fn arg(&mut self, arg: Arg) -> String {
+        self.args.push(arg);
+        format!("${}", self.args.len())
+    }
+
+    /// Appends ` AND <condition><placeholder>`.
+    fn and(&mut self, condition: &str, arg: Arg) {
+        let p = self.arg(arg);
+        self.sql.push_str(&format!(" AND {condition}{p}"));
+    }
+
+    /// Appends the order and a limit one beyond the page (to tell whether more follow).
+    fn order_limit(&mut self, order: &str, limit: u32) {
+        let p = self.arg(Arg::Int(i64::from(limit) + 1));
+        self.sql.push_str(&format!(" ORDER BY {order} LIMIT {p}"));
+    }
+
+    async fn fetch_all(self, pool: &PgPool) -> Result<Vec<PgRow>> {
+        let mut q = sqlx::query(&self.sql);
+        for a in self.args {
+            q = match a {
+                Arg::Text(v) => q.bind(v),
+                Arg::Int(v) => q.bind(v),
+                Arg::Bool(v) => q.bind(v),
+            };
+        }
+        q.fetch_all(pool).await.map_err(db_err)
+    }
+}
+
+/// A key listing's query with its filters (without ORDER BY).
+fn key_query(filter: &KeyFilter) -> Sql {
+    let mut q = Sql::new(format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE TRUE"));
+    if let Some(t) = &filter.tenant_id {
+        q.and("tenant_id = ", Arg::Text(t.clone()));
+    }
+    if let Some(p) = &filter.prefix {
+        // A literal prefix match (no LIKE wildcards), like SQLite's substr comparison.
+        let p = q.arg(Arg::Text(p.clone()));
+        q.sql.push_str(&format!(" AND starts_with(prefix, {p})"));
+    }
+    if !filter.include_revoked {
+        q.sql.push_str(" AND revoked_at IS NULL");
+    }
+    q
+}
+
+fn audit_from_row(row: &PgRow) -> Result<AuditEntry> {
+    let json = |col: &str| -> Result<Option<serde_json::Value>> {
+        row.try_get::<Option<String>, _>(col)
+            .map_err(db_err)?
+            .map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Backend(format!("corrupt audit {col}: {e}"))))
+            .transpose()
+    };
+    Ok(AuditEntry {
+        id: row.try_get("id").map_err(db_err)?,
+        at: row.try_get("at").map_err(db_err)?,
+        actor: row.try_get("actor").map_err(db_err)?,
+        action: row.try_get("action").map_err(db_err)?,
+        resource_kind: row.try_get("resource_kind").map_err(db_err)?,
+        resource_id: row.try_get("resource_id").map_err(db_err)?,
+        before: json("before")?,
+        after: json("after")?,
+    })
 }
 
 // === rows ===

@@ -168,3 +168,159 @@ pub(crate) fn check_group(name: &str, weight: u32) -> Result<()> {
     }
     Ok(())
 }
+
+// === pages ===
+
+/// A value bound to a dynamically built query.
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    Text(String),
+    Int(i64),
+    Bool(bool),
+}
+
+pub(crate) fn check_page(page: &crate::PageRequest) -> Result<()> {
+    if page.limit == 0 || page.limit > crate::MAX_PAGE_LIMIT {
+        return Err(invalid("limit", format!("must be between 1 and {}", crate::MAX_PAGE_LIMIT)));
+    }
+    Ok(())
+}
+
+/// Cursors are `<listing tag>:<sort key>` in hex: opaque to clients, and a cursor of one
+/// listing is refused by another.
+fn encode_cursor(tag: &str, key: &str) -> String {
+    use std::fmt::Write;
+    format!("{tag}:{key}").bytes().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn decode_cursor(tag: &str, cursor: &str) -> Result<String> {
+    let bad = || invalid("cursor", "is not a cursor of this listing (pass next_cursor as returned)");
+    if !cursor.len().is_multiple_of(2) || cursor.len() > 2048 {
+        return Err(bad());
+    }
+    let bytes = (0..cursor.len())
+        .step_by(2)
+        .map(|i| cursor.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(bad)?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    text.strip_prefix(tag).and_then(|r| r.strip_prefix(':')).map(str::to_owned).ok_or_else(bad)
+}
+
+pub(crate) const TENANT_CURSOR: &str = "t";
+pub(crate) const MODEL_CURSOR: &str = "m";
+const KEY_CURSOR: &str = "k";
+const AUDIT_CURSOR: &str = "a";
+
+/// The name after which a page of a by-name listing starts.
+pub(crate) fn name_after(tag: &str, page: &crate::PageRequest) -> Result<Option<String>> {
+    check_page(page)?;
+    page.cursor.as_deref().map(|c| decode_cursor(tag, c)).transpose()
+}
+
+pub(crate) fn name_cursor(tag: &str, name: &str) -> String {
+    encode_cursor(tag, name)
+}
+
+/// The (created_at, id) after which a page of keys starts.
+pub(crate) fn key_after(page: &crate::PageRequest) -> Result<Option<(i64, String)>> {
+    check_page(page)?;
+    let Some(c) = page.cursor.as_deref() else { return Ok(None) };
+    let key = decode_cursor(KEY_CURSOR, c)?;
+    key.split_once(':')
+        .and_then(|(at, id)| Some((at.parse().ok()?, id.to_owned())))
+        .map(Some)
+        .ok_or_else(|| invalid("cursor", "is not a cursor of this listing (pass next_cursor as returned)"))
+}
+
+pub(crate) fn key_cursor(k: &obleth_core::ApiKey) -> String {
+    encode_cursor(KEY_CURSOR, &format!("{}:{}", k.created_at, k.id))
+}
+
+/// The audit id below which a page of the trail starts (newest first).
+pub(crate) fn audit_before(page: &crate::PageRequest) -> Result<Option<i64>> {
+    check_page(page)?;
+    let Some(c) = page.cursor.as_deref() else { return Ok(None) };
+    decode_cursor(AUDIT_CURSOR, c)?
+        .parse()
+        .map(Some)
+        .map_err(|_| invalid("cursor", "is not a cursor of this listing (pass next_cursor as returned)"))
+}
+
+pub(crate) fn audit_cursor(e: &crate::AuditEntry) -> String {
+    encode_cursor(AUDIT_CURSOR, &e.id.to_string())
+}
+
+/// Turns `limit + 1` fetched rows into a page: the extra row only says that more follow.
+pub(crate) fn finish_page<T>(mut rows: Vec<T>, limit: u32, cursor_of: impl Fn(&T) -> String) -> crate::Page<T> {
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_cursor = if more { rows.last().map(cursor_of) } else { None };
+    crate::Page { items: rows, next_cursor }
+}
+
+// === rotation ===
+
+const ROTATED_SUFFIX: &str = " (rotated)";
+
+pub(crate) fn check_rotation(r: &crate::KeyRotation) -> Result<()> {
+    if r.overlap_ms < 0 {
+        return Err(invalid("overlap_secs", "must not be negative"));
+    }
+    Ok(())
+}
+
+/// The old key's expiry after a rotation: `now + overlap`, never later than before.
+/// A revoked key cannot be rotated.
+pub(crate) fn rotated_expiry(old: &obleth_core::ApiKey, r: &crate::KeyRotation) -> Result<i64> {
+    if old.revoked_at.is_some() {
+        return Err(crate::StoreError::Conflict(format!("key '{}' is revoked and cannot be rotated", old.id)));
+    }
+    let end = r.now.saturating_add(r.overlap_ms);
+    Ok(old.expires_at.map_or(end, |e| e.min(end)))
+}
+
+/// The new key of a rotation of `old`.
+pub(crate) fn rotated_key(old: &obleth_core::ApiKey, r: &crate::KeyRotation) -> obleth_core::ApiKey {
+    let name = r.new_name.clone().unwrap_or_else(|| {
+        let base = old.name.as_deref().unwrap_or("").trim_end_matches(ROTATED_SUFFIX);
+        let base: String = base.chars().take(128 - ROTATED_SUFFIX.len()).collect();
+        format!("{base}{ROTATED_SUFFIX}").trim_start().to_owned()
+    });
+    obleth_core::ApiKey {
+        id: r.new_id.clone(),
+        tenant_id: old.tenant_id.clone(),
+        name: Some(name),
+        prefix: r.new_prefix.clone(),
+        created_at: r.now,
+        expires_at: r.new_expires_at,
+        revoked_at: None,
+    }
+}
+
+// === audit ===
+
+/// Checks who an admin change is attributed to: 1–128 characters of ASCII letters,
+/// digits and `. _ - @ : / +` (a user, an e-mail, a service account).
+pub fn validate_actor(actor: &str) -> std::result::Result<(), String> {
+    if actor.is_empty() || actor.len() > 128 {
+        return Err("must be 1 to 128 characters".into());
+    }
+    if !actor.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-@:/+".contains(&b)) {
+        return Err("may contain only ASCII letters, digits and . _ - @ : / +".into());
+    }
+    Ok(())
+}
+
+pub(crate) fn check_audit(e: &crate::NewAuditEntry) -> Result<()> {
+    validate_actor(&e.actor).map_err(|m| invalid("actor", m))?;
+    for (field, v) in [("action", &e.action), ("resource_kind", &e.resource_kind), ("resource_id", &e.resource_id)] {
+        if v.is_empty() || v.len() > 256 || v.contains('\0') {
+            return Err(invalid(field, "must be 1 to 256 characters without NUL"));
+        }
+    }
+    Ok(())
+}

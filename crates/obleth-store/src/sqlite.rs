@@ -9,7 +9,11 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
 use sqlx::{Row, SqlitePool};
 
-use crate::{ControlPlaneStore, KeyFilter, ModelPatch, NewModel, NewTenant, Result, StoreError, TenantPatch, rules};
+use crate::rules::{Arg, MODEL_CURSOR, TENANT_CURSOR};
+use crate::{
+    AuditEntry, AuditFilter, ControlPlaneStore, KeyFilter, KeyRotation, ModelFilter, ModelPatch, NewAuditEntry,
+    NewModel, NewTenant, Page, PageRequest, Result, RotatedKey, StoreError, TenantFilter, TenantPatch, rules,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -185,25 +189,9 @@ impl ControlPlaneStore for SqliteStore {
     }
 
     async fn list_keys(&self, filter: KeyFilter) -> Result<Vec<ApiKey>> {
-        let mut sql = String::from("SELECT * FROM api_keys WHERE 1=1");
-        if filter.tenant_id.is_some() {
-            sql.push_str(" AND tenant_id = ?");
-        }
-        if filter.prefix.is_some() {
-            sql.push_str(" AND substr(prefix, 1, length(?)) = ?");
-        }
-        if !filter.include_revoked {
-            sql.push_str(" AND revoked_at IS NULL");
-        }
+        let (mut sql, args) = key_query(&filter);
         sql.push_str(" ORDER BY created_at, id");
-        let mut q = sqlx::query(&sql);
-        if let Some(t) = &filter.tenant_id {
-            q = q.bind(t);
-        }
-        if let Some(p) = &filter.prefix {
-            q = q.bind(p).bind(p);
-        }
-        q.fetch_all(&self.pool).await.map_err(db_err)?.iter().map(key_from_row).collect()
+        bind(sqlx::query(&sql), args).fetch_all(&self.pool).await.map_err(db_err)?.iter().map(key_from_row).collect()
     }
 
     async fn revoke_key(&self, id: &str) -> Result<(ApiKey, KeyHash)> {
@@ -311,6 +299,215 @@ impl ControlPlaneStore for SqliteStore {
         sqlx::query("DELETE FROM models WHERE model_name = ?").bind(name).execute(&self.pool).await.map_err(db_err)?;
         Ok(model)
     }
+
+    async fn list_tenants_page(&self, filter: TenantFilter, page: PageRequest) -> Result<Page<Tenant>> {
+        let after = rules::name_after(TENANT_CURSOR, &page)?;
+        let mut sql = String::from("SELECT * FROM tenants WHERE 1=1");
+        let mut args = vec![];
+        if let Some(g) = filter.group {
+            sql.push_str(" AND group_name = ?");
+            args.push(Arg::Text(g));
+        }
+        if let Some(d) = filter.disabled {
+            sql.push_str(" AND disabled = ?");
+            args.push(Arg::Bool(d));
+        }
+        if let Some(a) = after {
+            sql.push_str(" AND name > ?");
+            args.push(Arg::Text(a));
+        }
+        sql.push_str(" ORDER BY name LIMIT ?");
+        args.push(Arg::Int(i64::from(page.limit) + 1));
+        let rows = bind(sqlx::query(&sql), args).fetch_all(&self.pool).await.map_err(db_err)?;
+        let items = rows.into_iter().map(tenant_from_row).collect::<Result<Vec<_>>>()?;
+        Ok(rules::finish_page(items, page.limit, |t| rules::name_cursor(TENANT_CURSOR, &t.name)))
+    }
+
+    async fn list_keys_page(&self, filter: KeyFilter, page: PageRequest) -> Result<Page<ApiKey>> {
+        let after = rules::key_after(&page)?;
+        let (mut sql, mut args) = key_query(&filter);
+        if let Some((at, id)) = after {
+            sql.push_str(" AND (created_at > ? OR (created_at = ? AND id > ?))");
+            args.extend([Arg::Int(at), Arg::Int(at), Arg::Text(id)]);
+        }
+        sql.push_str(" ORDER BY created_at, id LIMIT ?");
+        args.push(Arg::Int(i64::from(page.limit) + 1));
+        let rows = bind(sqlx::query(&sql), args).fetch_all(&self.pool).await.map_err(db_err)?;
+        let items = rows.iter().map(key_from_row).collect::<Result<Vec<_>>>()?;
+        Ok(rules::finish_page(items, page.limit, rules::key_cursor))
+    }
+
+    async fn list_models_page(&self, filter: ModelFilter, page: PageRequest) -> Result<Page<Model>> {
+        let after = rules::name_after(MODEL_CURSOR, &page)?;
+        let mut sql = String::from("SELECT * FROM models WHERE 1=1");
+        let mut args = vec![];
+        if let Some(e) = filter.enabled {
+            sql.push_str(" AND enabled = ?");
+            args.push(Arg::Bool(e));
+        }
+        if let Some(a) = after {
+            sql.push_str(" AND model_name > ?");
+            args.push(Arg::Text(a));
+        }
+        sql.push_str(" ORDER BY model_name LIMIT ?");
+        args.push(Arg::Int(i64::from(page.limit) + 1));
+        let rows = bind(sqlx::query(&sql), args).fetch_all(&self.pool).await.map_err(db_err)?;
+        let items = rows.into_iter().map(model_from_row).collect::<Result<Vec<_>>>()?;
+        Ok(rules::finish_page(items, page.limit, |m| rules::name_cursor(MODEL_CURSOR, &m.model_name)))
+    }
+
+    async fn rotate_key(&self, id: &str, rotation: KeyRotation) -> Result<RotatedKey> {
+        rules::check_rotation(&rotation)?;
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        // A no-op write first takes SQLite's write lock at once (no read-to-write upgrade
+        // race) and reads the row under it.
+        let row = sqlx::query("UPDATE api_keys SET expires_at = expires_at WHERE id = ? RETURNING *")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| StoreError::not_found("key", id))?;
+        let mut old = key_from_row(&row)?;
+        let old_hash: String = row.try_get("key_hash").map_err(db_err)?;
+        let old_hash = KeyHash::from_hex(&old_hash).ok_or_else(|| StoreError::Backend("corrupt key hash".into()))?;
+        let previous_expires_at = old.expires_at;
+        old.expires_at = Some(rules::rotated_expiry(&old, &rotation)?);
+        sqlx::query("UPDATE api_keys SET expires_at = ? WHERE id = ?")
+            .bind(old.expires_at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let new = rules::rotated_key(&old, &rotation);
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, created_at, expires_at, revoked_at)
+             VALUES (?,?,?,?,?,?,?,?)",
+        )
+        .bind(&new.id)
+        .bind(&new.tenant_id)
+        .bind(&new.name)
+        .bind(&new.prefix)
+        .bind(rotation.new_hash.to_hex())
+        .bind(new.created_at)
+        .bind(new.expires_at)
+        .bind(new.revoked_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict_or(e, "key already exists".into()))?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(RotatedKey { old, previous_expires_at, old_hash, new })
+    }
+
+    async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry> {
+        rules::check_audit(&entry)?;
+        let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO audit_log (at, actor, action, resource_kind, resource_id, before, after)
+             VALUES (?,?,?,?,?,?,?) RETURNING id",
+        )
+        .bind(entry.at)
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(&entry.resource_kind)
+        .bind(&entry.resource_id)
+        .bind(json(&entry.before))
+        .bind(json(&entry.after))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(AuditEntry {
+            id,
+            at: entry.at,
+            actor: entry.actor,
+            action: entry.action,
+            resource_kind: entry.resource_kind,
+            resource_id: entry.resource_id,
+            before: entry.before,
+            after: entry.after,
+        })
+    }
+
+    async fn list_audit(&self, filter: AuditFilter) -> Result<Page<AuditEntry>> {
+        let before = rules::audit_before(&filter.page)?;
+        let mut sql = String::from("SELECT * FROM audit_log WHERE 1=1");
+        let mut args = vec![];
+        for (column, value) in
+            [("resource_kind", filter.resource_kind), ("resource_id", filter.resource_id), ("actor", filter.actor)]
+        {
+            if let Some(v) = value {
+                sql.push_str(&format!(" AND {column} = ?"));
+                args.push(Arg::Text(v));
+            }
+        }
+        if let Some(from) = filter.from {
+            sql.push_str(" AND at >= ?");
+            args.push(Arg::Int(from));
+        }
+        if let Some(to) = filter.to {
+            sql.push_str(" AND at < ?");
+            args.push(Arg::Int(to));
+        }
+        if let Some(b) = before {
+            sql.push_str(" AND id < ?");
+            args.push(Arg::Int(b));
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        args.push(Arg::Int(i64::from(filter.page.limit) + 1));
+        let rows = bind(sqlx::query(&sql), args).fetch_all(&self.pool).await.map_err(db_err)?;
+        let items = rows.iter().map(audit_from_row).collect::<Result<Vec<_>>>()?;
+        Ok(rules::finish_page(items, filter.page.limit, rules::audit_cursor))
+    }
+}
+
+/// The WHERE clause of a key listing (without ORDER BY).
+fn key_query(filter: &KeyFilter) -> (String, Vec<Arg>) {
+    let mut sql = String::from("SELECT * FROM api_keys WHERE 1=1");
+    let mut args = vec![];
+    if let Some(t) = &filter.tenant_id {
+        sql.push_str(" AND tenant_id = ?");
+        args.push(Arg::Text(t.clone()));
+    }
+    if let Some(p) = &filter.prefix {
+        sql.push_str(" AND substr(prefix, 1, length(?)) = ?");
+        args.extend([Arg::Text(p.clone()), Arg::Text(p.clone())]);
+    }
+    if !filter.include_revoked {
+        sql.push_str(" AND revoked_at IS NULL");
+    }
+    (sql, args)
+}
+
+fn bind<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    args: Vec<Arg>,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    for a in args {
+        q = match a {
+            Arg::Text(v) => q.bind(v),
+            Arg::Int(v) => q.bind(v),
+            Arg::Bool(v) => q.bind(v),
+        };
+    }
+    q
+}
+
+fn audit_from_row(row: &SqliteRow) -> Result<AuditEntry> {
+    let json = |col: &str| -> Result<Option<serde_json::Value>> {
+        row.try_get::<Option<String>, _>(col)
+            .map_err(db_err)?
+            .map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Backend(format!("corrupt audit {col}: {e}"))))
+            .transpose()
+    };
+    Ok(AuditEntry {
+        id: row.try_get("id").map_err(db_err)?,
+        at: row.try_get("at").map_err(db_err)?,
+        actor: row.try_get("actor").map_err(db_err)?,
+        action: row.try_get("action").map_err(db_err)?,
+        resource_kind: row.try_get("resource_kind").map_err(db_err)?,
+        resource_id: row.try_get("resource_id").map_err(db_err)?,
+        before: json("before")?,
+        after: json("after")?,
+    })
 }
 
 // === groups ===
