@@ -189,7 +189,7 @@ pub struct Wal {
     watermark: u64,
     bytes: u64,
     /// Bytes the reader skipped as corrupt, and syncs that failed (for metrics).
-    corrupt_bytes: AtomicU64,
+    corrupt_bytes: Arc<AtomicU64>,
     sync_failures: AtomicU64,
 }
 
@@ -240,7 +240,7 @@ impl Wal {
             last_seq,
             watermark,
             bytes,
-            corrupt_bytes: AtomicU64::new(0),
+            corrupt_bytes: Arc::new(AtomicU64::new(0)),
             sync_failures: AtomicU64::new(0),
         };
         wal.delete_shipped()?;
@@ -311,76 +311,18 @@ impl Wal {
     /// Reads batches after the cursor (and after the watermark), about `max_bytes` of
     /// them (at least one, if there is one), and advances the cursor past them.
     pub fn read(&self, cursor: &mut Cursor, max_bytes: usize) -> io::Result<Vec<Entry>> {
-        let mut entries = Vec::new();
-        let mut total = 0usize;
-        cursor.seq = cursor.seq.max(self.watermark);
-        let mut index = match self.segments.iter().position(|s| s.id >= cursor.segment) {
-            Some(i) => i,
-            None => return Ok(entries),
-        };
-        if self.segments[index].id != cursor.segment {
-            // The cursor's segment was deleted (everything in it was shipped).
-            cursor.segment = self.segments[index].id;
-            cursor.offset = 0;
+        self.reader().read(cursor, max_bytes)
+    }
+
+    /// A view of the log as it is now, to read from without holding the log (appends
+    /// only add after it; only the reader's own acks delete segments it has passed).
+    pub fn reader(&self) -> WalReader {
+        WalReader {
+            fs: self.fs.clone(),
+            segments: self.segments.iter().map(|s| (s.id, s.bytes)).collect(),
+            watermark: self.watermark,
+            corrupt_bytes: self.corrupt_bytes.clone(),
         }
-        while total < max_bytes || entries.is_empty() {
-            let segment = &self.segments[index];
-            if cursor.offset >= segment.bytes {
-                if index + 1 == self.segments.len() {
-                    break;
-                }
-                index += 1;
-                cursor.segment = self.segments[index].id;
-                cursor.offset = 0;
-                continue;
-            }
-            let want = (segment.bytes - cursor.offset) as usize;
-            let budget = max_bytes.saturating_sub(total).saturating_add(HEADER);
-            let buf = self.fs.read_at(segment.id, cursor.offset, want.min(budget))?;
-            let mut at = 0;
-            loop {
-                match parse(&buf[at..]) {
-                    Parsed::Record { kind, seq, payload, len } => {
-                        at += len;
-                        if kind == KIND_BATCH && seq > cursor.seq {
-                            cursor.seq = seq;
-                            total += payload.len();
-                            entries.push(Entry { seq, payload: payload.to_vec() });
-                        }
-                        if total >= max_bytes && !entries.is_empty() {
-                            break;
-                        }
-                    }
-                    Parsed::Incomplete { needed } if at == 0 => {
-                        // One record larger than what was read: read exactly it.
-                        let buf = self.fs.read_at(segment.id, cursor.offset, needed)?;
-                        match parse(&buf) {
-                            Parsed::Record { kind, seq, payload, len } => {
-                                at = len;
-                                if kind == KIND_BATCH && seq > cursor.seq {
-                                    cursor.seq = seq;
-                                    total += payload.len();
-                                    entries.push(Entry { seq, payload: payload.to_vec() });
-                                }
-                            }
-                            _ => return Err(io::Error::other("write-ahead log segment changed under its reader")),
-                        }
-                        break;
-                    }
-                    Parsed::Incomplete { .. } => break,
-                    Parsed::Corrupt => {
-                        // Damaged after recovery checked it (the disk): skip the rest of
-                        // the segment rather than stall the shipper on it forever.
-                        let skipped = segment.bytes - cursor.offset - at as u64;
-                        self.corrupt_bytes.fetch_add(skipped, Ordering::Relaxed);
-                        at += skipped as usize;
-                        break;
-                    }
-                }
-            }
-            cursor.offset += at as u64;
-        }
-        Ok(entries)
     }
 
     pub fn stats(&self) -> WalStats {
@@ -461,6 +403,92 @@ impl Wal {
             self.segments.pop_front();
         }
         Ok(())
+    }
+}
+
+/// A snapshot of the log's segments, read without holding the log: the shipper reads
+/// megabytes at a time, and the appender (and status queries) must not wait for that.
+pub struct WalReader {
+    fs: Arc<dyn Fs>,
+    segments: Vec<(u64, u64)>,
+    watermark: u64,
+    corrupt_bytes: Arc<AtomicU64>,
+}
+
+impl WalReader {
+    /// Reads batches after the cursor (and after the watermark), about `max_bytes` of
+    /// them (at least one, if there is one), and advances the cursor past them.
+    pub fn read(&self, cursor: &mut Cursor, max_bytes: usize) -> io::Result<Vec<Entry>> {
+        let mut entries = Vec::new();
+        let mut total = 0usize;
+        cursor.seq = cursor.seq.max(self.watermark);
+        let mut index = match self.segments.iter().position(|&(id, _)| id >= cursor.segment) {
+            Some(i) => i,
+            None => return Ok(entries),
+        };
+        if self.segments[index].0 != cursor.segment {
+            // The cursor's segment was deleted (everything in it was shipped).
+            cursor.segment = self.segments[index].0;
+            cursor.offset = 0;
+        }
+        while total < max_bytes || entries.is_empty() {
+            let (segment_id, segment_bytes) = self.segments[index];
+            if cursor.offset >= segment_bytes {
+                if index + 1 == self.segments.len() {
+                    break;
+                }
+                index += 1;
+                cursor.segment = self.segments[index].0;
+                cursor.offset = 0;
+                continue;
+            }
+            let want = (segment_bytes - cursor.offset) as usize;
+            let budget = max_bytes.saturating_sub(total).saturating_add(HEADER);
+            let buf = self.fs.read_at(segment_id, cursor.offset, want.min(budget))?;
+            let mut at = 0;
+            loop {
+                match parse(&buf[at..]) {
+                    Parsed::Record { kind, seq, payload, len } => {
+                        at += len;
+                        if kind == KIND_BATCH && seq > cursor.seq {
+                            cursor.seq = seq;
+                            total += payload.len();
+                            entries.push(Entry { seq, payload: payload.to_vec() });
+                        }
+                        if total >= max_bytes && !entries.is_empty() {
+                            break;
+                        }
+                    }
+                    Parsed::Incomplete { needed } if at == 0 => {
+                        // One record larger than what was read: read exactly it.
+                        let buf = self.fs.read_at(segment_id, cursor.offset, needed)?;
+                        match parse(&buf) {
+                            Parsed::Record { kind, seq, payload, len } => {
+                                at = len;
+                                if kind == KIND_BATCH && seq > cursor.seq {
+                                    cursor.seq = seq;
+                                    total += payload.len();
+                                    entries.push(Entry { seq, payload: payload.to_vec() });
+                                }
+                            }
+                            _ => return Err(io::Error::other("write-ahead log segment changed under its reader")),
+                        }
+                        break;
+                    }
+                    Parsed::Incomplete { .. } => break,
+                    Parsed::Corrupt => {
+                        // Damaged after recovery checked it (the disk): skip the rest of
+                        // the segment rather than stall the shipper on it forever.
+                        let skipped = segment_bytes - cursor.offset - at as u64;
+                        self.corrupt_bytes.fetch_add(skipped, Ordering::Relaxed);
+                        at += skipped as usize;
+                        break;
+                    }
+                }
+            }
+            cursor.offset += at as u64;
+        }
+        Ok(entries)
     }
 }
 
