@@ -318,6 +318,10 @@ class Bench:
             OBLETH_LOG_LEVEL="warn",
             **(extra_env or {}),
         )
+        # The usage ledger's files (SQLite file and write-ahead log; relative to the working
+        # directory by default) in the run's temporary directory, unless GATEWAY_ENV says.
+        env.setdefault("OBLETH_LEDGER_SQLITE_URL", f"sqlite://{self.tmp / (name + '-usage.db')}")
+        env.setdefault("OBLETH_LEDGER_WAL_DIR", str(self.tmp / (name + "-wal")))
         gw = self.spawn(name, [a.obleth, "serve"], env)
         wait_http(f"http://127.0.0.1:{data_port}/healthz", gw, f"{name} (data plane)")
         wait_http(f"http://127.0.0.1:{admin_port}/healthz", gw, f"{name} (admin API)")
