@@ -371,3 +371,47 @@ async fn three_pods_behind_haproxy() {
     pods[0].stop();
     pods[1].stop();
 }
+
+/// Postgres stopped and restarted under load: keys in use keep working (served from
+/// the last known answers), a key never seen gets 503 rather than 401, nothing restarts,
+/// and everything recovers when Postgres is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_and_restarted_under_load() {
+    let shutdown = CancellationToken::new();
+    let pg = obleth_testkit::OwnPostgres::start();
+    let mock = mock(&shutdown).await;
+    // Short key caches, so that entries expire during the outage.
+    let env = [
+        ("OBLETH_DATABASE_URL", pg.url()),
+        ("OBLETH_KEYS_CACHE_TTL", "200ms".to_owned()),
+        ("OBLETH_KEYS_NEGATIVE_CACHE_TTL", "200ms".to_owned()),
+    ];
+    let mut pod = Gateway::new(mock, &env);
+    pod.start().await;
+    let key = seed(&pod).await;
+    let unused = call(&pod.admin, "POST", "/api/v1/tenants/t1/keys", Some(json!({}))).await.unwrap();
+    let unused = unused["secret"].as_str().unwrap().to_owned();
+    assert_eq!(status_with(&pod, &key).await, 200);
+
+    pg.stop();
+    let started = Instant::now();
+    let mut served = 0;
+    while started.elapsed() < Duration::from_secs(2) {
+        assert_eq!(status_with(&pod, &key).await, 200, "a key in use keeps working while Postgres is down");
+        served += 1;
+    }
+    assert!(served > 10);
+    assert_eq!(status_with(&pod, &unused).await, 503, "a key never seen: the store cannot tell, so 503, not 401");
+    assert_eq!(status_with(&pod, "obl_not-a-real-key-at-all").await, 503);
+
+    pg.restart();
+    let took = within(Duration::from_secs(30), "the unseen key works once Postgres is back", || async {
+        status_with(&pod, &unused).await == 200
+    })
+    .await;
+    eprintln!("recovered {took:?} after Postgres restarted");
+    assert_eq!(status_with(&pod, "obl_not-a-real-key-at-all").await, 401);
+    assert_eq!(status_with(&pod, &key).await, 200);
+    assert_eq!(pod.starts, 1, "the pod never restarted");
+    pod.stop();
+}
