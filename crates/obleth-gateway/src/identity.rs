@@ -11,11 +11,6 @@
 //! at once (via [`ChangeNotifier`]). Changes that bypass it (another process writing the
 //! database) are seen after at most `ttl` for positive entries and `negative_ttl` for
 //! unknown keys. Both are configurable; defaults are documented in the README.
-//!
-//! Store outages: every key and tenant read from the store is also kept, for `stale_ttl`
-//! (1 h), as the last known answer. While the store fails, an expired entry is served
-//! from there (counted as `stale`), so keys that were in use keep working; a key never
-//! seen gets 503, not 401. Admin changes still invalidate these entries.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,18 +28,11 @@ pub struct IdentityConfig {
     pub ttl: Duration,
     pub negative_ttl: Duration,
     pub capacity: u64,
-    /// How long the last known answer is served while the store is down.
-    pub stale_ttl: Duration,
 }
 
 impl Default for IdentityConfig {
     fn default() -> Self {
-        IdentityConfig {
-            ttl: Duration::from_secs(10),
-            negative_ttl: Duration::from_secs(2),
-            capacity: 100_000,
-            stale_ttl: Duration::from_secs(3600),
-        }
+        IdentityConfig { ttl: Duration::from_secs(10), negative_ttl: Duration::from_secs(2), capacity: 100_000 }
     }
 }
 
@@ -61,9 +49,6 @@ pub struct Identity {
     keys: Cache<KeyHash, Arc<ApiKey>>,
     negative: Cache<KeyHash, ()>,
     tenants: Cache<String, Arc<Tenant>>,
-    /// Last known answers, served only while the store fails.
-    stale_keys: Cache<KeyHash, Arc<ApiKey>>,
-    stale_tenants: Cache<String, Arc<Tenant>>,
 }
 
 impl Identity {
@@ -73,8 +58,6 @@ impl Identity {
             keys: Cache::builder().max_capacity(config.capacity).time_to_live(config.ttl).build(),
             negative: Cache::builder().max_capacity(config.capacity).time_to_live(config.negative_ttl).build(),
             tenants: Cache::builder().max_capacity(config.capacity).time_to_live(config.ttl).build(),
-            stale_keys: Cache::builder().max_capacity(config.capacity).time_to_live(config.stale_ttl).build(),
-            stale_tenants: Cache::builder().max_capacity(config.capacity).time_to_live(config.stale_ttl).build(),
         }
     }
 
@@ -95,24 +78,16 @@ impl Identity {
             }
             None => {
                 telemetry::key_cache("miss");
-                match self.store.lookup_key(&hash).await {
-                    Ok(Some(key)) => {
+                match self.store.lookup_key(&hash).await.map_err(store_error)? {
+                    Some(key) => {
                         let key = Arc::new(key);
                         self.keys.insert(hash, key.clone());
-                        self.stale_keys.insert(hash, key.clone());
                         key
                     }
-                    Ok(None) => {
+                    None => {
                         self.negative.insert(hash, ());
                         return Err(ApiError::invalid_key());
                     }
-                    Err(e) => match self.stale_keys.get(&hash) {
-                        Some(key) => {
-                            telemetry::key_cache("stale");
-                            key
-                        }
-                        None => return Err(store_error(e)),
-                    },
                 }
             }
         };
@@ -134,15 +109,11 @@ impl Identity {
             Ok(t) => {
                 let t = Arc::new(t);
                 self.tenants.insert(id.to_owned(), t.clone());
-                self.stale_tenants.insert(id.to_owned(), t.clone());
                 Ok(t)
             }
             // The key outlived its tenant (deleted): the key is as good as revoked.
             Err(StoreError::NotFound { .. }) => Err(ApiError::invalid_key()),
-            Err(e) => match self.stale_tenants.get(id) {
-                Some(t) => Ok(t),
-                None => Err(store_error(e)),
-            },
+            Err(e) => Err(store_error(e)),
         }
     }
 }
@@ -155,14 +126,10 @@ fn store_error(e: StoreError) -> ApiError {
 impl ChangeNotifier for Identity {
     fn notify(&self, event: ChangeEvent) {
         match event {
-            ChangeEvent::Tenant { id, .. } => {
-                self.tenants.invalidate(&id);
-                self.stale_tenants.invalidate(&id);
-            }
+            ChangeEvent::Tenant { id, .. } => self.tenants.invalidate(&id),
             ChangeEvent::Key { hash } => {
                 self.keys.invalidate(&hash);
                 self.negative.invalidate(&hash);
-                self.stale_keys.invalidate(&hash);
             }
             ChangeEvent::Resync => {
                 self.keys.invalidate_all();

@@ -1,7 +1,5 @@
 //! The model registry as the data plane sees it: a cache of model entries by name,
 //! including "known absent" entries, invalidated by admin changes and bounded by a TTL.
-//! As for keys, the last known entry is kept for `stale_ttl` and served while the store
-//! fails, so that models in use keep working through a store outage.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,16 +14,11 @@ use crate::error::ApiError;
 pub struct Registry {
     store: Arc<dyn ControlPlaneStore>,
     models: Cache<String, Option<Arc<Model>>>,
-    stale: Cache<String, Option<Arc<Model>>>,
 }
 
 impl Registry {
-    pub fn new(store: Arc<dyn ControlPlaneStore>, ttl: Duration, stale_ttl: Duration) -> Self {
-        Registry {
-            store,
-            models: Cache::builder().max_capacity(10_000).time_to_live(ttl).build(),
-            stale: Cache::builder().max_capacity(10_000).time_to_live(stale_ttl).build(),
-        }
+    pub fn new(store: Arc<dyn ControlPlaneStore>, ttl: Duration) -> Self {
+        Registry { store, models: Cache::builder().max_capacity(10_000).time_to_live(ttl).build() }
     }
 
     /// The enabled model called `name`, or the client-facing error.
@@ -36,18 +29,12 @@ impl Registry {
                 let entry = match self.store.get_model(name).await {
                     Ok(m) => Some(Arc::new(m)),
                     Err(StoreError::NotFound { .. }) => None,
-                    Err(e) => match self.stale.get(name) {
-                        Some(entry) => {
-                            return entry.filter(|m| m.enabled).ok_or_else(|| ApiError::model_not_found(name));
-                        }
-                        None => {
-                            tracing::warn!(error = %e, "control-plane store failed during model lookup");
-                            return Err(ApiError::store_unavailable());
-                        }
-                    },
+                    Err(e) => {
+                        tracing::warn!(error = %e, "control-plane store failed during model lookup");
+                        return Err(ApiError::store_unavailable());
+                    }
                 };
                 self.models.insert(name.to_owned(), entry.clone());
-                self.stale.insert(name.to_owned(), entry.clone());
                 entry
             }
         };
@@ -72,10 +59,7 @@ impl Registry {
 impl ChangeNotifier for Registry {
     fn notify(&self, event: ChangeEvent) {
         match event {
-            ChangeEvent::Model { name } => {
-                self.models.invalidate(&name);
-                self.stale.invalidate(&name);
-            }
+            ChangeEvent::Model { name } => self.models.invalidate(&name),
             ChangeEvent::Resync => self.models.invalidate_all(),
             _ => {}
         }

@@ -14,10 +14,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod clickhouse;
-mod postgres;
 mod redis;
 mod util;
 
 pub use clickhouse::OwnClickHouse;
-pub use postgres::OwnPostgres;
 pub use redis::OwnRedis;

@@ -135,8 +135,6 @@ struct RawKeys {
     #[serde(with = "humantime_serde")]
     negative_cache_ttl: Duration,
     cache_capacity: u64,
-    #[serde(with = "humantime_serde")]
-    stale_ttl: Duration,
 }
 
 impl Default for RawKeys {
@@ -145,7 +143,6 @@ impl Default for RawKeys {
             cache_ttl: Duration::from_secs(10),
             negative_cache_ttl: Duration::from_secs(2),
             cache_capacity: 100_000,
-            stale_ttl: Duration::from_secs(3600),
         }
     }
 }
@@ -452,7 +449,6 @@ const ENV_KEYS: &[EnvKey] = &[
     EnvKey("OBLETH_KEYS_CACHE_TTL", "keys", "cache_ttl", Kind::Str),
     EnvKey("OBLETH_KEYS_NEGATIVE_CACHE_TTL", "keys", "negative_cache_ttl", Kind::Str),
     EnvKey("OBLETH_KEYS_CACHE_CAPACITY", "keys", "cache_capacity", Kind::Int),
-    EnvKey("OBLETH_KEYS_STALE_TTL", "keys", "stale_ttl", Kind::Str),
     EnvKey("OBLETH_ADMISSION_MODE", "admission", "mode", Kind::Str),
     EnvKey("OBLETH_ADMISSION_MAX_IN_FLIGHT", "admission", "max_in_flight", Kind::Int),
     EnvKey("OBLETH_ADMISSION_QUEUE_TIMEOUT", "admission", "queue_timeout", Kind::Str),
@@ -765,7 +761,6 @@ impl RawConfig {
                 ttl: self.keys.cache_ttl,
                 negative_ttl: self.keys.negative_cache_ttl,
                 capacity: self.keys.cache_capacity,
-                stale_ttl: self.keys.stale_ttl,
             },
             admission,
             budget,

@@ -144,7 +144,7 @@ pub async fn start(
         format!("opening the control-plane database {}", obleth_core::redact_url(&config.database_url))
     })?;
     let identity = Arc::new(Identity::new(store.clone(), &config.keys));
-    let registry = Arc::new(Registry::new(store.clone(), config.keys.ttl, config.keys.stale_ttl));
+    let registry = Arc::new(Registry::new(store.clone(), config.keys.ttl));
     let fairshare = Arc::new(Fairshare::new(config.admission.clone()));
     for group in store.list_groups().await.context("loading fairshare groups")? {
         fairshare.set_group_weight(&group.name, group.weight);
