@@ -124,14 +124,7 @@ impl OwnClickHouse {
 
     /// Whether the process is alive (it may still be starting or shutting down).
     pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut().map(Child::try_wait) {
-            Some(Ok(None)) => true,
-            Some(_) => {
-                self.child = None;
-                false
-            }
-            None => false,
-        }
+        util::is_running(&mut self.child)
     }
 
     /// SIGKILL, as a crash or an OOM kill would: no flush, no clean shutdown. Returns

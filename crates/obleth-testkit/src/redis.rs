@@ -58,14 +58,7 @@ impl OwnRedis {
 
     /// Whether the process is alive.
     pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut().map(Child::try_wait) {
-            Some(Ok(None)) => true,
-            Some(_) => {
-                self.child = None;
-                false
-            }
-            None => false,
-        }
+        util::is_running(&mut self.child)
     }
 
     /// SIGKILL, and wait until the process is gone. The data is kept. Does nothing if

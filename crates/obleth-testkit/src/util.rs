@@ -22,6 +22,18 @@ pub(crate) fn free_ports<const N: usize>() -> [u16; N] {
     std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
 }
 
+/// Whether the handle's process is alive; forgets one that has exited.
+pub(crate) fn is_running(child: &mut Option<Child>) -> bool {
+    match child.as_mut().map(Child::try_wait) {
+        Some(Ok(None)) => true,
+        Some(_) => {
+            *child = None;
+            false
+        }
+        None => false,
+    }
+}
+
 /// SIGKILL and reap.
 pub(crate) fn kill(child: &mut Child) {
     let _ = child.kill();
