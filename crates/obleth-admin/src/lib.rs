@@ -33,6 +33,8 @@ use subtle::ConstantTimeEq;
 #[derive(Clone)]
 pub struct AdminState {
     pub store: Arc<dyn ControlPlaneStore>,
+    /// The data plane's view of the store, for readiness.
+    pub store_guard: Arc<obleth_store::StoreGuard>,
     pub notifier: Arc<dyn ChangeNotifier>,
     pub token: SecretString,
     /// The admission policy, for `GET /api/v1/scheduler`.
@@ -124,11 +126,14 @@ async fn require_admin(State(state): State<AdminState>, req: Request, next: Next
     next.run(req).await
 }
 
-/// Ready while the control-plane store answers and the ledger takes rows; the body says
-/// how each dependency is (`up`, `degraded`, `down`). Degraded dependencies keep the pod
-/// ready: a budget store on its local share (Redis unreachable), a ledger whose database
-/// is away (rows wait in its log). Not ready: the control-plane store down, or a ledger
-/// refusing requests (`on_full = "reject"` and its log nearly full).
+/// Ready unless the ledger refuses requests; the body says how each dependency is
+/// (`up`, `degraded`, `down`). Degraded dependencies keep the pod ready: a budget store
+/// on its local share (Redis unreachable), a ledger whose database is away (rows wait in
+/// its log), and a control-plane store that is down (`store: "down: …"`): the pod serves
+/// keys, tenants and models from their last known entries and every pod is in the same
+/// position, so taking pods out of rotation would only turn a partial outage into a
+/// total one. Not ready: a ledger refusing requests (`on_full = "reject"` and its log
+/// nearly full).
 async fn ready(State(state): State<AdminState>) -> Response {
     let (ledger, ledger_ok) = match &state.ledger {
         None => ("none", true),
@@ -143,11 +148,12 @@ async fn ready(State(state): State<AdminState>) -> Response {
         }
     };
     let budget = if state.budget.degraded() { "degraded" } else { "up" };
-    let (store, store_ok) = match state.store.ping().await {
-        Ok(()) => ("up".to_owned(), true),
-        Err(e) => (format!("down: {e}"), false),
+    // Bounded by the guard's timeout: a dead store must not outlast the health check.
+    let store = match state.store_guard.check().await {
+        obleth_store::StoreHealth::Up => "up".to_owned(),
+        obleth_store::StoreHealth::Down { for_ms, error } => format!("down for {for_ms} ms: {error}"),
     };
-    let ready = store_ok && ledger_ok;
+    let ready = ledger_ok;
     let body = Json(json!({
         "status": if ready { "ready" } else { "not_ready" },
         "store": store,

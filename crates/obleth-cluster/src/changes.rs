@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::ClusterError;
+use crate::shared_cache::{CacheKeys, INVALIDATE_AND_PUBLISH};
 
 /// Events waiting to be published; beyond this, events are dropped (and counted): the
 /// safety nets cover them.
@@ -37,6 +38,9 @@ pub struct ChangeBusConfig {
     /// This pod's name, to ignore its own messages.
     pub pod: String,
     pub resync_interval: Duration,
+    /// The shared key cache's names, when pods share one: a key or tenant change deletes
+    /// its entry in the same script that publishes it.
+    pub cache: Option<CacheKeys>,
 }
 
 /// One change as it travels between pods.
@@ -69,6 +73,15 @@ impl WireEvent {
         })
     }
 
+    /// The shared cache entry this change makes stale (after the epoch), if any.
+    fn cache_suffix(&self) -> String {
+        match self {
+            WireEvent::Tenant { id, .. } => CacheKeys::suffix(obleth_core::SharedKind::Tenant, id),
+            WireEvent::Key { hash } => CacheKeys::suffix(obleth_core::SharedKind::Key, hash),
+            WireEvent::Group { .. } | WireEvent::Model { .. } => String::new(),
+        }
+    }
+
     fn into_event(self) -> Option<ChangeEvent> {
         Some(match self {
             WireEvent::Tenant { id, tenant } => ChangeEvent::Tenant { id, tenant: tenant.map(Arc::new) },
@@ -98,7 +111,7 @@ impl ChangeBus {
             redis::Client::open(config.redis_url.as_str()).map_err(|e| ClusterError::InvalidUrl(e.to_string()))?;
         let (tx, rx) = mpsc::channel(PUBLISH_QUEUE);
         let config = Arc::new(config);
-        tokio::spawn(publish_loop(client.clone(), config.clone(), rx));
+        tokio::spawn(publish_loop(client.clone(), config.clone(), local.clone(), rx));
         tokio::spawn(subscribe_loop(client, config.clone(), local.clone(), store.clone()));
         tokio::spawn(periodic_resync(config, local.clone(), store));
         Ok(Arc::new(ChangeBus { local, tx }))
@@ -114,10 +127,20 @@ impl ChangeNotifier for ChangeBus {
     }
 }
 
-async fn publish_loop(client: redis::Client, config: Arc<ChangeBusConfig>, mut rx: mpsc::Receiver<ChangeEvent>) {
+async fn publish_loop(
+    client: redis::Client,
+    config: Arc<ChangeBusConfig>,
+    local: Arc<dyn ChangeNotifier>,
+    mut rx: mpsc::Receiver<ChangeEvent>,
+) {
     let mut conn: Option<redis::aio::MultiplexedConnection> = None;
+    let script = redis::Script::new(INVALIDATE_AND_PUBLISH);
+    // A change was not published (so its shared cache entry may not have been deleted):
+    // the whole shared cache is dropped once Redis answers again.
+    let mut missed = false;
     while let Some(event) = rx.recv().await {
         let Some(wire) = WireEvent::from_event(&event) else { continue };
+        let suffix = wire.cache_suffix();
         let payload = match serde_json::to_string(&Message { pod: config.pod.clone(), event: wire }) {
             Ok(p) => p,
             Err(_) => continue,
@@ -131,12 +154,27 @@ async fn publish_loop(client: redis::Client, config: Arc<ChangeBusConfig>, mut r
                     .and_then(Result::ok);
             }
             let Some(c) = conn.as_mut() else { continue };
-            let sent: Result<Result<(), redis::RedisError>, _> = tokio::time::timeout(
-                Duration::from_secs(1),
-                redis::cmd("PUBLISH").arg(&config.channel).arg(&payload).query_async(c),
-            )
-            .await;
-            match sent {
+            let publish = async {
+                match &config.cache {
+                    Some(keys) => {
+                        if missed {
+                            bump_epoch(c, keys).await?;
+                            missed = false;
+                        }
+                        script
+                            .key(keys.gen_key())
+                            .key(keys.epoch_key())
+                            .arg(&keys.prefix)
+                            .arg(&suffix)
+                            .arg(&config.channel)
+                            .arg(&payload)
+                            .invoke_async::<()>(c)
+                            .await
+                    }
+                    None => redis::cmd("PUBLISH").arg(&config.channel).arg(&payload).query_async::<()>(c).await,
+                }
+            };
+            match tokio::time::timeout(Duration::from_secs(1), publish).await {
                 Ok(Ok(())) => {
                     metrics::counter!("obleth_cluster_changes_published_total").increment(1);
                     break;
@@ -144,7 +182,13 @@ async fn publish_loop(client: redis::Client, config: Arc<ChangeBusConfig>, mut r
                 _ => conn = None,
             }
         }
+        // Applied here a second time, now that the shared cache entry is gone: a request
+        // of this pod may have read the old entry back from Redis in between.
+        if config.cache.is_some() && !suffix.is_empty() {
+            local.notify(event);
+        }
         if conn.is_none() {
+            missed = true;
             tracing::warn!(
                 "cannot publish a control-plane change to the other pods (Redis unreachable); they pick it up when their caches expire"
             );
@@ -183,6 +227,15 @@ async fn subscribe_loop(
         if !first {
             // Changes made while we were not listening were missed.
             tracing::info!("control-plane change channel reconnected; resynchronizing caches");
+            if let Some(keys) = &config.cache {
+                let bumped = async {
+                    let mut c = client.get_multiplexed_async_connection().await?;
+                    bump_epoch(&mut c, keys).await
+                };
+                if !matches!(tokio::time::timeout(Duration::from_secs(2), bumped).await, Ok(Ok(()))) {
+                    tracing::warn!("cannot drop the shared key cache after a reconnect; its entries expire by TTL");
+                }
+            }
             resync(local.as_ref(), store.as_ref()).await;
         }
         first = false;
@@ -203,6 +256,11 @@ async fn subscribe_loop(
         }
         tracing::warn!("control-plane change channel lost; reconnecting");
     }
+}
+
+/// Drops every shared cache entry (they live under the epoch).
+async fn bump_epoch(c: &mut redis::aio::MultiplexedConnection, keys: &CacheKeys) -> redis::RedisResult<()> {
+    redis::cmd("INCR").arg(keys.epoch_key()).query_async::<()>(c).await
 }
 
 async fn periodic_resync(

@@ -5,11 +5,15 @@
 //!   was down and a periodic reload of what only events carry (group weights).
 //! - [`slots`]: one in-flight cap for the cluster, split between the live pods through
 //!   an atomic heartbeat on Redis.
+//! - [`shared_cache`]: keys and tenants cached in Redis for every pod, in front of the
+//!   control-plane store.
 
 pub mod changes;
+pub mod shared_cache;
 pub mod slots;
 
 pub use changes::{ChangeBus, ChangeBusConfig};
+pub use shared_cache::{CacheKeys, RedisSharedCache, SharedCacheConfig};
 pub use slots::{SlotShare, SlotShareConfig, SlotShareStatus};
 
 /// Errors of the cluster layer.

@@ -5,6 +5,7 @@
 //! behind the traits (see `ARCHITECTURE.md`).
 
 pub mod admission;
+pub mod cache;
 pub mod change;
 pub mod key;
 pub mod model;
@@ -12,6 +13,7 @@ pub mod tenant;
 pub mod usage;
 
 pub use admission::{Admission, AdmissionClass, AdmissionRequest, Admitted, Rejection, SlotPermit};
+pub use cache::{Shared, SharedCache, SharedKind};
 pub use change::{ChangeEvent, ChangeNotifier};
 pub use key::{ApiKey, GeneratedKey, KeyHash};
 pub use model::Model;

@@ -1,23 +1,36 @@
-//! Key → tenant resolution through in-process caches.
+//! Key → tenant resolution through caches.
 //!
-//! Three caches sit in front of the store, so that a steady stream of requests does
-//! not touch it:
-//! - `keys`: key hash → the key's record (id, tenant, expiry, revocation);
-//! - `negative`: hashes the store did not know, kept briefly so that a flood of bad
-//!   keys cannot hammer the store;
-//! - `tenants`: tenant id → the tenant (weight, group, quota, disabled).
+//! Lookups go, in order, through:
+//! - this pod's caches: `keys` (key hash → the key's record: id, tenant, expiry,
+//!   revocation), `negative` (hashes the store did not know, kept briefly so that a
+//!   flood of bad keys cannot hammer the store) and `tenants` (tenant id → weight,
+//!   group, quota, disabled);
+//! - the cache shared by every pod (Redis, when configured; [`SharedCache`]), so that a
+//!   key used on one pod is not read from the store again by each of the others;
+//! - the control-plane store, through its [`StoreGuard`].
 //!
-//! Freshness: admin changes made through this process invalidate the affected entries
-//! at once (via [`ChangeNotifier`]). Changes that bypass it (another process writing the
-//! database) are seen after at most `ttl` for positive entries and `negative_ttl` for
-//! unknown keys. Both are configurable; defaults are documented in the README.
+//! Freshness: admin changes invalidate the affected entries at once on every pod (via
+//! [`ChangeNotifier`] and the cluster's change bus, which also clears the shared cache).
+//! Changes that bypass the admin API (another process writing the database) are seen
+//! after at most `ttl` here, plus the shared cache's own TTL.
+//!
+//! Store outages: every key and tenant read is also kept for `stale_ttl` as the *last
+//! known answer*. While the store is down (the guard is open, or a call failed), an
+//! entry that expired from the caches is served from there (counted as `stale`), so keys
+//! in use keep working; a key this pod never saw and the shared cache does not hold gets
+//! 503, not 401: the store cannot say whether it exists. Admin changes invalidate last
+//! known answers too (they cannot happen while the store is down anyway).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use moka::sync::Cache;
-use obleth_core::{ApiKey, ChangeEvent, ChangeNotifier, KeyHash, Tenant, key::MAX_KEY_LEN, now_millis};
-use obleth_store::{ControlPlaneStore, StoreError};
+use obleth_core::{
+    ApiKey, ChangeEvent, ChangeNotifier, KeyHash, Shared, SharedCache, SharedKind, Tenant, key::MAX_KEY_LEN, now_millis,
+};
+use obleth_store::{StoreError, StoreGuard};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 use crate::telemetry;
@@ -28,11 +41,18 @@ pub struct IdentityConfig {
     pub ttl: Duration,
     pub negative_ttl: Duration,
     pub capacity: u64,
+    /// How long the last known answer is served while the store is down.
+    pub stale_ttl: Duration,
 }
 
 impl Default for IdentityConfig {
     fn default() -> Self {
-        IdentityConfig { ttl: Duration::from_secs(10), negative_ttl: Duration::from_secs(2), capacity: 100_000 }
+        IdentityConfig {
+            ttl: Duration::from_secs(10),
+            negative_ttl: Duration::from_secs(2),
+            capacity: 100_000,
+            stale_ttl: Duration::from_secs(24 * 3600),
+        }
     }
 }
 
@@ -45,19 +65,40 @@ pub struct Caller {
 
 /// Resolves bearer keys to tenants.
 pub struct Identity {
-    store: Arc<dyn ControlPlaneStore>,
+    store: Arc<StoreGuard>,
+    shared: Option<Arc<dyn SharedCache>>,
     keys: Cache<KeyHash, Arc<ApiKey>>,
     negative: Cache<KeyHash, ()>,
     tenants: Cache<String, Arc<Tenant>>,
+    /// Last known answers, served only while the store fails.
+    stale_keys: Cache<KeyHash, Arc<ApiKey>>,
+    stale_tenants: Cache<String, Arc<Tenant>>,
+}
+
+/// What the caches and the store said about one id.
+enum Found<T> {
+    Some(Arc<T>),
+    Absent,
 }
 
 impl Identity {
-    pub fn new(store: Arc<dyn ControlPlaneStore>, config: &IdentityConfig) -> Self {
+    pub fn new(store: Arc<StoreGuard>, shared: Option<Arc<dyn SharedCache>>, config: &IdentityConfig) -> Self {
+        fn cache<K, V>(capacity: u64, ttl: Duration) -> Cache<K, V>
+        where
+            K: std::hash::Hash + Eq + Send + Sync + 'static,
+            V: Clone + Send + Sync + 'static,
+        {
+            Cache::builder().max_capacity(capacity).time_to_live(ttl).build()
+        }
+        let n = config.capacity;
         Identity {
             store,
-            keys: Cache::builder().max_capacity(config.capacity).time_to_live(config.ttl).build(),
-            negative: Cache::builder().max_capacity(config.capacity).time_to_live(config.negative_ttl).build(),
-            tenants: Cache::builder().max_capacity(config.capacity).time_to_live(config.ttl).build(),
+            shared,
+            keys: cache(n, config.ttl),
+            negative: cache(n, config.negative_ttl),
+            tenants: cache(n, config.ttl),
+            stale_keys: cache(n, config.stale_ttl),
+            stale_tenants: cache(n, config.stale_ttl),
         }
     }
 
@@ -76,20 +117,10 @@ impl Identity {
                 telemetry::key_cache("negative_hit");
                 return Err(ApiError::invalid_key());
             }
-            None => {
-                telemetry::key_cache("miss");
-                match self.store.lookup_key(&hash).await.map_err(store_error)? {
-                    Some(key) => {
-                        let key = Arc::new(key);
-                        self.keys.insert(hash, key.clone());
-                        key
-                    }
-                    None => {
-                        self.negative.insert(hash, ());
-                        return Err(ApiError::invalid_key());
-                    }
-                }
-            }
+            None => match self.key_miss(hash).await? {
+                Found::Some(key) => key,
+                Found::Absent => return Err(ApiError::invalid_key()),
+            },
         };
         if !key.is_active(now_millis()) {
             return Err(ApiError::invalid_key());
@@ -101,20 +132,113 @@ impl Identity {
         Ok(Caller { tenant, key_prefix: key.prefix.as_str().into() })
     }
 
+    async fn key_miss(&self, hash: KeyHash) -> Result<Found<ApiKey>, ApiError> {
+        let id = hash.to_hex();
+        let looked_up =
+            self.lookup(SharedKind::Key, &id, |store| async move { store.lookup_key(&hash).await }, "key").await;
+        match looked_up {
+            Ok(Found::Some(key)) => {
+                self.keys.insert(hash, key.clone());
+                self.stale_keys.insert(hash, key.clone());
+                Ok(Found::Some(key))
+            }
+            Ok(Found::Absent) => {
+                self.negative.insert(hash, ());
+                self.stale_keys.invalidate(&hash);
+                Ok(Found::Absent)
+            }
+            Err(e) => match self.stale_keys.get(&hash) {
+                Some(key) => {
+                    telemetry::key_cache("stale");
+                    Ok(Found::Some(key))
+                }
+                None => Err(store_error(e)),
+            },
+        }
+    }
+
     async fn tenant(&self, id: &str) -> Result<Arc<Tenant>, ApiError> {
         if let Some(t) = self.tenants.get(id) {
             return Ok(t);
         }
-        match self.store.get_tenant(id).await {
-            Ok(t) => {
-                let t = Arc::new(t);
+        let owned = id.to_owned();
+        let looked_up = self
+            .lookup(
+                SharedKind::Tenant,
+                id,
+                |store| async move {
+                    match store.get_tenant(&owned).await {
+                        Ok(t) => Ok(Some(t)),
+                        Err(StoreError::NotFound { .. }) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                },
+                "tenant",
+            )
+            .await;
+        match looked_up {
+            Ok(Found::Some(t)) => {
                 self.tenants.insert(id.to_owned(), t.clone());
+                self.stale_tenants.insert(id.to_owned(), t.clone());
                 Ok(t)
             }
             // The key outlived its tenant (deleted): the key is as good as revoked.
-            Err(StoreError::NotFound { .. }) => Err(ApiError::invalid_key()),
-            Err(e) => Err(store_error(e)),
+            Ok(Found::Absent) => {
+                self.stale_tenants.invalidate(id);
+                Err(ApiError::invalid_key())
+            }
+            Err(e) => match self.stale_tenants.get(id) {
+                Some(t) => {
+                    telemetry::key_cache("stale");
+                    Ok(t)
+                }
+                None => Err(store_error(e)),
+            },
         }
+    }
+
+    /// The shared cache, then the store (filling the shared cache with its answer).
+    async fn lookup<T, F, Fut>(&self, kind: SharedKind, id: &str, read: F, what: &str) -> Result<Found<T>, StoreError>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: FnOnce(Arc<dyn obleth_store::ControlPlaneStore>) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>, StoreError>> + Send + 'static,
+    {
+        let shared = self.shared.as_ref();
+        let mut ticket = None;
+        if let Some(shared) = shared {
+            match shared.get(kind, id).await {
+                Shared::Hit(json) => match serde_json::from_str::<T>(&json) {
+                    Ok(v) => {
+                        telemetry::key_cache("shared_hit");
+                        return Ok(Found::Some(Arc::new(v)));
+                    }
+                    // Written by another version: read the store and overwrite it.
+                    Err(e) => tracing::debug!(error = %e, what, "unreadable shared cache entry"),
+                },
+                Shared::Absent => {
+                    telemetry::key_cache("shared_negative_hit");
+                    return Ok(Found::Absent);
+                }
+                Shared::Miss { ticket: t } => ticket = Some(t),
+                Shared::Unavailable => {}
+            }
+        }
+        telemetry::key_cache("miss");
+        let found = self.store.call(read).await?;
+        if let (Some(shared), Some(ticket)) = (shared, ticket) {
+            let value = match &found {
+                Some(v) => match serde_json::to_string(v) {
+                    Ok(json) => Some(json),
+                    Err(_) => return Ok(found.map_or(Found::Absent, |v| Found::Some(Arc::new(v)))),
+                },
+                None => None,
+            };
+            // Off the request's path: the answer is known, the fill is for the others.
+            let (shared, id) = (shared.clone(), id.to_owned());
+            tokio::spawn(async move { shared.fill(kind, &id, &ticket, value.as_deref()).await });
+        }
+        Ok(found.map_or(Found::Absent, |v| Found::Some(Arc::new(v))))
     }
 }
 
@@ -126,11 +250,17 @@ fn store_error(e: StoreError) -> ApiError {
 impl ChangeNotifier for Identity {
     fn notify(&self, event: ChangeEvent) {
         match event {
-            ChangeEvent::Tenant { id, .. } => self.tenants.invalidate(&id),
+            ChangeEvent::Tenant { id, .. } => {
+                self.tenants.invalidate(&id);
+                self.stale_tenants.invalidate(&id);
+            }
             ChangeEvent::Key { hash } => {
                 self.keys.invalidate(&hash);
                 self.negative.invalidate(&hash);
+                self.stale_keys.invalidate(&hash);
             }
+            // Changes may have been missed: read everything again, but keep the last
+            // known answers (the store may be what is down).
             ChangeEvent::Resync => {
                 self.keys.invalidate_all();
                 self.negative.invalidate_all();

@@ -14,10 +14,12 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 pub mod conformance;
+mod guard;
 mod postgres;
 mod rules;
 mod sqlite;
 
+pub use guard::{GuardConfig, StoreGuard, StoreHealth};
 pub use postgres::PostgresStore;
 pub use rules::validate_actor;
 pub use sqlite::SqliteStore;

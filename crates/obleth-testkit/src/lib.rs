@@ -14,8 +14,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod clickhouse;
+mod postgres;
 mod redis;
 mod util;
 
 pub use clickhouse::OwnClickHouse;
+pub use postgres::OwnPostgres;
 pub use redis::OwnRedis;

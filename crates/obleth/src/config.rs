@@ -135,6 +135,10 @@ struct RawKeys {
     #[serde(with = "humantime_serde")]
     negative_cache_ttl: Duration,
     cache_capacity: u64,
+    #[serde(with = "humantime_serde")]
+    stale_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    store_timeout: Duration,
 }
 
 impl Default for RawKeys {
@@ -143,6 +147,8 @@ impl Default for RawKeys {
             cache_ttl: Duration::from_secs(10),
             negative_cache_ttl: Duration::from_secs(2),
             cache_capacity: 100_000,
+            stale_ttl: Duration::from_secs(24 * 3600),
+            store_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -252,6 +258,9 @@ struct RawCluster {
     #[serde(with = "humantime_serde")]
     pod_ttl: Duration,
     fallback_slots: Option<u32>,
+    shared_cache: bool,
+    #[serde(with = "humantime_serde")]
+    shared_cache_ttl: Duration,
 }
 
 impl Default for RawCluster {
@@ -265,6 +274,8 @@ impl Default for RawCluster {
             heartbeat: Duration::from_millis(500),
             pod_ttl: Duration::from_secs(3),
             fallback_slots: None,
+            shared_cache: true,
+            shared_cache_ttl: Duration::from_secs(300),
         }
     }
 }
@@ -324,6 +335,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub max_response_bytes: usize,
     pub keys: obleth_gateway::IdentityConfig,
+    /// How the data plane calls the control-plane store (`keys.store_timeout`).
+    pub store_guard: obleth_store::GuardConfig,
     pub admission: obleth_scheduler::FairshareConfig,
     pub budget: Budget,
     pub ledger: Ledger,
@@ -341,6 +354,8 @@ pub struct Cluster {
     pub resync_interval: Duration,
     /// `Some`: `admission.max_in_flight` is the cluster's cap, split between live pods.
     pub slots: Option<ClusterSlots>,
+    /// `Some(ttl)`: keys and tenants are cached in Redis for every pod, for `ttl`.
+    pub shared_cache: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -449,6 +464,8 @@ const ENV_KEYS: &[EnvKey] = &[
     EnvKey("OBLETH_KEYS_CACHE_TTL", "keys", "cache_ttl", Kind::Str),
     EnvKey("OBLETH_KEYS_NEGATIVE_CACHE_TTL", "keys", "negative_cache_ttl", Kind::Str),
     EnvKey("OBLETH_KEYS_CACHE_CAPACITY", "keys", "cache_capacity", Kind::Int),
+    EnvKey("OBLETH_KEYS_STALE_TTL", "keys", "stale_ttl", Kind::Str),
+    EnvKey("OBLETH_KEYS_STORE_TIMEOUT", "keys", "store_timeout", Kind::Str),
     EnvKey("OBLETH_ADMISSION_MODE", "admission", "mode", Kind::Str),
     EnvKey("OBLETH_ADMISSION_MAX_IN_FLIGHT", "admission", "max_in_flight", Kind::Int),
     EnvKey("OBLETH_ADMISSION_QUEUE_TIMEOUT", "admission", "queue_timeout", Kind::Str),
@@ -493,6 +510,8 @@ const ENV_KEYS: &[EnvKey] = &[
     EnvKey("OBLETH_CLUSTER_HEARTBEAT", "cluster", "heartbeat", Kind::Str),
     EnvKey("OBLETH_CLUSTER_POD_TTL", "cluster", "pod_ttl", Kind::Str),
     EnvKey("OBLETH_CLUSTER_FALLBACK_SLOTS", "cluster", "fallback_slots", Kind::Int),
+    EnvKey("OBLETH_CLUSTER_SHARED_CACHE", "cluster", "shared_cache", Kind::Bool),
+    EnvKey("OBLETH_CLUSTER_SHARED_CACHE_TTL", "cluster", "shared_cache_ttl", Kind::Str),
     EnvKey("OBLETH_LOG_LEVEL", "log", "level", Kind::Str),
 ];
 
@@ -606,6 +625,8 @@ impl RawConfig {
             ("upstream.response_timeout", self.upstream.response_timeout),
             ("upstream.stream_idle_timeout", self.upstream.stream_idle_timeout),
             ("keys.cache_ttl", self.keys.cache_ttl),
+            ("keys.stale_ttl", self.keys.stale_ttl),
+            ("keys.store_timeout", self.keys.store_timeout),
             ("admission.queue_timeout", self.admission.queue_timeout),
         ] {
             if d.is_zero() {
@@ -714,6 +735,7 @@ impl RawConfig {
                     ("cluster.resync_interval", c.resync_interval),
                     ("cluster.heartbeat", c.heartbeat),
                     ("cluster.pod_ttl", c.pod_ttl),
+                    ("cluster.shared_cache_ttl", c.shared_cache_ttl),
                 ] {
                     if d.is_zero() {
                         return Err(invalid(field, "must be greater than zero".into()));
@@ -734,6 +756,7 @@ impl RawConfig {
                     pod_name: c.pod_name.clone().unwrap_or_else(|| obleth_core::new_id("pod-")),
                     resync_interval: c.resync_interval,
                     slots,
+                    shared_cache: c.shared_cache.then_some(c.shared_cache_ttl),
                 })
             }
         };
@@ -761,6 +784,11 @@ impl RawConfig {
                 ttl: self.keys.cache_ttl,
                 negative_ttl: self.keys.negative_cache_ttl,
                 capacity: self.keys.cache_capacity,
+                stale_ttl: self.keys.stale_ttl,
+            },
+            store_guard: obleth_store::GuardConfig {
+                timeout: self.keys.store_timeout,
+                ..obleth_store::GuardConfig::default()
             },
             admission,
             budget,

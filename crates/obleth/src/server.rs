@@ -129,6 +129,10 @@ impl Running {
 /// the write-ahead log otherwise, and are replayed at the next start).
 const LEDGER_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Bound on each call to the shared key cache: Redis answers in well under a
+/// millisecond; a slower answer is treated as a miss and the store is read instead.
+const SHARED_CACHE_TIMEOUT: Duration = Duration::from_millis(100);
+
 /// Builds the gateway and starts serving on `listeners` until `shutdown` is cancelled.
 /// Usage rows go to the configured ledger, or to `sink` when one is given (tests).
 pub async fn start(
@@ -143,8 +147,26 @@ pub async fn start(
     let store: Arc<dyn ControlPlaneStore> = obleth_store::connect(&config.database_url).await.with_context(|| {
         format!("opening the control-plane database {}", obleth_core::redact_url(&config.database_url))
     })?;
-    let identity = Arc::new(Identity::new(store.clone(), &config.keys));
-    let registry = Arc::new(Registry::new(store.clone(), config.keys.ttl));
+    let guard = obleth_store::StoreGuard::new(store.clone(), config.store_guard.clone());
+    let cache_keys = config
+        .cluster
+        .as_ref()
+        .and_then(|c| c.shared_cache.map(|ttl| (ttl, obleth_cluster::CacheKeys::new(format!("{}:idc:", c.channel)))));
+    let shared_cache: Option<Arc<dyn obleth_core::SharedCache>> = match (&config.cluster, &cache_keys) {
+        (Some(cluster), Some((ttl, keys))) => Some(Arc::new(
+            obleth_cluster::RedisSharedCache::new(obleth_cluster::SharedCacheConfig {
+                redis_url: cluster.redis_url.expose_secret().to_owned(),
+                keys: keys.clone(),
+                ttl: *ttl,
+                negative_ttl: config.keys.negative_ttl,
+                timeout: SHARED_CACHE_TIMEOUT,
+            })
+            .context("starting the shared key cache")?,
+        )),
+        _ => None,
+    };
+    let identity = Arc::new(Identity::new(guard.clone(), shared_cache, &config.keys));
+    let registry = Arc::new(Registry::new(guard.clone(), config.keys.ttl, config.keys.stale_ttl));
     let fairshare = Arc::new(Fairshare::new(config.admission.clone()));
     for group in store.list_groups().await.context("loading fairshare groups")? {
         fairshare.set_group_weight(&group.name, group.weight);
@@ -205,6 +227,7 @@ pub async fn start(
                 channel: cluster.channel.clone(),
                 pod: cluster.pod_name.clone(),
                 resync_interval: cluster.resync_interval,
+                cache: cache_keys.as_ref().map(|(_, keys)| keys.clone()),
             },
             notifier,
             store.clone(),
@@ -247,6 +270,7 @@ pub async fn start(
     }
     let admin = obleth_admin::router(obleth_admin::AdminState {
         store: store.clone(),
+        store_guard: guard.clone(),
         notifier,
         token: admin_token,
         admission: fairshare.clone(),

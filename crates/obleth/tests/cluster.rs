@@ -371,3 +371,138 @@ async fn three_pods_behind_haproxy() {
     pods[0].stop();
     pods[1].stop();
 }
+
+/// `GET /metrics` of a pod; the value of the sample `name{labels}` (0 when absent).
+async fn metric(pod: &Gateway, sample: &str) -> f64 {
+    let addr = pod.env.iter().find(|(k, _)| k == "OBLETH_LISTEN_METRICS").unwrap().1.clone();
+    let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let (_, body) = get_status(&http, &format!("http://{addr}/metrics")).await;
+    body.lines().find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.trim().parse::<f64>().ok())).unwrap_or(0.0)
+}
+
+/// Postgres stopped and restarted under load, with pods sharing Redis: keys in use keep
+/// working, a key that only another pod used is served from the shared Redis cache, a pod
+/// without the shared cache serves from its last known answers, a key nobody used gets
+/// 503 (not 401), readiness stays up, and everything recovers without restarting a pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_and_restarted_under_load() {
+    let shutdown = CancellationToken::new();
+    let pg = obleth_testkit::OwnPostgres::start();
+    let mock = mock(&shutdown).await;
+    let channel = format!("obleth-test-{}", obleth_core::new_id(""));
+    // Short pod caches, so that entries expire many times during the outage.
+    let env = [
+        ("OBLETH_DATABASE_URL", pg.url()),
+        ("OBLETH_KEYS_CACHE_TTL", "300ms".to_owned()),
+        ("OBLETH_KEYS_NEGATIVE_CACHE_TTL", "300ms".to_owned()),
+        ("OBLETH_CLUSTER_REDIS_URL", "redis://127.0.0.1:6379".to_owned()),
+        ("OBLETH_CLUSTER_CHANNEL", channel.clone()),
+    ];
+    let mut a = Gateway::new(mock, &env);
+    let mut b = Gateway::new(mock, &env);
+    let mut env_c = env.to_vec();
+    env_c.push(("OBLETH_CLUSTER_SHARED_CACHE", "false".to_owned()));
+    let mut c = Gateway::new(mock, &env_c);
+    a.start().await;
+    b.start().await;
+    c.start().await;
+    let key = seed(&a).await;
+    let new_key = || async {
+        call(&a.admin, "POST", "/api/v1/tenants/t1/keys", Some(json!({}))).await.unwrap()["secret"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let warm = new_key().await;
+    let unused = new_key().await;
+    // Pod A uses `key` (and fills the shared cache with it); pod B knows the tenant and
+    // the model through another key, but has never seen `key`.
+    assert_eq!(status_with(&a, &key).await, 200);
+    assert_eq!(status_with(&b, &warm).await, 200);
+    assert_eq!(status_with(&c, &warm).await, 200);
+
+    // Load on pod A with `key` throughout.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (stop, data, key) = (stop.clone(), a.data, key.clone());
+        load.spawn(async move {
+            let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+            let body = json!({"model": "mock-model", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]});
+            let (mut ok, mut failed) = (0u64, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let req = Request::post(format!("http://{data}/v1/chat/completions"))
+                    .header("content-type", "application/json")
+                    .header("authorization", format!("Bearer {key}"))
+                    .body(Full::new(Bytes::from(body.to_string())))
+                    .unwrap();
+                let res = http.request(req).await.unwrap();
+                let status = res.status().as_u16();
+                let body = res.into_body().collect().await.unwrap().to_bytes();
+                if status == 200 {
+                    ok += 1;
+                } else {
+                    failed.push(format!("{status}: {}", String::from_utf8_lossy(&body)));
+                }
+            }
+            (ok, failed)
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    pg.stop();
+    let stopped = Instant::now();
+    // Long enough for pod caches to expire several times over.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(status_with(&b, &key).await, 200, "pod B serves a key it never saw, from the shared cache");
+    assert!(metric(&b, "obleth_key_cache_lookups_total{result=\"shared_hit\"}").await >= 1.0);
+    assert_eq!(status_with(&b, &warm).await, 200, "pod B's own key keeps working");
+    assert_eq!(status_with(&c, &warm).await, 200, "pod C (no shared cache) serves its last known answers");
+    assert!(metric(&c, "obleth_key_cache_lookups_total{result=\"stale\"}").await >= 1.0);
+    assert_eq!(status_with(&c, &key).await, 503, "pod C never saw the key and does not share the cache");
+    for pod in [&a, &b, &c] {
+        assert_eq!(status_with(pod, &unused).await, 503, "a key nobody used: the store cannot tell, so 503");
+        assert_eq!(status_with(pod, "obl_not-a-real-key-at-all").await, 503);
+    }
+    let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let (status, ready) = get_status(&http, &format!("{}/readyz", a.admin.admin_url)).await;
+    assert_eq!(status, 200, "a pod serving from its caches stays in rotation: {ready}");
+    assert!(ready.contains("\"store\":\"down"), "{ready}");
+    assert_eq!(metric(&a, "obleth_store_unavailable").await, 1.0);
+    let outage = stopped.elapsed();
+
+    pg.restart();
+    let took = within(Duration::from_secs(30), "a key nobody used works once Postgres is back", || async {
+        status_with(&a, &unused).await == 200
+    })
+    .await;
+    eprintln!("Postgres down for {outage:?}; the pod used it again {took:?} after it restarted");
+    assert_eq!(status_with(&b, "obl_not-a-real-key-at-all").await, 401);
+    assert_eq!(status_with(&c, &key).await, 200);
+    assert_eq!(metric(&a, "obleth_store_unavailable").await, 0.0);
+    // Changes work again, and reach the other pod.
+    let fresh = new_key().await;
+    assert_eq!(status_with(&b, &fresh).await, 200);
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, Vec::new());
+    while let Some(r) = load.join_next().await {
+        let (o, f) = r.unwrap();
+        ok += o;
+        failed.extend(f);
+    }
+    eprintln!("pod A answered {ok} requests under load across the outage");
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        ok as usize + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(ok > 50, "the load ran: {ok}");
+    for pod in [&mut a, &mut b, &mut c] {
+        assert!(pod.child.as_mut().unwrap().try_wait().unwrap().is_none(), "the pod never exited");
+        assert_eq!(pod.starts, 1);
+        pod.stop();
+    }
+}
