@@ -39,6 +39,37 @@
 //! similar size it is also the slot split the counters converge to. Capacity a group does
 //! not use goes to the others (work conservation).
 //!
+//! # Group limits: reserved and max slots
+//! A group may have `max_slots`, a hard cap on its requests in flight: a group at its cap
+//! is not eligible even when slots are free (its requests keep waiting, under the usual
+//! queue timeout and brownout). And it may have `reserved_slots`: while it has requests
+//! waiting and holds fewer than that, a freed slot goes to it before the counters are
+//! consulted. A slot is therefore picked in this order:
+//!
+//! 1. a backlogged group holding no slot at all (every active group keeps one, even
+//!    against reservations, so no group starves);
+//! 2. a backlogged group below its reservation; if several are, the one with the lowest
+//!    `in_flight / reserved_slots` (the furthest behind in proportion), ties by counter;
+//! 3. the group with the lowest counter.
+//!
+//! Groups at their `max_slots` take part in none of these. A reservation is a floor
+//! under the weighted share, not an addition to it: reserved service is charged to the
+//! group's counter like any other, so a group gets the larger of its reservation and its
+//! weighted share. Reservations are never held idle: a group with nothing waiting
+//! claims nothing, and its reserved slots serve the others (work conservation).
+//! Reservations may add up to more than the pool: the pool is never exceeded, and
+//! oversubscribed reservations are filled in proportion to their sizes (rule 2), after
+//! every backlogged group holds one slot (rule 1).
+//!
+//! The limits are set for the pool the scheduler was created with (`Config::slots`, in
+//! a cluster the cluster-wide cap). When the pool is resized to a pod's share
+//! ([`Scheduler::set_slots`]), each limit is scaled by the same proportion and rounded
+//! (a `max_slots` stays at least 1), so that the pods together hold about the
+//! configured figure. A change of limits levels the group's counter with the
+//! least-served active group, so that service it was held back from (or given) by the
+//! old limits earns it no burst (or debt) afterwards. Limits apply in hierarchical mode;
+//! in weighted mode there are no groups.
+//!
 //! # Eligibility
 //! A tenant is eligible when its queue is non-empty and it is below its own in-flight
 //! cap; its head request additionally needs room under its model's slot cap.
@@ -133,6 +164,16 @@ pub struct Request {
     pub estimate: Tokens,
 }
 
+/// Slot limits of a fairshare group, for the pool the scheduler was created with (see the
+/// module doc on how they scale when the pool is resized).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupLimits {
+    /// Slots guaranteed while the group has requests waiting.
+    pub reserved_slots: Option<u32>,
+    /// Most requests the group may have in flight.
+    pub max_slots: Option<u32>,
+}
+
 /// Identifies a request from submission to completion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Ticket(pub u64);
@@ -217,6 +258,12 @@ struct Tenant {
 struct Group {
     name: Arc<str>,
     weight: f64,
+    /// As configured.
+    limits: GroupLimits,
+    /// The reservation in this pool (scaled; 0: none).
+    reserved: u32,
+    /// The in-flight cap in this pool (scaled).
+    max: Option<u32>,
     counter: f64,
     in_flight: u32,
     queued: usize,
@@ -235,6 +282,9 @@ impl Group {
         Group {
             name,
             weight,
+            limits: GroupLimits::default(),
+            reserved: 0,
+            max: None,
             counter: 0.0,
             in_flight: 0,
             queued: 0,
@@ -249,6 +299,31 @@ impl Group {
 
     fn is_active(&self) -> bool {
         self.queued > 0 || self.in_flight > 0
+    }
+
+    /// Below its `max_slots` (if any).
+    fn is_open(&self) -> bool {
+        self.max.is_none_or(|max| self.in_flight < max)
+    }
+
+    /// Holding fewer slots than reserved (picks ask this of backlogged groups only).
+    fn is_under_reservation(&self) -> bool {
+        self.in_flight < self.reserved
+    }
+
+    /// Scales the configured limits to a pool of `slots` out of `reference` (see the
+    /// module doc).
+    fn scale_limits(&mut self, slots: u32, reference: u32) {
+        let scale = |v: u32| {
+            if slots == reference || reference == 0 {
+                v
+            } else {
+                (v as f64 * slots as f64 / reference as f64).round() as u32
+            }
+        };
+        self.max = self.limits.max_slots.map(|m| scale(m).max(1));
+        let reserved = self.limits.reserved_slots.map_or(0, scale);
+        self.reserved = self.max.map_or(reserved, |m| reserved.min(m));
     }
 }
 
@@ -289,6 +364,12 @@ pub struct Scheduler {
     group_index: HashMap<Arc<str>, usize>,
     /// Weights of groups set by the operator; others weigh [`DEFAULT_GROUP_WEIGHT`].
     group_weights: HashMap<Arc<str>, u32>,
+    /// Slot limits of groups set by the operator.
+    group_limits: HashMap<Arc<str>, GroupLimits>,
+    /// Whether any group has a reservation (else picks skip looking for one).
+    any_reservation: bool,
+    /// The pool the group limits are set for: `config.slots` at creation.
+    reference_slots: u32,
     models: Vec<Model>,
     model_index: HashMap<Arc<str>, usize>,
     /// Groups with an eligible tenant, by group counter.
@@ -311,6 +392,7 @@ const ALL: &str = "*";
 
 impl Scheduler {
     pub fn new(config: Config) -> Scheduler {
+        let reference_slots = config.slots;
         let mut s = Scheduler {
             config,
             tenants: Vec::new(),
@@ -318,6 +400,9 @@ impl Scheduler {
             groups: Vec::new(),
             group_index: HashMap::new(),
             group_weights: HashMap::new(),
+            group_limits: HashMap::new(),
+            any_reservation: false,
+            reference_slots,
             models: Vec::new(),
             model_index: HashMap::new(),
             ready_groups: BTreeSet::new(),
@@ -487,6 +572,45 @@ impl Scheduler {
         }
     }
 
+    /// Sets a group's reserved and max slots (live: waiting requests that a raised limit
+    /// lets through are admitted at once). The limits are for the pool the scheduler was
+    /// created with; see the module doc for how they scale with [`Scheduler::set_slots`].
+    pub fn set_group_limits(&mut self, now: Duration, group: &str, limits: GroupLimits) -> Vec<Grant> {
+        let mut grants = Vec::new();
+        let previous = if limits == GroupLimits::default() {
+            self.group_limits.remove(group)
+        } else {
+            self.group_limits.insert(Arc::from(group), limits)
+        };
+        if previous.unwrap_or_default() == limits {
+            return grants;
+        }
+        self.any_reservation = self.group_limits.values().any(|l| l.reserved_slots.is_some());
+        if let Some(&g) = self.group_index.get(group)
+            && self.config.mode == Mode::Hierarchical
+        {
+            self.groups[g].limits = limits;
+            self.groups[g].scale_limits(self.config.slots, self.reference_slots);
+            // No burst for service the old limits held back, no debt for service they gave.
+            if self.groups[g].is_active() {
+                let floor = self
+                    .groups
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, other)| *i != g && other.is_active())
+                    .map(|(_, other)| other.counter)
+                    .min_by(f64::total_cmp);
+                if let Some(floor) = floor {
+                    self.groups[g].counter = floor;
+                }
+            }
+            self.refresh_group_ready(g);
+            self.recompute_caps();
+            self.dispatch(now, &mut grants);
+        }
+        grants
+    }
+
     /// Applies a tenant change (weight, group, caps) now, not at its next request.
     pub fn update_tenant(&mut self, now: Duration, spec: &TenantSpec) -> Vec<Grant> {
         if self.tenant_index.contains_key(&spec.name) {
@@ -502,6 +626,10 @@ impl Scheduler {
     /// nothing running is interrupted.
     pub fn set_slots(&mut self, now: Duration, slots: u32) -> Vec<Grant> {
         self.config.slots = slots;
+        for g in 0..self.groups.len() {
+            self.groups[g].scale_limits(slots, self.reference_slots);
+            self.refresh_group_ready(g);
+        }
         self.recompute_caps();
         let mut grants = Vec::new();
         self.dispatch(now, &mut grants);
@@ -530,13 +658,43 @@ impl Scheduler {
         if self.config.mode == Mode::Weighted {
             return self.pick_in_group(0);
         }
-        // A backlogged group holding no slot first (everyone keeps one); then by group counter.
+        // `ready_groups` holds only groups below their max_slots, by counter. A backlogged
+        // group holding no slot first (everyone keeps one); then one below its reservation;
+        // then by group counter.
         let holding_none = self
             .ready_groups
             .iter()
             .filter(|(_, g)| self.groups[*g].in_flight == 0)
             .find_map(|(_, g)| self.pick_in_group(*g));
-        holding_none.or_else(|| self.ready_groups.iter().find_map(|(_, g)| self.pick_in_group(*g)))
+        holding_none
+            .or_else(|| self.pick_reserved())
+            .or_else(|| self.ready_groups.iter().find_map(|(_, g)| self.pick_in_group(*g)))
+    }
+
+    /// Among the backlogged groups below their reservation, the one with the lowest
+    /// `in_flight / reserved` (ties: the lowest counter, as `ready_groups` is ordered).
+    fn pick_reserved(&self) -> Option<usize> {
+        if !self.any_reservation {
+            return None;
+        }
+        let mut best: Option<(usize, usize)> = None;
+        for &(_, g) in &self.ready_groups {
+            let group = &self.groups[g];
+            if !group.is_under_reservation() {
+                continue;
+            }
+            // in_flight / reserved < best.in_flight / best.reserved, without division.
+            let behind = |b: &Group| {
+                (group.in_flight as u64) * (b.reserved as u64) < (b.in_flight as u64) * (group.reserved as u64)
+            };
+            if best.is_some_and(|(bg, _)| !behind(&self.groups[bg])) {
+                continue;
+            }
+            if let Some(t) = self.pick_in_group(g) {
+                best = Some((g, t));
+            }
+        }
+        best.map(|(_, t)| t)
     }
 
     fn pick_in_group(&self, g: usize) -> Option<usize> {
@@ -673,7 +831,7 @@ impl Scheduler {
 
     fn refresh_group_ready(&mut self, g: usize) {
         let group = &self.groups[g];
-        let key = (!group.ready.is_empty()).then(|| Key::of(group.counter));
+        let key = (!group.ready.is_empty() && group.is_open()).then(|| Key::of(group.counter));
         if key != group.ready_key {
             if let Some(k) = group.ready_key {
                 self.ready_groups.remove(&(k, g));
@@ -699,8 +857,10 @@ impl Scheduler {
         }
     }
 
-    /// Splits the slots among active groups by weight (largest remainder), then makes
-    /// sure every active group has at least one, taken from the largest cap.
+    /// Splits the slots among active groups by weight, within each group's reserved and
+    /// max slots (largest remainder), then makes sure every active group has at least
+    /// one, taken from the largest cap. With every group backlogged and requests of
+    /// similar size, this is the split the picking rules converge to.
     fn recompute_caps(&mut self) {
         let active: Vec<usize> = (0..self.groups.len()).filter(|&g| self.groups[g].is_active()).collect();
         for group in &mut self.groups {
@@ -709,20 +869,52 @@ impl Scheduler {
         if active.is_empty() {
             return;
         }
-        let slots = self.config.slots as f64;
-        let total_weight: f64 = active.iter().map(|&g| self.groups[g].weight).sum();
-        let mut remainders = Vec::with_capacity(active.len());
-        let mut assigned = 0u32;
-        for &g in &active {
-            let exact = slots * self.groups[g].weight / total_weight;
-            let floor = exact.floor() as u32;
-            self.groups[g].cap = floor;
-            assigned += floor;
-            remainders.push((exact - floor as f64, g));
-        }
-        remainders.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        for &(_, g) in remainders.iter().take((self.config.slots - assigned.min(self.config.slots)) as usize) {
-            self.groups[g].cap += 1;
+        let slots = self.config.slots;
+        let floor = |g: &Group| g.reserved;
+        let ceiling = |g: &Group| g.max.unwrap_or(u32::MAX);
+        let reserved: u64 = active.iter().map(|&g| floor(&self.groups[g]) as u64).sum();
+        if reserved >= slots as u64 {
+            // Oversubscribed reservations: filled in proportion to their sizes.
+            let weights: Vec<(usize, f64)> = active.iter().map(|&g| (g, floor(&self.groups[g]) as f64)).collect();
+            self.split(slots, &weights);
+        } else {
+            // Water-filling: split by weight; a group whose share falls outside its bounds is
+            // pinned at the bound (the side with the larger total violation first), and the
+            // rest is split again among the others.
+            let mut free = active.clone();
+            let mut left = slots as f64;
+            loop {
+                let total: f64 = free.iter().map(|&g| self.groups[g].weight).sum();
+                let share = |g: usize| left * self.groups[g].weight / total;
+                let (mut over, mut under) = (0.0, 0.0);
+                for &g in &free {
+                    let (x, group) = (share(g), &self.groups[g]);
+                    over += (x - ceiling(group) as f64).max(0.0);
+                    under += (floor(group) as f64 - x).max(0.0);
+                }
+                if over == 0.0 && under == 0.0 {
+                    break;
+                }
+                let pin: Vec<usize> = free
+                    .iter()
+                    .copied()
+                    .filter(|&g| {
+                        let group = &self.groups[g];
+                        if over >= under { share(g) > ceiling(group) as f64 } else { share(g) < floor(group) as f64 }
+                    })
+                    .collect();
+                for &g in &pin {
+                    let group = &mut self.groups[g];
+                    group.cap = if over >= under { ceiling(group) } else { floor(group) };
+                    left -= group.cap as f64;
+                }
+                free.retain(|g| !pin.contains(g));
+                if free.is_empty() {
+                    break;
+                }
+            }
+            let weights: Vec<(usize, f64)> = free.iter().map(|&g| (g, self.groups[g].weight)).collect();
+            self.split(left.max(0.0) as u32, &weights);
         }
         for &g in &active {
             if self.groups[g].cap == 0 {
@@ -736,12 +928,38 @@ impl Scheduler {
         }
     }
 
+    /// Adds `slots` split in proportion to `weights` (largest remainder) to the groups' caps.
+    fn split(&mut self, slots: u32, weights: &[(usize, f64)]) {
+        let total: f64 = weights.iter().map(|(_, w)| w).sum();
+        if weights.is_empty() || total <= 0.0 {
+            return;
+        }
+        let mut remainders = Vec::with_capacity(weights.len());
+        let mut assigned = 0u32;
+        for &(g, w) in weights {
+            let exact = slots as f64 * w / total;
+            let floor = exact.floor() as u32;
+            self.groups[g].cap += floor;
+            assigned += floor;
+            remainders.push((exact - floor as f64, g));
+        }
+        remainders.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        for &(_, g) in remainders.iter().take((slots - assigned.min(slots)) as usize) {
+            self.groups[g].cap += 1;
+        }
+    }
+
     fn group_idx(&mut self, name: &Arc<str>) -> usize {
         if let Some(&g) = self.group_index.get(name) {
             return g;
         }
         let weight = self.group_weights.get(name).copied().unwrap_or(DEFAULT_GROUP_WEIGHT);
-        self.groups.push(Group::new(name.clone(), weight as f64));
+        let mut group = Group::new(name.clone(), weight as f64);
+        if self.config.mode == Mode::Hierarchical {
+            group.limits = self.group_limits.get(name).copied().unwrap_or_default();
+            group.scale_limits(self.config.slots, self.reference_slots);
+        }
+        self.groups.push(group);
         let g = self.groups.len() - 1;
         self.group_index.insert(name.clone(), g);
         g
@@ -843,6 +1061,10 @@ impl Scheduler {
             .map(|g| GroupView {
                 name: g.name.to_string(),
                 weight: g.weight,
+                reserved_slots: g.limits.reserved_slots,
+                max_slots: g.limits.max_slots,
+                pool_reserved_slots: g.limits.reserved_slots.map(|_| g.reserved),
+                pool_max_slots: g.max,
                 cap: g.cap,
                 in_flight: g.in_flight,
                 queued: g.queued,
@@ -918,7 +1140,16 @@ pub struct Snapshot {
 pub struct GroupView {
     pub name: String,
     pub weight: f64,
-    /// Slots reserved for the group while it is active (hierarchical mode).
+    /// Reserved slots as configured (for the whole cluster when the pool is shared).
+    pub reserved_slots: Option<u32>,
+    /// The in-flight cap as configured (for the whole cluster when the pool is shared).
+    pub max_slots: Option<u32>,
+    /// The reservation in this pool (scaled to this pod's share of a cluster's cap).
+    pub pool_reserved_slots: Option<u32>,
+    /// The in-flight cap in this pool (scaled like `pool_reserved_slots`).
+    pub pool_max_slots: Option<u32>,
+    /// The group's expected split of the slots while it is active: its weighted share,
+    /// within its reserved and max slots (hierarchical mode).
     pub cap: u32,
     pub in_flight: u32,
     pub queued: usize,

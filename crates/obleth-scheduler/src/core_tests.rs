@@ -75,6 +75,16 @@ fn fast_path_then_queue_then_dispatch_on_release() {
 /// were admitted (every slot turns over at the same pace).
 /// Returns how many grants each tenant got after the initial fill.
 fn saturated(s: &mut Scheduler, tenants: &[(TenantSpec, u64)], grants: usize) -> Vec<usize> {
+    saturated_checked(s, tenants, grants, |_| {})
+}
+
+/// `saturated`, calling `check` after every step.
+fn saturated_checked(
+    s: &mut Scheduler,
+    tenants: &[(TenantSpec, u64)],
+    grants: usize,
+    check: impl Fn(&Scheduler),
+) -> Vec<usize> {
     let per_tenant = s.config.slots as usize + 2;
     let mut counts = vec![0; tenants.len()];
     let index: HashMap<Arc<str>, usize> = tenants.iter().enumerate().map(|(i, (t, _))| (t.name.clone(), i)).collect();
@@ -106,6 +116,7 @@ fn saturated(s: &mut Scheduler, tenants: &[(TenantSpec, u64)], grants: usize) ->
         // The client whose request finished sends the next one.
         let i = index[&name];
         s.submit(Duration::from_millis(now), req(tenants[i].0.clone(), tenants[i].1));
+        check(s);
     }
     counts
 }
@@ -272,14 +283,193 @@ fn weight_changes_apply_to_the_next_pick() {
     assert!(share > 0.85, "{counts:?}");
 }
 
+// === group limits ===
+
+fn limits(reserved: Option<u32>, max: Option<u32>) -> GroupLimits {
+    GroupLimits { reserved_slots: reserved, max_slots: max }
+}
+
+fn group_in_flight(s: &Scheduler, group: &str) -> u32 {
+    s.group_index.get(group).map_or(0, |&g| s.groups[g].in_flight)
+}
+
+#[test]
+fn max_slots_hold_under_backlog() {
+    let mut s = Scheduler::new(cfg(Mode::Hierarchical, 8));
+    s.set_group_weight("capped", 10);
+    s.set_group_limits(T0, "capped", limits(None, Some(2)));
+    for _ in 0..20 {
+        s.submit(T0, req(spec("a", 1, "capped"), 10));
+    }
+    // Slots are free, but the group is at its cap: the rest waits.
+    assert_eq!((s.used(), s.queued()), (2, 18));
+    for _ in 0..20 {
+        s.submit(T0, req(spec("b", 1, "other"), 10));
+    }
+    assert_eq!(group_in_flight(&s, "capped"), 2);
+    assert_eq!(s.used(), 8, "the other group uses the rest");
+    // With a weight of 10:1 the capped group would take 7 of 8 slots; it keeps 2.
+    let tenants = [(spec("a", 1, "capped"), 10), (spec("b", 1, "other"), 10)];
+    let counts = saturated_checked(&mut s, &tenants, 800, |s| {
+        assert!(group_in_flight(s, "capped") <= 2, "max_slots exceeded");
+        assert_eq!(s.used(), 8);
+    });
+    let share = counts[0] as f64 / counts.iter().sum::<usize>() as f64;
+    assert!((share - 2.0 / 8.0).abs() < 0.02, "{counts:?}");
+    let view = s.snapshot(T0).groups.into_iter().find(|g| g.name == "capped").expect("group");
+    assert_eq!((view.max_slots, view.pool_max_slots, view.cap), (Some(2), Some(2), 2));
+}
+
+#[test]
+fn a_reservation_gives_a_light_group_its_slots_against_a_heavy_backlog() {
+    let mut s = Scheduler::new(cfg(Mode::Hierarchical, 8));
+    s.set_group_weight("heavy", 100);
+    s.set_group_weight("light", 1);
+    // The heavy group fills the pool first.
+    for _ in 0..20 {
+        s.submit(T0, req(spec("h", 1, "heavy"), 10));
+    }
+    assert_eq!(group_in_flight(&s, "heavy"), 8);
+    let tenants = [(spec("h", 1, "heavy"), 10), (spec("l", 1, "light"), 10)];
+    // Without a reservation the light group keeps the one slot every group keeps.
+    let counts = saturated(&mut s, &tenants, 400);
+    let share = counts[1] as f64 / counts.iter().sum::<usize>() as f64;
+    assert!((share - 1.0 / 8.0).abs() < 0.02, "{counts:?}");
+    assert_eq!(group_in_flight(&s, "light"), 1);
+    // With 3 reserved, it gets 3 as soon as slots free, and keeps them.
+    s.set_group_limits(T0, "light", limits(Some(3), None));
+    let counts = saturated(&mut s, &tenants, 800);
+    assert_eq!(group_in_flight(&s, "light"), 3);
+    let share = counts[1] as f64 / counts.iter().sum::<usize>() as f64;
+    assert!((share - 3.0 / 8.0).abs() < 0.02, "{counts:?}");
+    let caps: Vec<(String, u32)> = s.snapshot(T0).groups.into_iter().map(|g| (g.name, g.cap)).collect();
+    assert_eq!(caps, [("heavy".to_owned(), 5), ("light".to_owned(), 3)]);
+}
+
+#[test]
+fn a_reservation_is_a_floor_not_an_addition() {
+    // Equal weights: 4 each. A reservation of 2 is below the weighted share: no change.
+    let mut s = Scheduler::new(cfg(Mode::Hierarchical, 8));
+    s.set_group_limits(T0, "a", limits(Some(2), None));
+    let tenants = [(spec("a", 1, "a"), 10), (spec("b", 1, "b"), 10)];
+    let counts = saturated(&mut s, &tenants, 1000);
+    let share = counts[0] as f64 / counts.iter().sum::<usize>() as f64;
+    assert!((share - 0.5).abs() < 0.02, "{counts:?}");
+}
+
+#[test]
+fn reserved_slots_serve_others_while_their_group_is_idle() {
+    let mut s = Scheduler::new(cfg(Mode::Hierarchical, 8));
+    s.set_group_limits(T0, "reserved", limits(Some(6), None));
+    let heavy: Vec<Ticket> = (0..20)
+        .filter_map(|_| match s.submit(T0, req(spec("h", 1, "heavy"), 10)).0 {
+            Submitted::Admitted(g) => Some(g.ticket),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(heavy.len(), 8, "nothing waits in the reserved group: every slot is used");
+    // The reserved group's work arrives: it takes the next freed slots up to 6.
+    for _ in 0..10 {
+        queued(s.submit(secs(1), req(spec("r", 1, "reserved"), 10)).0);
+    }
+    for (i, t) in heavy.iter().enumerate() {
+        s.complete(secs(2), *t, None);
+        assert_eq!(group_in_flight(&s, "reserved"), (i as u32 + 1).min(6), "after {} completions", i + 1);
+    }
+    assert_eq!(s.used(), 8);
+    assert_eq!(group_in_flight(&s, "heavy"), 2);
+}
+
+#[test]
+fn changed_limits_apply_live() {
+    let mut s = Scheduler::new(cfg(Mode::Hierarchical, 8));
+    s.set_group_limits(T0, "g", limits(None, Some(2)));
+    for _ in 0..10 {
+        s.submit(T0, req(spec("a", 1, "g"), 10));
+    }
+    assert_eq!(s.used(), 2);
+    // Raised: the waiting requests get the room at once.
+    let grants = s.set_group_limits(secs(1), "g", limits(None, Some(5)));
+    assert_eq!((grants.len(), s.used()), (3, 5));
+    // Lowered: nothing running is interrupted, nothing more admitted until below the cap.
+    assert!(s.set_group_limits(secs(1), "g", limits(None, Some(1))).is_empty());
+    let in_flight: Vec<Ticket> = s.in_flight.keys().copied().collect();
+    for t in &in_flight[..4] {
+        assert!(s.complete(secs(2), *t, None).is_empty());
+    }
+    assert_eq!(s.complete(secs(2), in_flight[4], None).len(), 1, "below the cap again");
+    assert_eq!(s.used(), 1);
+    // Removed: the four still waiting get slots at once.
+    assert_eq!(s.set_group_limits(secs(3), "g", GroupLimits::default()).len(), 4);
+    assert_eq!((s.used(), s.queued()), (5, 0));
+    assert!(s.snapshot(T0).groups[0].max_slots.is_none());
+}
+
+#[test]
+fn oversubscribed_reservations_never_exceed_the_pool_nor_starve_a_group() {
+    let mut s = Scheduler::new(cfg(Mode::Hierarchical, 5));
+    s.set_group_limits(T0, "a", limits(Some(4), None));
+    s.set_group_limits(T0, "b", limits(Some(4), None));
+    let tenants = [(spec("a", 1, "a"), 10), (spec("b", 1, "b"), 10), (spec("c", 1, "c"), 10)];
+    // a arrives first and takes the whole pool; the first freed slots go to b and c.
+    saturated(&mut s, &tenants, 5);
+    saturated_checked(&mut s, &tenants, 600, |s| {
+        assert!(s.used() <= 5);
+        assert!(group_in_flight(s, "c") >= 1, "the unreserved group keeps its slot");
+        let (a, b) = (group_in_flight(s, "a"), group_in_flight(s, "b"));
+        assert!(a.abs_diff(b) <= 1, "reservations fill in proportion: {a} vs {b}");
+    });
+}
+
+#[test]
+fn limits_scale_with_the_pods_share_of_the_pool() {
+    // Created with the cluster's cap; the pod's pool is then set to its share.
+    let mut s = Scheduler::new(cfg(Mode::Hierarchical, 30));
+    s.set_group_limits(T0, "g", limits(Some(3), Some(6)));
+    s.submit(T0, req(spec("a", 1, "g"), 10));
+    let view = |s: &Scheduler| {
+        let g = s.snapshot(T0).groups.into_iter().find(|g| g.name == "g").expect("group");
+        (g.reserved_slots, g.max_slots, g.pool_reserved_slots, g.pool_max_slots)
+    };
+    assert_eq!(view(&s), (Some(3), Some(6), Some(3), Some(6)));
+    s.set_slots(T0, 10);
+    assert_eq!(view(&s), (Some(3), Some(6), Some(1), Some(2)));
+    s.set_slots(T0, 4);
+    assert_eq!(view(&s), (Some(3), Some(6), Some(0), Some(1)), "a max stays at least 1");
+    for _ in 0..5 {
+        s.submit(T0, req(spec("a", 1, "g"), 10));
+    }
+    assert_eq!(s.used(), 1);
+    s.set_slots(T0, 30);
+    assert_eq!(s.used(), 6);
+}
+
 // === properties ===
 
 #[derive(Debug, Clone)]
 enum Op {
-    Submit { tenant: u8, cost: u16, model: u8 },
-    Complete { pick: u16, actual: u16 },
-    Cancel { pick: u16 },
-    Reweigh { tenant: u8, weight: u8 },
+    Submit {
+        tenant: u8,
+        cost: u16,
+        model: u8,
+    },
+    Complete {
+        pick: u16,
+        actual: u16,
+    },
+    Cancel {
+        pick: u16,
+    },
+    Reweigh {
+        tenant: u8,
+        weight: u8,
+    },
+    /// Limits of group `g{group}`; 0 is none.
+    Limits {
+        group: u8,
+        reserved: u8,
+        max: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -288,6 +478,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (any::<u16>(), 0u16..500).prop_map(|(pick, actual)| Op::Complete { pick, actual }),
         1 => any::<u16>().prop_map(|pick| Op::Cancel { pick }),
         1 => (0u8..6, 1u8..20).prop_map(|(tenant, weight)| Op::Reweigh { tenant, weight }),
+        1 => (0u8..3, 0u8..4, 0u8..4).prop_map(|(group, reserved, max)| Op::Limits { group, reserved, max }),
     ]
 }
 
@@ -317,18 +508,22 @@ fn check(s: &Scheduler) {
         for t in &s.tenants {
             let Some(head) = t.queue.front() else { continue };
             let tenant_ok = t.max_in_flight.is_none_or(|c| t.in_flight < c);
+            let group_ok = s.groups[t.group].is_open();
             let m = &s.models[head.model];
             let model_ok = m.cap.is_none_or(|c| m.in_flight < c);
-            assert!(!(tenant_ok && model_ok), "a slot is free while {} waits", t.name);
+            assert!(!(tenant_ok && group_ok && model_ok), "a slot is free while {} waits", t.name);
         }
     }
     if s.config.mode == Mode::Hierarchical {
         let active = s.groups.iter().filter(|g| g.is_active()).count() as u32;
         for g in &s.groups {
             assert_eq!(g.is_active(), g.cap > 0, "group {} cap {} active {}", g.name, g.cap, g.is_active());
+            assert!(g.max.is_none_or(|m| g.cap <= m), "group {} cap {} above its max {:?}", g.name, g.cap, g.max);
         }
         if active > 0 && active <= s.config.slots {
-            assert_eq!(s.groups.iter().map(|g| g.cap).sum::<u32>(), s.config.slots);
+            let room: u64 = s.groups.iter().filter(|g| g.is_active()).map(|g| g.max.unwrap_or(u32::MAX) as u64).sum();
+            let caps: u32 = s.groups.iter().map(|g| g.cap).sum();
+            assert_eq!(caps as u64, room.min(s.config.slots as u64));
         }
     }
 }
@@ -342,6 +537,7 @@ fn run_ops(mode: Mode, slots: u32, ops: Vec<Op>) {
     let mut now = T0;
     for op in ops {
         now += Duration::from_millis(100);
+        let before: Vec<u32> = s.groups.iter().map(|g| g.in_flight).collect();
         let grants = match op {
             Op::Submit { tenant, cost, model } => {
                 let mut r = req(tenant_spec(tenant, weights[tenant as usize]), cost as u64);
@@ -368,6 +564,13 @@ fn run_ops(mode: Mode, slots: u32, ops: Vec<Op>) {
                 weights[tenant as usize] = weight;
                 s.update_tenant(now, &tenant_spec(tenant, weight))
             }
+            Op::Limits { group, reserved, max } => {
+                let some = |v: u8| (v > 0).then_some(v as u32);
+                // As the store validates: a reservation never above the cap.
+                let max = some(max);
+                let reserved = some(reserved).map(|r| max.map_or(r, |m| r.min(m)));
+                s.set_group_limits(now, &format!("g{group}"), limits(reserved, max))
+            }
             _ => vec![],
         };
         for g in grants {
@@ -375,6 +578,12 @@ fn run_ops(mode: Mode, slots: u32, ops: Vec<Op>) {
             in_flight.push(g.ticket);
         }
         check(&s);
+        // A group's max_slots: no admission while at it (lowering it interrupts nothing).
+        for (g, group) in s.groups.iter().enumerate() {
+            if before.get(g).is_some_and(|&b| group.in_flight > b) {
+                assert!(group.max.is_none_or(|m| group.in_flight <= m), "group {} admitted past its max", group.name);
+            }
+        }
     }
 }
 

@@ -25,7 +25,7 @@ use obleth_core::{
 };
 use tokio::sync::oneshot;
 
-use crate::core::{Class, Config, Grant, Request, Scheduler, Submitted, TenantSpec, Ticket, Tokens};
+use crate::core::{Class, Config, Grant, GroupLimits, Request, Scheduler, Submitted, TenantSpec, Ticket, Tokens};
 
 /// Settings of the fairshare admission.
 #[derive(Debug, Clone)]
@@ -97,6 +97,15 @@ impl Fairshare {
     /// Sets a group's weight (live).
     pub fn set_group_weight(&self, group: &str, weight: u32) {
         self.shared.lock().core.set_group_weight(group, weight);
+    }
+
+    /// Sets a group's reserved and max slots (live), for the pool this scheduler was
+    /// created with (`admission.max_in_flight`; scaled to this pod's share in a cluster).
+    pub fn set_group_limits(&self, group: &str, limits: GroupLimits) {
+        let mut state = self.shared.lock();
+        let now = self.shared.now();
+        let grants = state.core.set_group_limits(now, group, limits);
+        deliver(&self.shared, &mut state, now, grants);
     }
 
     fn permit(&self, grant: Grant) -> Permit {
@@ -252,7 +261,10 @@ impl Drop for Permit {
 }
 
 /// Live changes: a tenant's weight, group or caps, and group weights, apply to the
-/// next pick without waiting for the tenant's next request.
+/// next pick without waiting for the tenant's next request. A group's event carries only
+/// its weight: its reserved and max slots are set with [`Fairshare::set_group_limits`]
+/// (the binary reads them from the store when a group changes); a deleted group loses
+/// them here.
 impl ChangeNotifier for Fairshare {
     fn notify(&self, event: ChangeEvent) {
         match event {
@@ -271,6 +283,9 @@ impl ChangeNotifier for Fairshare {
             }
             ChangeEvent::Group { name, weight } => {
                 self.set_group_weight(&name, weight.unwrap_or(crate::core::DEFAULT_GROUP_WEIGHT));
+                if weight.is_none() {
+                    self.set_group_limits(&name, GroupLimits::default());
+                }
             }
             _ => {}
         }

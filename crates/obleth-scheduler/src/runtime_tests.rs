@@ -173,3 +173,27 @@ async fn a_resized_pool_admits_into_new_room_and_never_beyond_the_new_size() {
     assert_eq!(f.in_flight(), 1);
     drop(third);
 }
+
+#[tokio::test(start_paused = true)]
+async fn group_limits_apply_live_and_go_with_the_group() {
+    let f = fairshare(4, Duration::from_secs(60));
+    f.set_group_limits("g", GroupLimits { reserved_slots: None, max_slots: Some(1) });
+    let first = f.admit(req("a")).await.expect("first");
+    let waiter = tokio::spawn({
+        let f = f.clone();
+        async move { f.admit(req("b")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(used_and_queued(&f), (1, 1), "the group is at its max with slots free");
+    // Raised: the waiter is admitted at once.
+    f.set_group_limits("g", GroupLimits { reserved_slots: None, max_slots: Some(2) });
+    let second = waiter.await.expect("join").expect("second");
+    assert_eq!(used_and_queued(&f), (2, 0));
+    let g = f.state().groups.into_iter().find(|g| g.name == "g").expect("group");
+    assert_eq!((g.max_slots, g.in_flight), (Some(2), 2));
+    // Deleting the group drops its limits.
+    f.notify(ChangeEvent::Group { name: "g".into(), weight: None });
+    let g = f.state().groups.into_iter().find(|g| g.name == "g").expect("group");
+    assert_eq!((g.max_slots, g.reserved_slots), (None, None));
+    drop((first, second));
+}

@@ -8,6 +8,7 @@ use crate::core::Snapshot;
 pub mod names {
     pub const SLOTS: &str = "obleth_scheduler_slots";
     pub const QUEUED: &str = "obleth_scheduler_queued";
+    /// Per group, by `state`: `cap` (expected split), `used`, `reserved`, `max`.
     pub const GROUP_SLOTS: &str = "obleth_scheduler_group_slots";
     pub const GROUP_QUEUED: &str = "obleth_scheduler_group_queued";
     pub const TENANT_QUEUED: &str = "obleth_scheduler_tenant_queued";
@@ -24,6 +25,11 @@ pub fn publish(s: &Snapshot) {
     for g in &s.groups {
         gauge!(names::GROUP_SLOTS, "group" => g.name.clone(), "state" => "cap").set(g.cap as f64);
         gauge!(names::GROUP_SLOTS, "group" => g.name.clone(), "state" => "used").set(g.in_flight as f64);
+        // The limits in this pool: 0 reserved when none, the whole pool when uncapped.
+        gauge!(names::GROUP_SLOTS, "group" => g.name.clone(), "state" => "reserved")
+            .set(g.pool_reserved_slots.unwrap_or(0) as f64);
+        gauge!(names::GROUP_SLOTS, "group" => g.name.clone(), "state" => "max")
+            .set(g.pool_max_slots.unwrap_or(s.slots_total) as f64);
         gauge!(names::GROUP_QUEUED, "group" => g.name.clone()).set(g.queued as f64);
     }
     for t in &s.tenants {
