@@ -21,8 +21,8 @@ use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use obleth_core::{Admission, ApiKey, ChangeEvent, ChangeNotifier, Model, key, now_millis};
 use obleth_store::{
-    AuditFilter, ControlPlaneStore, KeyFilter, KeyRotation, ModelFilter, ModelPatch, NewAuditEntry, NewModel,
-    NewTenant, Page, PageRequest, StoreError, TenantFilter, TenantPatch,
+    AuditFilter, ControlPlaneStore, GroupSettings, KeyFilter, KeyRotation, ModelFilter, ModelPatch, NewAuditEntry,
+    NewModel, NewTenant, Page, PageRequest, StoreError, TenantFilter, TenantPatch,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -474,12 +474,6 @@ async fn tenant_usage(State(s): State<AdminState>, Path(tenant): Path<String>) -
 
 // === groups and the scheduler ===
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct GroupBody {
-    weight: u32,
-}
-
 async fn list_groups(State(s): State<AdminState>) -> Result<Json<Value>, AdminError> {
     Ok(Json(json!({ "data": s.store.list_groups().await? })))
 }
@@ -492,7 +486,7 @@ async fn put_group(
     State(s): State<AdminState>,
     Path(name): Path<String>,
     actor: Actor,
-    body: Result<Json<GroupBody>, JsonRejection>,
+    body: Result<Json<GroupSettings>, JsonRejection>,
 ) -> Result<Json<Value>, AdminError> {
     let Json(body) = body?;
     let before = match s.store.get_group(&name).await {
@@ -500,10 +494,17 @@ async fn put_group(
         Err(StoreError::NotFound { .. }) => None,
         Err(e) => return Err(e.into()),
     };
-    let group = s.store.put_group(&name, body.weight).await?;
+    let group = s.store.put_group(&name, body).await?;
     audit(&s, &actor, "group.put", "group", &group.name, before, Some(json!(group))).await;
+    // The event carries the weight; the binary reads the slot limits from the store on it.
     s.notifier.notify(ChangeEvent::Group { name: group.name.clone(), weight: Some(group.weight) });
-    tracing::info!(group = %group.name, weight = group.weight, "group weight set");
+    tracing::info!(
+        group = %group.name,
+        weight = group.weight,
+        reserved_slots = ?group.reserved_slots,
+        max_slots = ?group.max_slots,
+        "group set"
+    );
     Ok(Json(json!(group)))
 }
 

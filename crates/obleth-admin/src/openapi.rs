@@ -19,10 +19,10 @@ use utoipa::OpenApi;
     obleth_store::TenantPatch,
     obleth_store::NewModel,
     obleth_store::ModelPatch,
+    obleth_store::GroupSettings,
     obleth_store::AuditEntry,
     crate::NewKey,
     crate::RotateBody,
-    crate::GroupBody,
 )))]
 struct Schemas;
 
@@ -144,8 +144,14 @@ pub const OPERATIONS: &[Operation] = &[
     op("get", "/api/v1/groups", "List fairshare groups", 200, Body::List("Group")),
     op("get", "/api/v1/groups/{name}", "Read a group", 200, Body::One("Group")),
     with_body(
-        op("put", "/api/v1/groups/{name}", "Create or change a group", 200, Body::One("Group")),
-        "GroupBody",
+        op(
+            "put",
+            "/api/v1/groups/{name}",
+            "Create a group or replace its settings (weight, reserved and max slots)",
+            200,
+            Body::One("Group"),
+        ),
+        "GroupSettings",
         true,
     ),
     op("delete", "/api/v1/groups/{name}", "Delete a group", 200, Body::Deleted("Group")),

@@ -43,6 +43,15 @@ impl Tenant {
 pub struct Group {
     pub name: String,
     pub weight: u32,
+    /// Slots guaranteed to the group while it has requests waiting: a freed slot goes to
+    /// it before the weighted competition as long as it holds fewer. Not held idle (other
+    /// groups use them while it has nothing waiting). `None`: no reservation.
+    #[serde(default)]
+    pub reserved_slots: Option<u32>,
+    /// Most requests the group may have in flight, even when slots are free. `None`: only
+    /// the pool bounds it.
+    #[serde(default)]
+    pub max_slots: Option<u32>,
     pub created_at: UnixMillis,
     pub updated_at: UnixMillis,
 }

@@ -7,8 +7,8 @@ use obleth_core::{ApiKey, Quota, key, now_millis};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
-    AuditFilter, ControlPlaneStore, KeyFilter, KeyRotation, ModelFilter, ModelPatch, NewAuditEntry, NewModel,
-    NewTenant, PageRequest, StoreError, TenantFilter, TenantPatch,
+    AuditFilter, ControlPlaneStore, GroupSettings, KeyFilter, KeyRotation, ModelFilter, ModelPatch, NewAuditEntry,
+    NewModel, NewTenant, PageRequest, StoreError, TenantFilter, TenantPatch,
 };
 
 fn tenant(name: &str) -> NewTenant {
@@ -52,20 +52,24 @@ pub async fn run(store: &dyn ControlPlaneStore) {
     audit(store).await;
 }
 
+fn weight(weight: u32) -> GroupSettings {
+    GroupSettings { weight, ..GroupSettings::default() }
+}
+
 async fn groups(store: &dyn ControlPlaneStore) {
-    let g = store.put_group("chatbot", 500).await.expect("put");
-    assert_eq!(g.weight, 500);
-    let g2 = store.put_group("chatbot", 400).await.expect("update");
+    let g = store.put_group("chatbot", weight(500)).await.expect("put");
+    assert_eq!((g.weight, g.reserved_slots, g.max_slots), (500, None, None));
+    let g2 = store.put_group("chatbot", weight(400)).await.expect("update");
     assert_eq!(g2.weight, 400);
     assert_eq!(g2.created_at, g.created_at, "an update keeps created_at");
-    store.put_group("api", 50).await.expect("second");
+    store.put_group("api", weight(50)).await.expect("second");
     let names: Vec<_> = store.list_groups().await.expect("list").into_iter().map(|g| (g.name, g.weight)).collect();
     assert_eq!(names, [("api".to_owned(), 50), ("chatbot".to_owned(), 400)]);
-    match store.put_group("api", 0).await {
+    match store.put_group("api", weight(0)).await {
         Err(StoreError::Invalid { field: "weight", .. }) => {}
         other => panic!("weight 0: {other:?}"),
     }
-    match store.put_group("Bad", 1).await {
+    match store.put_group("Bad", weight(1)).await {
         Err(StoreError::Invalid { field: "name", .. }) => {}
         other => panic!("bad name: {other:?}"),
     }
@@ -74,6 +78,46 @@ async fn groups(store: &dyn ControlPlaneStore) {
         Err(StoreError::NotFound { kind: "group", .. }) => {}
         other => panic!("deleted group: {other:?}"),
     }
+    group_limits(store).await;
+}
+
+/// Reserved and max slots: stored, read back by every read, replaced by a put, validated.
+async fn group_limits(store: &dyn ControlPlaneStore) {
+    let limited = GroupSettings { weight: 3, reserved_slots: Some(2), max_slots: Some(5) };
+    let g = store.put_group("limited", limited).await.expect("put with limits");
+    assert_eq!((g.weight, g.reserved_slots, g.max_slots), (3, Some(2), Some(5)));
+    assert_eq!(store.get_group("limited").await.expect("get"), g);
+    let listed = store.list_groups().await.expect("list").into_iter().find(|g| g.name == "limited");
+    assert_eq!(listed.as_ref(), Some(&g));
+    // Only one of them; the other is cleared (a put replaces every setting).
+    let g = store.put_group("limited", GroupSettings { max_slots: Some(1), ..weight(3) }).await.expect("max only");
+    assert_eq!((g.reserved_slots, g.max_slots), (None, Some(1)));
+    let g = store.put_group("limited", GroupSettings { reserved_slots: Some(7), ..weight(3) }).await.expect("reserved");
+    assert_eq!((g.reserved_slots, g.max_slots), (Some(7), None));
+    let g = store.put_group("limited", weight(3)).await.expect("cleared");
+    assert_eq!((g.reserved_slots, g.max_slots), (None, None));
+    assert_eq!(store.get_group("limited").await.expect("get"), g);
+    let max = crate::rules::MAX_GROUP_SLOTS;
+    let g = store
+        .put_group("limited", GroupSettings { weight: 3, reserved_slots: Some(max), max_slots: Some(max) })
+        .await
+        .expect("largest");
+    assert_eq!((g.reserved_slots, g.max_slots), (Some(max), Some(max)));
+    for (bad, field) in [
+        (GroupSettings { max_slots: Some(0), ..weight(1) }, "max_slots"),
+        (GroupSettings { reserved_slots: Some(0), ..weight(1) }, "reserved_slots"),
+        (GroupSettings { max_slots: Some(max + 1), ..weight(1) }, "max_slots"),
+        (GroupSettings { reserved_slots: Some(3), max_slots: Some(2), ..weight(1) }, "reserved_slots"),
+    ] {
+        match store.put_group("limited", bad).await {
+            Err(StoreError::Invalid { field: f, .. }) if f == field => {}
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+    // A refused put changes nothing.
+    assert_eq!(store.get_group("limited").await.expect("get").max_slots, Some(max));
+    let deleted = store.delete_group("limited").await.expect("delete");
+    assert_eq!(deleted.reserved_slots, Some(max), "delete returns the group as it was");
 }
 
 async fn tenants(store: &dyn ControlPlaneStore) {
@@ -382,7 +426,7 @@ async fn names_and_order(store: &dyn ControlPlaneStore) {
     let sorted = ["o-1", "o-b", "o.1", "o1", "o_1", "oa", "ob"];
     for name in ["ob", "o_1", "o.1", "oa", "o-b", "o1", "o-1"] {
         store.create_tenant(tenant(name)).await.expect("create");
-        store.put_group(name, 1).await.expect("group");
+        store.put_group(name, weight(1)).await.expect("group");
     }
     let names: Vec<_> =
         store.list_tenants().await.expect("list").into_iter().map(|t| t.name).filter(|n| n.starts_with('o')).collect();

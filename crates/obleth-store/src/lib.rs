@@ -121,6 +121,21 @@ pub struct TenantPatch {
     pub quota: Option<Quota>,
 }
 
+/// A fairshare group's settings, as `PUT /api/v1/groups/{name}` sets them: all at once
+/// (an absent limit is no limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSettings {
+    /// Fairshare weight (1 to 1000000).
+    pub weight: u32,
+    /// Slots guaranteed while the group has requests waiting (≥ 1, at most `max_slots`).
+    #[serde(default)]
+    pub reserved_slots: Option<u32>,
+    /// Most requests the group may have in flight (≥ 1).
+    #[serde(default)]
+    pub max_slots: Option<u32>,
+}
+
 /// A model to register.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -340,8 +355,8 @@ pub trait ControlPlaneStore: Send + Sync + 'static {
     async fn update_model(&self, name: &str, patch: ModelPatch) -> Result<Model>;
     async fn delete_model(&self, name: &str) -> Result<Model>;
 
-    /// Creates or updates a fairshare group.
-    async fn put_group(&self, name: &str, weight: u32) -> Result<Group>;
+    /// Creates a fairshare group or replaces its settings.
+    async fn put_group(&self, name: &str, settings: GroupSettings) -> Result<Group>;
     async fn get_group(&self, name: &str) -> Result<Group>;
     async fn list_groups(&self) -> Result<Vec<Group>>;
     async fn delete_group(&self, name: &str) -> Result<Group>;

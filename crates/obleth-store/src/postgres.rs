@@ -17,8 +17,9 @@ use sqlx::{PgExecutor, PgPool, Row};
 
 use crate::rules::{Arg, MODEL_CURSOR, TENANT_CURSOR};
 use crate::{
-    AuditEntry, AuditFilter, ControlPlaneStore, KeyFilter, KeyRotation, ModelFilter, ModelPatch, NewAuditEntry,
-    NewModel, NewTenant, Page, PageRequest, Result, RotatedKey, StoreError, TenantFilter, TenantPatch, rules,
+    AuditEntry, AuditFilter, ControlPlaneStore, GroupSettings, KeyFilter, KeyRotation, ModelFilter, ModelPatch,
+    NewAuditEntry, NewModel, NewTenant, Page, PageRequest, Result, RotatedKey, StoreError, TenantFilter, TenantPatch,
+    rules,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -35,7 +36,7 @@ const TENANT_COLUMNS: &str = "id, name, weight, group_name, allowed_models::text
 const KEY_COLUMNS: &str = "id, tenant_id, name, prefix, key_hash, created_at, expires_at, revoked_at";
 const MODEL_COLUMNS: &str = "model_name, upstream_model, api_base, api_key, input_cost_per_token,
     output_cost_per_token, context_window, enabled, admission_weight, max_in_flight, created_at, updated_at";
-const GROUP_COLUMNS: &str = "name, weight, created_at, updated_at";
+const GROUP_COLUMNS: &str = "name, weight, reserved_slots, max_slots, created_at, updated_at";
 const AUDIT_COLUMNS: &str =
     "id, at, actor, action, resource_kind, resource_id, before::text AS before, after::text AS after";
 
@@ -341,16 +342,21 @@ impl ControlPlaneStore for PostgresStore {
             .ok_or_else(|| StoreError::not_found("model", name))
     }
 
-    async fn put_group(&self, name: &str, weight: u32) -> Result<Group> {
-        rules::check_group(name, weight)?;
+    async fn put_group(&self, name: &str, settings: GroupSettings) -> Result<Group> {
+        rules::check_group(name, &settings)?;
         let now = now_millis();
+        let int = |field: &'static str, v: u32| i32::try_from(v).map_err(|_| crate::invalid(field, "out of range"));
         sqlx::query(&format!(
-            "INSERT INTO groups (name, weight, created_at, updated_at) VALUES ($1, $2, $3, $3)
-             ON CONFLICT (name) DO UPDATE SET weight = EXCLUDED.weight, updated_at = EXCLUDED.updated_at
+            "INSERT INTO groups (name, weight, reserved_slots, max_slots, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $5)
+             ON CONFLICT (name) DO UPDATE SET weight = EXCLUDED.weight, reserved_slots = EXCLUDED.reserved_slots,
+             max_slots = EXCLUDED.max_slots, updated_at = EXCLUDED.updated_at
              RETURNING {GROUP_COLUMNS}"
         ))
         .bind(name)
-        .bind(i32::try_from(weight).map_err(|_| crate::invalid("weight", "out of range"))?)
+        .bind(int("weight", settings.weight)?)
+        .bind(settings.reserved_slots.map(|v| int("reserved_slots", v)).transpose()?)
+        .bind(settings.max_slots.map(|v| int("max_slots", v)).transpose()?)
         .bind(now)
         .fetch_one(&self.pool)
         .await
@@ -622,9 +628,15 @@ fn group_from_row(row: &PgRow) -> Result<Group> {
     Ok(Group {
         name: row.try_get("name").map_err(db_err)?,
         weight: weight_from(row, "weight")?,
+        reserved_slots: slots_from(row, "reserved_slots")?,
+        max_slots: slots_from(row, "max_slots")?,
         created_at: row.try_get("created_at").map_err(db_err)?,
         updated_at: row.try_get("updated_at").map_err(db_err)?,
     })
+}
+
+fn slots_from(row: &PgRow, column: &str) -> Result<Option<u32>> {
+    Ok(row.try_get::<Option<i32>, _>(column).map_err(db_err)?.map(|v| v.max(1) as u32))
 }
 
 fn tenant_from_row(row: &PgRow) -> Result<Tenant> {

@@ -161,10 +161,23 @@ fn check_model(m: &Model) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn check_group(name: &str, weight: u32) -> Result<()> {
+/// Largest `reserved_slots`/`max_slots` of a group (fits every backend's integer column).
+pub const MAX_GROUP_SLOTS: u32 = 1_000_000;
+
+pub(crate) fn check_group(name: &str, g: &crate::GroupSettings) -> Result<()> {
     validate_name(name).map_err(|m| invalid("name", m))?;
-    if weight == 0 || weight > MAX_WEIGHT {
+    if g.weight == 0 || g.weight > MAX_WEIGHT {
         return Err(invalid("weight", format!("must be between 1 and {MAX_WEIGHT}")));
+    }
+    for (field, value) in [("reserved_slots", g.reserved_slots), ("max_slots", g.max_slots)] {
+        if value.is_some_and(|v| v == 0 || v > MAX_GROUP_SLOTS) {
+            return Err(invalid(field, format!("must be between 1 and {MAX_GROUP_SLOTS} (or null for none)")));
+        }
+    }
+    if let (Some(reserved), Some(max)) = (g.reserved_slots, g.max_slots)
+        && reserved > max
+    {
+        return Err(invalid("reserved_slots", format!("must not exceed max_slots ({reserved} > {max})")));
     }
     Ok(())
 }

@@ -11,8 +11,9 @@ use sqlx::{Row, SqlitePool};
 
 use crate::rules::{Arg, MODEL_CURSOR, TENANT_CURSOR};
 use crate::{
-    AuditEntry, AuditFilter, ControlPlaneStore, KeyFilter, KeyRotation, ModelFilter, ModelPatch, NewAuditEntry,
-    NewModel, NewTenant, Page, PageRequest, Result, RotatedKey, StoreError, TenantFilter, TenantPatch, rules,
+    AuditEntry, AuditFilter, ControlPlaneStore, GroupSettings, KeyFilter, KeyRotation, ModelFilter, ModelPatch,
+    NewAuditEntry, NewModel, NewTenant, Page, PageRequest, Result, RotatedKey, StoreError, TenantFilter, TenantPatch,
+    rules,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -257,15 +258,18 @@ impl ControlPlaneStore for SqliteStore {
         Ok(updated)
     }
 
-    async fn put_group(&self, name: &str, weight: u32) -> Result<Group> {
-        rules::check_group(name, weight)?;
+    async fn put_group(&self, name: &str, settings: GroupSettings) -> Result<Group> {
+        rules::check_group(name, &settings)?;
         let now = now_millis();
         sqlx::query(
-            "INSERT INTO groups (name, weight, created_at, updated_at) VALUES (?,?,?,?)
-             ON CONFLICT(name) DO UPDATE SET weight = excluded.weight, updated_at = excluded.updated_at",
+            "INSERT INTO groups (name, weight, reserved_slots, max_slots, created_at, updated_at) VALUES (?,?,?,?,?,?)
+             ON CONFLICT(name) DO UPDATE SET weight = excluded.weight, reserved_slots = excluded.reserved_slots,
+             max_slots = excluded.max_slots, updated_at = excluded.updated_at",
         )
         .bind(name)
-        .bind(weight as i64)
+        .bind(settings.weight as i64)
+        .bind(settings.reserved_slots.map(i64::from))
+        .bind(settings.max_slots.map(i64::from))
         .bind(now)
         .bind(now)
         .execute(&self.pool)
@@ -524,10 +528,16 @@ impl SqliteStore {
     }
 }
 
+fn slots(row: &SqliteRow, column: &str) -> Result<Option<u32>> {
+    Ok(row.try_get::<Option<i64>, _>(column).map_err(db_err)?.map(|v| v.clamp(1, u32::MAX as i64) as u32))
+}
+
 fn group_from_row(row: &SqliteRow) -> Result<Group> {
     Ok(Group {
         name: row.try_get("name").map_err(db_err)?,
         weight: row.try_get::<i64, _>("weight").map_err(db_err)?.clamp(1, u32::MAX as i64) as u32,
+        reserved_slots: slots(row, "reserved_slots")?,
+        max_slots: slots(row, "max_slots")?,
         created_at: row.try_get("created_at").map_err(db_err)?,
         updated_at: row.try_get("updated_at").map_err(db_err)?,
     })
