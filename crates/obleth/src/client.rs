@@ -136,11 +136,17 @@ pub enum KeyCmd {
 pub enum GroupCmd {
     /// List fairshare groups.
     List,
-    /// Create a group or set its weight.
+    /// Create a group or replace its settings (a limit not given is removed).
     Set {
         name: String,
         #[arg(long)]
         weight: u32,
+        /// Slots guaranteed to the group while it has requests waiting.
+        #[arg(long)]
+        reserved_slots: Option<u32>,
+        /// Most requests the group may have in flight.
+        #[arg(long)]
+        max_slots: Option<u32>,
     },
     /// Delete a group (its tenants fall back to the default group weight).
     Delete { name: String },
@@ -149,8 +155,9 @@ pub enum GroupCmd {
 pub async fn groups(conn: &AdminConn, cmd: GroupCmd) -> anyhow::Result<()> {
     let out = match cmd {
         GroupCmd::List => call(conn, "GET", "/api/v1/groups", None).await?,
-        GroupCmd::Set { name, weight } => {
-            call(conn, "PUT", &format!("/api/v1/groups/{name}"), Some(json!({ "weight": weight }))).await?
+        GroupCmd::Set { name, weight, reserved_slots, max_slots } => {
+            let body = json!({ "weight": weight, "reserved_slots": reserved_slots, "max_slots": max_slots });
+            call(conn, "PUT", &format!("/api/v1/groups/{name}"), Some(body)).await?
         }
         GroupCmd::Delete { name } => call(conn, "DELETE", &format!("/api/v1/groups/{name}"), None).await?,
     };

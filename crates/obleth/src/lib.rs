@@ -3,5 +3,6 @@
 
 pub mod client;
 pub mod config;
+pub mod groups;
 pub mod server;
 pub mod telemetry;

@@ -176,8 +176,25 @@ async fn every_change_leaves_one_audit_entry_and_no_secret() {
     assert!(e["before"].is_null() && e["after"]["weight"] == 5);
     let (_, e) = step("PUT", "/api/v1/groups/batch", Some(json!({"weight": 7})), "group.put", "group").await;
     assert_eq!((e["before"]["weight"].as_u64(), e["after"]["weight"].as_u64()), (Some(5), Some(7)));
+    let limits = json!({"weight": 7, "reserved_slots": 2, "max_slots": 4});
+    let (g, e) = step("PUT", "/api/v1/groups/batch", Some(limits), "group.put", "group").await;
+    assert_eq!((g["reserved_slots"].as_u64(), g["max_slots"].as_u64()), (Some(2), Some(4)));
+    assert!(e["before"]["reserved_slots"].is_null() && e["before"]["max_slots"].is_null(), "{e}");
+    assert_eq!((e["after"]["reserved_slots"].as_u64(), e["after"]["max_slots"].as_u64()), (Some(2), Some(4)));
+    let g = ok(&h, "GET", "/api/v1/groups", None).await;
+    assert_eq!(g["data"][0]["max_slots"], 4, "{g}");
+    // Refused limits say which field is wrong, and change (and record) nothing.
+    for (body, param) in [
+        (json!({"weight": 7, "max_slots": 0}), "max_slots"),
+        (json!({"weight": 7, "reserved_slots": 0}), "reserved_slots"),
+        (json!({"weight": 7, "reserved_slots": 5, "max_slots": 4}), "reserved_slots"),
+    ] {
+        let (s, v) = admin(&h, "PUT", "/api/v1/groups/batch", Some(body), None).await;
+        assert_eq!((s, v["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some(param)), "{v}");
+        assert_eq!(v["error"]["code"], "invalid_value");
+    }
     let (_, e) = step("DELETE", "/api/v1/groups/batch", None, "group.delete", "group").await;
-    assert!(e["after"].is_null() && e["before"]["weight"] == 7);
+    assert!(e["after"].is_null() && e["before"]["weight"] == 7 && e["before"]["max_slots"] == 4);
     let (_, e) = step("DELETE", "/api/v1/tenants/aud", None, "tenant.delete", "tenant").await;
     assert_eq!((e["resource_id"].clone(), e["before"]["weight"].as_u64()), (t["id"].clone(), Some(9)));
 
@@ -216,7 +233,7 @@ async fn every_change_leaves_one_audit_entry_and_no_secret() {
     let actions: Vec<_> = tenant_entries.iter().map(|e| e["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["tenant.delete", "tenant.update", "tenant.create"]);
     assert_eq!(by("resource=model:aud/m:1").await.len(), 3);
-    assert_eq!(by("resource=group").await.len(), 3);
+    assert_eq!(by("resource=group").await.len(), 4);
     assert_eq!(by("actor=admin").await.len(), 3);
     assert_eq!(by("actor=ops@example.com&resource=key").await.len(), 4);
     let first_at = all.last().unwrap()["at"].as_i64().unwrap();

@@ -178,3 +178,83 @@ async fn a_model_slot_cap_bounds_that_model_only() {
     }
     assert_eq!(h.mock_stats().await.peak_running, 1, "the model's cap held");
 }
+
+/// The scheduler's view of group `name`.
+async fn scheduler_group(h: &Harness, name: &str) -> serde_json::Value {
+    let state = call(&h.admin, "GET", "/api/v1/scheduler", None).await.unwrap();
+    state["groups"].as_array().unwrap().iter().find(|g| g["name"] == name).cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_group_max_slots_caps_its_concurrency_while_another_group_uses_the_rest() {
+    let mock = obleth_mock::MockConfig { ttft: Duration::from_millis(150), ..fast_mock() };
+    let h = Arc::new(Harness::with_env(mock, &[("OBLETH_ADMISSION_MAX_IN_FLIGHT", "8")]).await);
+    // Validation, in the admin API's error shape.
+    for (body, param) in [
+        (json!({"weight": 1, "max_slots": 0}), "max_slots"),
+        (json!({"weight": 1, "reserved_slots": 3, "max_slots": 2}), "reserved_slots"),
+    ] {
+        let err = call(&h.admin, "PUT", "/api/v1/groups/capped", Some(body)).await.unwrap_err().to_string();
+        assert!(err.contains(param) && err.contains("400"), "{err}");
+    }
+    // Weighted 10:1 the capped group would take 7 of the 8 slots; its max is 2.
+    let g = call(&h.admin, "PUT", "/api/v1/groups/capped", Some(json!({"weight": 10, "max_slots": 2}))).await.unwrap();
+    assert_eq!((g["max_slots"].as_u64(), g["reserved_slots"].is_null()), (Some(2), true));
+    let g = call(&h.admin, "GET", "/api/v1/groups/capped", None).await.unwrap();
+    assert_eq!(g["max_slots"], 2);
+    call(&h.admin, "PATCH", "/api/v1/tenants/t1", Some(json!({"group": "capped"}))).await.unwrap();
+    call(&h.admin, "POST", "/api/v1/tenants", Some(json!({"name": "t2", "group": "open"}))).await.unwrap();
+    let other = call(&h.admin, "POST", "/api/v1/tenants/t2/keys", Some(json!({}))).await.unwrap();
+    let other = other["secret"].as_str().unwrap().to_owned();
+    // The limit reaches the scheduler (read from the store when the change is announced),
+    // which shows a group once it has seen a request of it.
+    assert_eq!(h.post("/v1/chat/completions", chat(false, 1)).await.0, 200);
+    for _ in 0..200 {
+        if scheduler_group(&h, "capped").await["max_slots"] == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(scheduler_group(&h, "capped").await["pool_max_slots"], 2);
+
+    let burst = |key: Option<String>, n: usize| {
+        (0..n)
+            .map(|_| {
+                let (h, key) = (h.clone(), key.clone());
+                tokio::spawn(async move {
+                    let key = key.as_deref().unwrap_or(&h.key);
+                    h.send(h.request("/v1/chat/completions", Some(key), chat(false, 1).to_string())).await.0
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    // Alone, with 8 slots free, the capped group never has more than 2 at the backend.
+    for t in burst(None, 6) {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(h.mock_stats().await.peak_running, 2, "the group's max_slots held at the backend");
+
+    // With the other group busy too, the other group takes the rest of the pool.
+    let reset = http::Request::post(format!("http://{}/mock/reset", h.mock)).body(Default::default()).unwrap();
+    h.http.request(reset).await.unwrap();
+    let sampler = tokio::spawn({
+        let h = h.clone();
+        async move {
+            let (mut capped, mut open) = (0, 0);
+            for _ in 0..100 {
+                capped = capped.max(scheduler_group(&h, "capped").await["in_flight"].as_u64().unwrap_or(0));
+                open = open.max(scheduler_group(&h, "open").await["in_flight"].as_u64().unwrap_or(0));
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+            (capped, open)
+        }
+    });
+    let mut tasks = burst(None, 6);
+    tasks.extend(burst(Some(other), 6));
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(h.mock_stats().await.peak_running, 8, "2 of the capped group and 6 of the other");
+    let (capped, open) = sampler.await.unwrap();
+    assert_eq!((capped, open), (2, 6), "peak in flight per group, as the scheduler saw it");
+}
