@@ -248,6 +248,8 @@ struct Tenant {
     ready_key: Option<Key>,
     active_key: Option<Key>,
     served: f64,
+    /// Work completed here and not yet handed to [`Scheduler::take_served`].
+    unsynced: f64,
     recent: f64,
     recent_at: Duration,
     /// Exponential average of the output tokens of this tenant's completed requests.
@@ -382,6 +384,8 @@ pub struct Scheduler {
     counts: Counts,
     /// Exponential average of the output tokens of all completed requests.
     output_prediction: Option<f64>,
+    /// Tenants with `unsynced` work; tracked once [`Scheduler::take_served`] was called.
+    unsynced: Option<Vec<usize>>,
 }
 
 /// Weight of a group the operator has not configured.
@@ -413,6 +417,7 @@ impl Scheduler {
             next_ticket: 1,
             counts: Counts::default(),
             output_prediction: None,
+            unsynced: None,
         };
         if s.config.mode == Mode::Weighted {
             s.group_idx(&Arc::from(ALL));
@@ -534,6 +539,12 @@ impl Scheduler {
         tenant.in_flight -= 1;
         tenant.counter += cost / tenant.weight - f.reserved_tenant;
         tenant.served += cost;
+        if let Some(unsynced) = &mut self.unsynced {
+            if tenant.unsynced == 0.0 {
+                unsynced.push(f.tenant);
+            }
+            tenant.unsynced += cost;
+        }
         decay(&mut tenant.recent, &mut tenant.recent_at, now, half_life);
         tenant.recent += cost;
         let alpha = self.config.prediction_alpha;
@@ -558,6 +569,44 @@ impl Scheduler {
         let mut grants = Vec::new();
         self.dispatch(now, &mut grants);
         grants
+    }
+
+    /// Work completed here since the last call, per tenant name, in cost units (for the
+    /// cluster's exchange of served work). Tracking starts with the first call.
+    pub fn take_served(&mut self) -> Vec<(Arc<str>, f64)> {
+        let Some(unsynced) = self.unsynced.as_mut().map(std::mem::take) else {
+            self.unsynced = Some(Vec::new());
+            return Vec::new();
+        };
+        unsynced
+            .into_iter()
+            .map(|t| {
+                let tenant = &mut self.tenants[t];
+                (tenant.name.clone(), std::mem::take(&mut tenant.unsynced))
+            })
+            .collect()
+    }
+
+    /// Tenants with requests queued or in flight here.
+    pub fn active_tenants(&self) -> Vec<Arc<str>> {
+        self.tenants.iter().filter(|t| !t.queue.is_empty() || t.in_flight > 0).map(|t| t.name.clone()).collect()
+    }
+
+    /// Work served to `tenant` elsewhere (by the cluster's other pods), in cost units:
+    /// charged to its counter and its group's as if served here, so that a tenant whose
+    /// traffic lands on several pods is not ahead in every pod's queue. A tenant this
+    /// pod does not know is skipped (when it becomes active it is lifted to the lowest
+    /// active counter anyway).
+    pub fn charge_remote(&mut self, tenant: &str, cost: f64) {
+        let Some(&t) = self.tenant_index.get(tenant) else { return };
+        if !(cost.is_finite() && cost > 0.0) {
+            return;
+        }
+        let tenant = &mut self.tenants[t];
+        tenant.counter += cost / tenant.weight;
+        let g = tenant.group;
+        self.groups[g].counter += cost / self.groups[g].weight;
+        self.refresh_tenant(t);
     }
 
     /// Sets a group's weight (live: applies from the next pick).
@@ -997,6 +1046,7 @@ impl Scheduler {
                 ready_key: None,
                 active_key: None,
                 served: 0.0,
+                unsynced: 0.0,
                 recent: 0.0,
                 recent_at: Duration::ZERO,
                 output_prediction: None,

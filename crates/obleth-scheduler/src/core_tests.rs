@@ -662,3 +662,26 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn work_served_elsewhere_counts_like_work_served_here() {
+    let run = |remote: f64| {
+        let mut s = Scheduler::new(cfg(Mode::Weighted, 1));
+        assert!(s.take_served().is_empty(), "tracking starts with the first call");
+        let first = admitted(s.submit(T0, req(spec("a", 1, "g"), 100)).0);
+        queued(s.submit(T0, req(spec("a", 1, "g"), 100)).0);
+        queued(s.submit(T0, req(spec("b", 1, "g"), 100)).0);
+        // Unknown tenants and nonsense are ignored.
+        s.charge_remote("nobody", 1e9);
+        s.charge_remote("b", f64::NAN);
+        s.charge_remote("b", remote);
+        // b joined behind a and was lifted to a's counter; a turns out to cost 300.
+        let next = s.complete(secs(1), first.ticket, Some(Tokens { input: 300, output: 0 }));
+        assert_eq!(s.take_served(), vec![(Arc::from("a"), 300.0)], "what this pod served, once");
+        assert!(s.take_served().is_empty());
+        s.tenants[s.in_flight[&next[0].ticket].tenant].name.clone()
+    };
+    assert_eq!(&*run(0.0), "b", "alone, the pod sees b behind");
+    // b was served 1000 by the other pods: a is the one behind.
+    assert_eq!(&*run(1000.0), "a", "with the cluster's service, a goes first");
+}

@@ -94,6 +94,26 @@ impl Fairshare {
         self.shared.lock().core.used()
     }
 
+    /// Work completed here since the last call, per tenant (see
+    /// [`Scheduler::take_served`](crate::core::Scheduler::take_served)).
+    pub fn take_served(&self) -> Vec<(Arc<str>, f64)> {
+        self.shared.lock().core.take_served()
+    }
+
+    /// Tenants with requests queued or in flight here.
+    pub fn active_tenants(&self) -> Vec<Arc<str>> {
+        self.shared.lock().core.active_tenants()
+    }
+
+    /// Charges work the cluster's other pods served (see
+    /// [`Scheduler::charge_remote`](crate::core::Scheduler::charge_remote)).
+    pub fn charge_remote(&self, charges: &[(Arc<str>, f64)]) {
+        let mut state = self.shared.lock();
+        for (tenant, cost) in charges {
+            state.core.charge_remote(tenant, *cost);
+        }
+    }
+
     /// Sets a group's weight (live).
     pub fn set_group_weight(&self, group: &str, weight: u32) {
         self.shared.lock().core.set_group_weight(group, weight);

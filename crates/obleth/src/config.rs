@@ -261,6 +261,9 @@ struct RawCluster {
     shared_cache: bool,
     #[serde(with = "humantime_serde")]
     shared_cache_ttl: Duration,
+    share_served: bool,
+    #[serde(with = "humantime_serde")]
+    served_interval: Duration,
 }
 
 impl Default for RawCluster {
@@ -276,6 +279,8 @@ impl Default for RawCluster {
             fallback_slots: None,
             shared_cache: true,
             shared_cache_ttl: Duration::from_secs(300),
+            share_served: true,
+            served_interval: Duration::from_millis(200),
         }
     }
 }
@@ -356,6 +361,8 @@ pub struct Cluster {
     pub slots: Option<ClusterSlots>,
     /// `Some(ttl)`: keys and tenants are cached in Redis for every pod, for `ttl`.
     pub shared_cache: Option<Duration>,
+    /// `Some(interval)`: served work is exchanged with the other pods this often.
+    pub share_served: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -512,6 +519,8 @@ const ENV_KEYS: &[EnvKey] = &[
     EnvKey("OBLETH_CLUSTER_FALLBACK_SLOTS", "cluster", "fallback_slots", Kind::Int),
     EnvKey("OBLETH_CLUSTER_SHARED_CACHE", "cluster", "shared_cache", Kind::Bool),
     EnvKey("OBLETH_CLUSTER_SHARED_CACHE_TTL", "cluster", "shared_cache_ttl", Kind::Str),
+    EnvKey("OBLETH_CLUSTER_SHARE_SERVED", "cluster", "share_served", Kind::Bool),
+    EnvKey("OBLETH_CLUSTER_SERVED_INTERVAL", "cluster", "served_interval", Kind::Str),
     EnvKey("OBLETH_LOG_LEVEL", "log", "level", Kind::Str),
 ];
 
@@ -736,6 +745,7 @@ impl RawConfig {
                     ("cluster.heartbeat", c.heartbeat),
                     ("cluster.pod_ttl", c.pod_ttl),
                     ("cluster.shared_cache_ttl", c.shared_cache_ttl),
+                    ("cluster.served_interval", c.served_interval),
                 ] {
                     if d.is_zero() {
                         return Err(invalid(field, "must be greater than zero".into()));
@@ -757,6 +767,7 @@ impl RawConfig {
                     resync_interval: c.resync_interval,
                     slots,
                     shared_cache: c.shared_cache.then_some(c.shared_cache_ttl),
+                    share_served: c.share_served.then_some(c.served_interval),
                 })
             }
         };

@@ -224,6 +224,17 @@ pub async fn start(
             );
             slot_share = Some(share);
         }
+        if let Some(interval) = cluster.share_served {
+            obleth_cluster::served::start(
+                obleth_cluster::ServedShareConfig {
+                    redis_url: cluster.redis_url.expose_secret().to_owned(),
+                    key: format!("{}:served", cluster.channel),
+                    interval,
+                },
+                fairshare.clone(),
+            )
+            .context("sharing served work with the other pods")?;
+        }
         // Changes made through this pod reach the others, and theirs reach this one.
         let bus = obleth_cluster::ChangeBus::start(
             obleth_cluster::ChangeBusConfig {
