@@ -23,16 +23,20 @@ use tokio_util::sync::CancellationToken;
 
 use common::*;
 
-/// One chat request with `key` through `pod`; its status.
-async fn status_with(pod: &Gateway, key: &str) -> u16 {
-    let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+/// A small chat request with `key` to the data plane at `data`.
+fn chat(data: std::net::SocketAddr, key: &str) -> Request<Full<Bytes>> {
     let body = json!({"model": "mock-model", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]});
-    let req = Request::post(format!("http://{}/v1/chat/completions", pod.data))
+    Request::post(format!("http://{data}/v1/chat/completions"))
         .header("content-type", "application/json")
         .header("authorization", format!("Bearer {key}"))
         .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
-    let res = http.request(req).await.unwrap();
+        .unwrap()
+}
+
+/// One chat request with `key` through `pod`; its status.
+async fn status_with(pod: &Gateway, key: &str) -> u16 {
+    let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let res = http.request(chat(pod.data, key)).await.unwrap();
     let status = res.status().as_u16();
     res.into_body().collect().await.unwrap();
     status
@@ -476,15 +480,9 @@ async fn postgres_stopped_and_restarted_under_load() {
         let (stop, data, key) = (stop.clone(), a.data, key.clone());
         load.spawn(async move {
             let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-            let body = json!({"model": "mock-model", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]});
             let (mut ok, mut failed) = (0u64, Vec::new());
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let req = Request::post(format!("http://{data}/v1/chat/completions"))
-                    .header("content-type", "application/json")
-                    .header("authorization", format!("Bearer {key}"))
-                    .body(Full::new(Bytes::from(body.to_string())))
-                    .unwrap();
-                let res = http.request(req).await.unwrap();
+                let res = http.request(chat(data, &key)).await.unwrap();
                 let status = res.status().as_u16();
                 let body = res.into_body().collect().await.unwrap().to_bytes();
                 if status == 200 {
