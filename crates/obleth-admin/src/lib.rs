@@ -496,8 +496,12 @@ async fn put_group(
     };
     let group = s.store.put_group(&name, body).await?;
     audit(&s, &actor, "group.put", "group", &group.name, before, Some(json!(group))).await;
-    // The event carries the weight; the binary reads the slot limits from the store on it.
-    s.notifier.notify(ChangeEvent::Group { name: group.name.clone(), weight: Some(group.weight) });
+    s.notifier.notify(ChangeEvent::Group {
+        name: group.name.clone(),
+        weight: Some(group.weight),
+        reserved_slots: group.reserved_slots,
+        max_slots: group.max_slots,
+    });
     tracing::info!(
         group = %group.name,
         weight = group.weight,
@@ -515,7 +519,12 @@ async fn delete_group(
 ) -> Result<Json<Value>, AdminError> {
     let group = s.store.delete_group(&name).await?;
     audit(&s, &actor, "group.delete", "group", &group.name, Some(json!(group)), None).await;
-    s.notifier.notify(ChangeEvent::Group { name: group.name.clone(), weight: None });
+    s.notifier.notify(ChangeEvent::Group {
+        name: group.name.clone(),
+        weight: None,
+        reserved_slots: None,
+        max_slots: None,
+    });
     Ok(Json(json!({ "deleted": group })))
 }
 

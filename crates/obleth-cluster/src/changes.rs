@@ -53,10 +53,25 @@ struct Message {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum WireEvent {
-    Tenant { id: String, tenant: Option<Tenant> },
-    Group { name: String, weight: Option<u32> },
-    Key { hash: String },
-    Model { name: String },
+    Tenant {
+        id: String,
+        tenant: Option<Tenant>,
+    },
+    Group {
+        name: String,
+        weight: Option<u32>,
+        // Absent in messages from pods older than group limits: no limit.
+        #[serde(default)]
+        reserved_slots: Option<u32>,
+        #[serde(default)]
+        max_slots: Option<u32>,
+    },
+    Key {
+        hash: String,
+    },
+    Model {
+        name: String,
+    },
 }
 
 impl WireEvent {
@@ -65,7 +80,12 @@ impl WireEvent {
             ChangeEvent::Tenant { id, tenant } => {
                 WireEvent::Tenant { id: id.clone(), tenant: tenant.as_ref().map(|t| (**t).clone()) }
             }
-            ChangeEvent::Group { name, weight } => WireEvent::Group { name: name.clone(), weight: *weight },
+            ChangeEvent::Group { name, weight, reserved_slots, max_slots } => WireEvent::Group {
+                name: name.clone(),
+                weight: *weight,
+                reserved_slots: *reserved_slots,
+                max_slots: *max_slots,
+            },
             ChangeEvent::Key { hash } => WireEvent::Key { hash: hash.to_hex() },
             ChangeEvent::Model { name } => WireEvent::Model { name: name.clone() },
             // Local only: each pod decides when it needs one.
@@ -85,7 +105,9 @@ impl WireEvent {
     fn into_event(self) -> Option<ChangeEvent> {
         Some(match self {
             WireEvent::Tenant { id, tenant } => ChangeEvent::Tenant { id, tenant: tenant.map(Arc::new) },
-            WireEvent::Group { name, weight } => ChangeEvent::Group { name, weight },
+            WireEvent::Group { name, weight, reserved_slots, max_slots } => {
+                ChangeEvent::Group { name, weight, reserved_slots, max_slots }
+            }
             WireEvent::Key { hash } => ChangeEvent::Key { hash: KeyHash::from_hex(&hash)? },
             WireEvent::Model { name } => ChangeEvent::Model { name },
         })
@@ -286,7 +308,12 @@ async fn reload_groups(local: &dyn ChangeNotifier, store: &dyn ControlPlaneStore
     match store.list_groups().await {
         Ok(groups) => {
             for g in groups {
-                local.notify(ChangeEvent::Group { name: g.name, weight: Some(g.weight) });
+                local.notify(ChangeEvent::Group {
+                    name: g.name,
+                    weight: Some(g.weight),
+                    reserved_slots: g.reserved_slots,
+                    max_slots: g.max_slots,
+                });
             }
         }
         Err(e) => tracing::debug!(error = %e, "cannot reload group weights from the store"),
@@ -303,8 +330,8 @@ mod tests {
         let events = vec![
             ChangeEvent::Key { hash },
             ChangeEvent::Model { name: "m".into() },
-            ChangeEvent::Group { name: "g".into(), weight: Some(4) },
-            ChangeEvent::Group { name: "g".into(), weight: None },
+            ChangeEvent::Group { name: "g".into(), weight: Some(4), reserved_slots: Some(2), max_slots: Some(3) },
+            ChangeEvent::Group { name: "g".into(), weight: None, reserved_slots: None, max_slots: None },
             ChangeEvent::Tenant { id: "ten_1".into(), tenant: None },
         ];
         for e in events {

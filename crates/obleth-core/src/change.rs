@@ -14,8 +14,9 @@ use crate::tenant::Tenant;
 pub enum ChangeEvent {
     /// A tenant was updated, disabled or deleted (`tenant` is `None` when deleted).
     Tenant { id: String, tenant: Option<Arc<Tenant>> },
-    /// A fairshare group's weight was set (`None`: the group was deleted).
-    Group { name: String, weight: Option<u32> },
+    /// A fairshare group was set: its weight (`None`: the group was deleted) and its
+    /// slot limits (`None`: no limit).
+    Group { name: String, weight: Option<u32>, reserved_slots: Option<u32>, max_slots: Option<u32> },
     /// A key was revoked or deleted.
     Key { hash: KeyHash },
     /// A model was created, updated or deleted.

@@ -280,11 +280,9 @@ impl Drop for Permit {
     }
 }
 
-/// Live changes: a tenant's weight, group or caps, and group weights, apply to the
-/// next pick without waiting for the tenant's next request. A group's event carries only
-/// its weight: its reserved and max slots are set with [`Fairshare::set_group_limits`]
-/// (the binary reads them from the store when a group changes); a deleted group loses
-/// them here.
+/// Live changes: a tenant's weight, group or caps, and a group's weight and slot limits,
+/// apply to the next pick without waiting for the tenant's next request; a deleted group
+/// returns to the default weight and loses its limits.
 impl ChangeNotifier for Fairshare {
     fn notify(&self, event: ChangeEvent) {
         match event {
@@ -301,11 +299,13 @@ impl ChangeNotifier for Fairshare {
                 let grants = state.core.update_tenant(now, &spec);
                 deliver(&self.shared, &mut state, now, grants);
             }
-            ChangeEvent::Group { name, weight } => {
+            ChangeEvent::Group { name, weight, reserved_slots, max_slots } => {
                 self.set_group_weight(&name, weight.unwrap_or(crate::core::DEFAULT_GROUP_WEIGHT));
-                if weight.is_none() {
-                    self.set_group_limits(&name, GroupLimits::default());
-                }
+                let limits = match weight {
+                    Some(_) => GroupLimits { reserved_slots, max_slots },
+                    None => GroupLimits::default(),
+                };
+                self.set_group_limits(&name, limits);
             }
             _ => {}
         }

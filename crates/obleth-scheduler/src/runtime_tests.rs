@@ -137,7 +137,7 @@ async fn live_weight_changes_reach_the_core() {
         updated_at: 0,
     };
     f.notify(ChangeEvent::Tenant { id: "ten_x".into(), tenant: Some(Arc::new(tenant)) });
-    f.notify(ChangeEvent::Group { name: "g".into(), weight: Some(5) });
+    f.notify(ChangeEvent::Group { name: "g".into(), weight: Some(5), reserved_slots: None, max_slots: None });
     let s = f.state();
     assert_eq!(s.tenants[0].weight, 7.0);
     assert_eq!(s.groups.iter().find(|g| g.name == "g").map(|g| g.weight), Some(5.0));
@@ -192,7 +192,7 @@ async fn group_limits_apply_live_and_go_with_the_group() {
     let g = f.state().groups.into_iter().find(|g| g.name == "g").expect("group");
     assert_eq!((g.max_slots, g.in_flight), (Some(2), 2));
     // Deleting the group drops its limits.
-    f.notify(ChangeEvent::Group { name: "g".into(), weight: None });
+    f.notify(ChangeEvent::Group { name: "g".into(), weight: None, reserved_slots: None, max_slots: None });
     let g = f.state().groups.into_iter().find(|g| g.name == "g").expect("group");
     assert_eq!((g.max_slots, g.reserved_slots), (None, None));
     drop((first, second));

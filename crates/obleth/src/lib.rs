@@ -3,6 +3,5 @@
 
 pub mod client;
 pub mod config;
-pub mod groups;
 pub mod server;
 pub mod telemetry;

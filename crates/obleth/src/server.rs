@@ -170,10 +170,10 @@ pub async fn start(
     let fairshare = Arc::new(Fairshare::new(config.admission.clone()));
     for group in store.list_groups().await.context("loading fairshare groups")? {
         fairshare.set_group_weight(&group.name, group.weight);
-        fairshare.set_group_limits(&group.name, crate::groups::limits(&group));
+        let limits =
+            obleth_scheduler::core::GroupLimits { reserved_slots: group.reserved_slots, max_slots: group.max_slots };
+        fairshare.set_group_limits(&group.name, limits);
     }
-    // Group events carry weights; this reads the groups' slot limits when they change.
-    let group_limits = crate::groups::GroupLimitsFollower::start(store.clone(), fairshare.clone());
     let (budget_store, in_process) = budget_store(config)?;
     let budget = Arc::new(Budget::new(budget_store));
     let (sink, ledger) = match sink {
@@ -195,7 +195,6 @@ pub async fn start(
         identity.clone() as Arc<dyn ChangeNotifier>,
         registry.clone() as Arc<dyn ChangeNotifier>,
         fairshare.clone() as Arc<dyn ChangeNotifier>,
-        group_limits as Arc<dyn ChangeNotifier>,
     ]);
     let mut slot_share = None;
     if let Some(cluster) = &config.cluster {

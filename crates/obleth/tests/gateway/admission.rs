@@ -206,7 +206,7 @@ async fn a_group_max_slots_caps_its_concurrency_while_another_group_uses_the_res
     call(&h.admin, "POST", "/api/v1/tenants", Some(json!({"name": "t2", "group": "open"}))).await.unwrap();
     let other = call(&h.admin, "POST", "/api/v1/tenants/t2/keys", Some(json!({}))).await.unwrap();
     let other = other["secret"].as_str().unwrap().to_owned();
-    // The limit reaches the scheduler (read from the store when the change is announced),
+    // The limit reaches the scheduler with the change event,
     // which shows a group once it has seen a request of it.
     assert_eq!(h.post("/v1/chat/completions", chat(false, 1)).await.0, 200);
     for _ in 0..200 {
