@@ -329,6 +329,18 @@ async fn round_trips(store: &dyn ControlPlaneStore) {
         lifetime_budget: Some(1e12),
         fail_closed: true,
     };
+    // One past the largest storable rate is refused, not stored negative.
+    for (field, quota) in [
+        ("quota.tpm", Quota { tpm: Some(i64::MAX as u64 + 1), ..Quota::default() }),
+        ("quota.rpm", Quota { rpm: Some(u64::MAX), ..Quota::default() }),
+    ] {
+        let mut too_big = tenant("too-big");
+        too_big.quota = quota;
+        match store.create_tenant(too_big).await {
+            Err(StoreError::Invalid { field: f, .. }) if f == field => {}
+            other => panic!("{field}: {other:?}"),
+        }
+    }
     let t = store.create_tenant(new).await.expect("create full tenant");
     assert_eq!(store.get_tenant(&t.id).await.expect("get"), t);
     assert!(store.list_tenants().await.expect("list").contains(&t));

@@ -69,6 +69,12 @@ fn check_tenant(t: &Tenant) -> Result<()> {
             return Err(invalid(field, "must be a non-negative number"));
         }
     }
+    // Stored as signed 64-bit integers (SQLite and Postgres have no unsigned type).
+    for (field, v) in [("quota.tpm", q.tpm), ("quota.rpm", q.rpm)] {
+        if v.is_some_and(|v| v > i64::MAX as u64) {
+            return Err(invalid(field, format!("must be at most {} (omit it for no limit)", i64::MAX)));
+        }
+    }
     if q.max_in_flight == Some(0) {
         return Err(invalid("quota.max_in_flight", "must be at least 1 (omit it for no limit)"));
     }

@@ -283,3 +283,37 @@ fn with_database_replaces_only_the_path() {
     assert_eq!(with_database("postgres://u:p@h/postgres?sslmode=disable", "x"), "postgres://u:p@h/x?sslmode=disable");
     assert_eq!(with_database("postgresql://h", "x"), "postgresql://h/x");
 }
+
+/// TLS to Postgres, against a server of the test's own that refuses plaintext TCP:
+/// `sslmode=require` connects encrypted; `verify-full` connects with the CA that signed
+/// the server's certificate and refuses the server without it (no trusted CA signed it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_connections() {
+    let pg = obleth_testkit::OwnPostgres::start_tls();
+    let url = pg.url();
+    match PostgresStore::connect(&format!("{url}?sslmode=disable")).await {
+        Err(StoreError::Backend(m)) => assert!(m.contains("no encryption") || m.contains("pg_hba"), "{m}"),
+        other => panic!("plaintext must be refused by this server: {other:?}"),
+    }
+
+    let store = PostgresStore::connect(&format!("{url}?sslmode=require")).await.expect("TLS with sslmode=require");
+    store.ping().await.expect("ping");
+    let t = store.create_tenant(tenant("over-tls")).await.expect("create");
+    assert_eq!(store.get_tenant("over-tls").await.expect("get"), t);
+    let mut conn = PgConnection::connect(&format!("{url}?sslmode=require")).await.expect("connect");
+    let ssl: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(&mut conn)
+        .await
+        .expect("pg_stat_ssl");
+    assert!(ssl, "the session is encrypted");
+    store.close().await;
+
+    let localhost = url.replace("127.0.0.1", "localhost");
+    let ca = pg.ca_cert().display().to_string();
+    let verified = PostgresStore::connect(&format!("{localhost}?sslmode=verify-full&sslrootcert={ca}")).await;
+    verified.expect("verify-full with the server's CA").close().await;
+    assert!(
+        PostgresStore::connect(&format!("{localhost}?sslmode=verify-full")).await.is_err(),
+        "verify-full refuses a certificate no trusted CA signed"
+    );
+}

@@ -20,6 +20,16 @@ impl OwnPostgres {
     /// Creates a cluster in a temp dir and starts it on a free port (trust auth, user
     /// `postgres`).
     pub fn start() -> OwnPostgres {
+        OwnPostgres::create(false)
+    }
+
+    /// Like [`OwnPostgres::start`], but TCP clients must use TLS (`hostssl` only); the
+    /// server's certificate is for `localhost`, signed by [`OwnPostgres::ca_cert`].
+    pub fn start_tls() -> OwnPostgres {
+        OwnPostgres::create(true)
+    }
+
+    fn create(tls: bool) -> OwnPostgres {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .ok()
             .and_then(|d| d.filter_map(Result::ok).map(|e| e.path().join("bin")).find(|p| p.join("initdb").exists()))
@@ -34,8 +44,60 @@ impl OwnPostgres {
         let data = pg.data();
         let status = pg.run("initdb", &["-A", "trust", "-U", "postgres", "-D", &data]);
         assert!(status, "initdb failed");
+        if tls {
+            pg.enable_tls();
+        }
         pg.restart();
         pg
+    }
+
+    /// A test CA, a certificate for `localhost` it signed, in the data directory (where
+    /// the server looks for `server.crt` and `server.key`), `ssl = on`, and TCP
+    /// connections without TLS refused.
+    fn enable_tls(&self) {
+        let data = self.data();
+        let dir = self.dir.path().display().to_string();
+        let (crt, key) = (format!("{data}/server.crt"), format!("{data}/server.key"));
+        let ext = format!("{dir}/server.ext");
+        std::fs::write(
+            &ext,
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        let ca = self.ca_cert().display().to_string();
+        let (ca_key, csr) = (format!("{dir}/ca.key"), format!("{dir}/server.csr"));
+        let steps: [&[&str]; 3] = [
+            &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=obleth test CA"],
+            &["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", &key, "-out", &csr],
+            &["x509", "-req", "-in", &csr, "-CA", &ca, "-CAkey", &ca_key, "-CAcreateserial", "-days", "2"],
+        ];
+        let tails: [&[&str]; 3] = [&["-keyout", &ca_key, "-out", &ca], &[], &["-extfile", &ext, "-out", &crt]];
+        for (step, tail) in steps.iter().zip(tails) {
+            let made = Command::new("openssl")
+                .args(*step)
+                .args(tail)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            assert!(made, "openssl {step:?} failed");
+        }
+        if self.as_postgres {
+            Command::new("chown").args(["postgres:postgres", &crt, &key]).status().unwrap();
+        }
+        Command::new("chmod").args(["600", &key]).status().unwrap();
+        std::fs::write(format!("{data}/pg_hba.conf"), "local all all trust\nhostssl all all 127.0.0.1/32 trust\n")
+            .unwrap();
+        let conf = format!("{data}/postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).unwrap();
+        text.push_str("\nssl = on\n");
+        std::fs::write(&conf, text).unwrap();
+    }
+
+    /// The CA that signed the TLS server's certificate.
+    pub fn ca_cert(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.crt")
     }
 
     fn data(&self) -> String {
