@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use obleth_core::{ApiKey, Group, KeyHash, Model, Quota, Tenant, now_millis, tenant::TENANT_ID_PREFIX};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
-use sqlx::{Row, SqlitePool};
+use sqlx::{Row, SqliteExecutor, SqlitePool};
 
 use crate::rules::{Arg, MODEL_CURSOR, TENANT_CURSOR};
 use crate::{
@@ -46,78 +46,90 @@ impl SqliteStore {
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
         Ok(SqliteStore { pool })
     }
+}
 
-    async fn tenant_row(&self, id_or_name: &str) -> Result<Tenant> {
-        let column = if id_or_name.starts_with(TENANT_ID_PREFIX) { "id" } else { "name" };
-        let row = sqlx::query(&format!("SELECT * FROM tenants WHERE {column} = ?"))
-            .bind(id_or_name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        row.map(tenant_from_row).transpose()?.ok_or_else(|| StoreError::not_found("tenant", id_or_name))
-    }
+/// Reads a tenant by id or name.
+async fn tenant_row<'e>(exec: impl SqliteExecutor<'e>, id_or_name: &str) -> Result<Tenant> {
+    let column = if id_or_name.starts_with(TENANT_ID_PREFIX) { "id" } else { "name" };
+    let row = sqlx::query(&format!("SELECT * FROM tenants WHERE {column} = ?"))
+        .bind(id_or_name)
+        .fetch_optional(exec)
+        .await
+        .map_err(db_err)?;
+    row.map(tenant_from_row).transpose()?.ok_or_else(|| StoreError::not_found("tenant", id_or_name))
+}
 
-    async fn write_tenant(&self, t: &Tenant, insert: bool) -> Result<()> {
-        let sql = if insert {
-            "INSERT INTO tenants (name, weight, group_name, allowed_models, disabled, never_degrade,
-                quota_tpm, quota_rpm, quota_max_in_flight, quota_monthly_budget, quota_lifetime_budget,
-                quota_fail_closed, created_at, updated_at, id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-        } else {
-            "UPDATE tenants SET name=?, weight=?, group_name=?, allowed_models=?, disabled=?, never_degrade=?,
-                quota_tpm=?, quota_rpm=?, quota_max_in_flight=?, quota_monthly_budget=?, quota_lifetime_budget=?,
-                quota_fail_closed=?, created_at=?, updated_at=? WHERE id=?"
-        };
-        let allowed = serde_json::to_string(&t.allowed_models).map_err(|e| StoreError::Backend(e.to_string()))?;
-        sqlx::query(sql)
-            .bind(&t.name)
-            .bind(t.weight as i64)
-            .bind(&t.group)
-            .bind(allowed)
-            .bind(t.disabled)
-            .bind(t.never_degrade)
-            .bind(t.quota.tpm.map(|v| v as i64))
-            .bind(t.quota.rpm.map(|v| v as i64))
-            .bind(t.quota.max_in_flight.map(|v| v as i64))
-            .bind(t.quota.monthly_budget)
-            .bind(t.quota.lifetime_budget)
-            .bind(t.quota.fail_closed)
-            .bind(t.created_at)
-            .bind(t.updated_at)
-            .bind(&t.id)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| conflict_or(e, format!("a tenant named '{}' already exists", t.name)))?;
-        Ok(())
-    }
+async fn write_tenant<'e>(exec: impl SqliteExecutor<'e>, t: &Tenant, insert: bool) -> Result<()> {
+    let sql = if insert {
+        "INSERT INTO tenants (name, weight, group_name, allowed_models, disabled, never_degrade,
+            quota_tpm, quota_rpm, quota_max_in_flight, quota_monthly_budget, quota_lifetime_budget,
+            quota_fail_closed, created_at, updated_at, id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    } else {
+        "UPDATE tenants SET name=?, weight=?, group_name=?, allowed_models=?, disabled=?, never_degrade=?,
+            quota_tpm=?, quota_rpm=?, quota_max_in_flight=?, quota_monthly_budget=?, quota_lifetime_budget=?,
+            quota_fail_closed=?, created_at=?, updated_at=? WHERE id=?"
+    };
+    let allowed = serde_json::to_string(&t.allowed_models).map_err(|e| StoreError::Backend(e.to_string()))?;
+    sqlx::query(sql)
+        .bind(&t.name)
+        .bind(t.weight as i64)
+        .bind(&t.group)
+        .bind(allowed)
+        .bind(t.disabled)
+        .bind(t.never_degrade)
+        .bind(t.quota.tpm.map(|v| v as i64))
+        .bind(t.quota.rpm.map(|v| v as i64))
+        .bind(t.quota.max_in_flight.map(|v| v as i64))
+        .bind(t.quota.monthly_budget)
+        .bind(t.quota.lifetime_budget)
+        .bind(t.quota.fail_closed)
+        .bind(t.created_at)
+        .bind(t.updated_at)
+        .bind(&t.id)
+        .execute(exec)
+        .await
+        .map_err(|e| conflict_or(e, format!("a tenant named '{}' already exists", t.name)))?;
+    Ok(())
+}
 
-    async fn write_model(&self, m: &Model, insert: bool) -> Result<()> {
-        let sql = if insert {
-            "INSERT INTO models (upstream_model, api_base, api_key, input_cost_per_token,
-                output_cost_per_token, context_window, enabled, admission_weight, max_in_flight,
-                created_at, updated_at, model_name) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
-        } else {
-            "UPDATE models SET upstream_model=?, api_base=?, api_key=?, input_cost_per_token=?,
-                output_cost_per_token=?, context_window=?, enabled=?, admission_weight=?, max_in_flight=?,
-                created_at=?, updated_at=? WHERE model_name=?"
-        };
-        sqlx::query(sql)
-            .bind(&m.upstream_model)
-            .bind(&m.api_base)
-            .bind(m.api_key.as_ref().map(|k| k.expose_secret().to_owned()))
-            .bind(m.input_cost_per_token)
-            .bind(m.output_cost_per_token)
-            .bind(m.context_window.map(|v| v as i64))
-            .bind(m.enabled)
-            .bind(m.admission_weight)
-            .bind(m.max_in_flight.map(|v| v as i64))
-            .bind(m.created_at)
-            .bind(m.updated_at)
-            .bind(&m.model_name)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| conflict_or(e, format!("model '{}' already exists", m.model_name)))?;
-        Ok(())
-    }
+async fn model_row<'e>(exec: impl SqliteExecutor<'e>, name: &str) -> Result<Model> {
+    sqlx::query("SELECT * FROM models WHERE model_name = ?")
+        .bind(name)
+        .fetch_optional(exec)
+        .await
+        .map_err(db_err)?
+        .map(model_from_row)
+        .transpose()?
+        .ok_or_else(|| StoreError::not_found("model", name))
+}
+
+async fn write_model<'e>(exec: impl SqliteExecutor<'e>, m: &Model, insert: bool) -> Result<()> {
+    let sql = if insert {
+        "INSERT INTO models (upstream_model, api_base, api_key, input_cost_per_token,
+            output_cost_per_token, context_window, enabled, admission_weight, max_in_flight,
+            created_at, updated_at, model_name) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+    } else {
+        "UPDATE models SET upstream_model=?, api_base=?, api_key=?, input_cost_per_token=?,
+            output_cost_per_token=?, context_window=?, enabled=?, admission_weight=?, max_in_flight=?,
+            created_at=?, updated_at=? WHERE model_name=?"
+    };
+    sqlx::query(sql)
+        .bind(&m.upstream_model)
+        .bind(&m.api_base)
+        .bind(m.api_key.as_ref().map(|k| k.expose_secret().to_owned()))
+        .bind(m.input_cost_per_token)
+        .bind(m.output_cost_per_token)
+        .bind(m.context_window.map(|v| v as i64))
+        .bind(m.enabled)
+        .bind(m.admission_weight)
+        .bind(m.max_in_flight.map(|v| v as i64))
+        .bind(m.created_at)
+        .bind(m.updated_at)
+        .bind(&m.model_name)
+        .execute(exec)
+        .await
+        .map_err(|e| conflict_or(e, format!("model '{}' already exists", m.model_name)))?;
+    Ok(())
 }
 
 #[async_trait]
@@ -129,12 +141,12 @@ impl ControlPlaneStore for SqliteStore {
 
     async fn create_tenant(&self, new: NewTenant) -> Result<Tenant> {
         let tenant = rules::new_tenant(new)?;
-        self.write_tenant(&tenant, true).await?;
+        write_tenant(&self.pool, &tenant, true).await?;
         Ok(tenant)
     }
 
     async fn get_tenant(&self, id_or_name: &str) -> Result<Tenant> {
-        self.tenant_row(id_or_name).await
+        tenant_row(&self.pool, id_or_name).await
     }
 
     async fn list_tenants(&self) -> Result<Vec<Tenant>> {
@@ -148,14 +160,18 @@ impl ControlPlaneStore for SqliteStore {
     }
 
     async fn update_tenant(&self, id_or_name: &str, patch: TenantPatch) -> Result<Tenant> {
-        let current = self.tenant_row(id_or_name).await?;
+        // Read and write in one write transaction, so that concurrent patches of the
+        // same tenant cannot undo each other.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+        let current = tenant_row(&mut *tx, id_or_name).await?;
         let updated = rules::patch_tenant(current, patch)?;
-        self.write_tenant(&updated, false).await?;
+        write_tenant(&mut *tx, &updated, false).await?;
+        tx.commit().await.map_err(db_err)?;
         Ok(updated)
     }
 
     async fn delete_tenant(&self, id_or_name: &str) -> Result<(Tenant, Vec<KeyHash>)> {
-        let tenant = self.tenant_row(id_or_name).await?;
+        let tenant = tenant_row(&self.pool, id_or_name).await?;
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         let hashes: Vec<String> = sqlx::query_scalar("SELECT key_hash FROM api_keys WHERE tenant_id = ?")
             .bind(&tenant.id)
@@ -226,19 +242,12 @@ impl ControlPlaneStore for SqliteStore {
 
     async fn create_model(&self, new: NewModel) -> Result<Model> {
         let model = rules::new_model(new)?;
-        self.write_model(&model, true).await?;
+        write_model(&self.pool, &model, true).await?;
         Ok(model)
     }
 
     async fn get_model(&self, name: &str) -> Result<Model> {
-        sqlx::query("SELECT * FROM models WHERE model_name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?
-            .map(model_from_row)
-            .transpose()?
-            .ok_or_else(|| StoreError::not_found("model", name))
+        model_row(&self.pool, name).await
     }
 
     async fn list_models(&self) -> Result<Vec<Model>> {
@@ -252,9 +261,11 @@ impl ControlPlaneStore for SqliteStore {
     }
 
     async fn update_model(&self, name: &str, patch: ModelPatch) -> Result<Model> {
-        let current = self.get_model(name).await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+        let current = model_row(&mut *tx, name).await?;
         let updated = rules::patch_model(current, patch)?;
-        self.write_model(&updated, false).await?;
+        write_model(&mut *tx, &updated, false).await?;
+        tx.commit().await.map_err(db_err)?;
         Ok(updated)
     }
 
