@@ -400,7 +400,7 @@ const REDACTED: &str = "[redacted]";
 
 async fn list_models(State(s): State<AdminState>, params: Params) -> Result<Json<Value>, AdminError> {
     let mut params = params;
-    let filter = ModelFilter { enabled: params.bool("enabled")? };
+    let filter = ModelFilter { enabled: params.bool("enabled")?, tag: params.take("tag") };
     let page = params.page()?;
     params.finish()?;
     Ok(page_json(s.store.list_models_page(filter, page).await?, model_view))

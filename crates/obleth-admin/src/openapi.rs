@@ -131,7 +131,7 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     with_query(
         op("get", "/api/v1/models", "List models by name", 200, Body::Page("ModelView")),
-        &["enabled", "limit", "cursor"],
+        &["enabled", "tag", "limit", "cursor"],
     ),
     with_body(op("post", "/api/v1/models", "Register a model", 201, Body::One("ModelView")), "NewModel", true),
     op("get", "/api/v1/models/{name}", "Read a model", 200, Body::One("ModelView")),
@@ -182,6 +182,7 @@ pub const QUERY_PARAMETERS: &[(&str, &str, &str)] = &[
     ("group", "string", "Only tenants of this fairshare group"),
     ("disabled", "boolean", "Only disabled (true) or enabled (false) tenants"),
     ("enabled", "boolean", "Only enabled (true) or disabled (false) models"),
+    ("tag", "string", "Only models carrying this tag"),
     ("tenant", "string", "A tenant, by id or name"),
     ("prefix", "string", "Keys whose prefix starts with this"),
     ("include_revoked", "boolean", "Include revoked keys (default false)"),

@@ -26,6 +26,10 @@ pub struct Model {
     pub admission_weight: f64,
     /// The model's own cap on requests in flight (within the global pool).
     pub max_in_flight: Option<u32>,
+    /// Labels for operators and for routing by tag (e.g. `fast`, `code`, `eu`), in the
+    /// order given.
+    #[serde(default)]
+    pub tags: Vec<String>,
     pub created_at: UnixMillis,
     pub updated_at: UnixMillis,
 }

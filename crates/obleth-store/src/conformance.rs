@@ -35,6 +35,7 @@ fn model(name: &str) -> NewModel {
         enabled: true,
         admission_weight: 1.0,
         max_in_flight: None,
+        tags: vec![],
     }
 }
 
@@ -51,6 +52,54 @@ pub async fn run(store: &dyn ControlPlaneStore) {
     rotation(store).await;
     audit(store).await;
     concurrent_patches(store).await;
+    model_tags(store).await;
+}
+
+/// Tags round-trip in order, are replaced by a patch, filter listings, and are validated.
+async fn model_tags(store: &dyn ControlPlaneStore) {
+    let mut new = model("tagged-a");
+    new.tags = vec!["fast".into(), "eu".into(), "code/python".into()];
+    let a = store.create_model(new).await.expect("create");
+    assert_eq!(a.tags, ["fast", "eu", "code/python"]);
+    assert_eq!(store.get_model("tagged-a").await.expect("get").tags, a.tags);
+    let mut new = model("tagged-b");
+    new.tags = vec!["eu".into()];
+    store.create_model(new).await.expect("create b");
+    store.create_model(model("tagged-c")).await.expect("create c");
+
+    let names = |f: ModelFilter| async move {
+        let page = store.list_models_page(f, page(1000, None)).await.expect("list");
+        page.items.into_iter().map(|m| m.model_name).filter(|n| n.starts_with("tagged-")).collect::<Vec<_>>()
+    };
+    let tag = |t: &str| ModelFilter { tag: Some(t.into()), ..Default::default() };
+    assert_eq!(names(tag("eu")).await, ["tagged-a", "tagged-b"]);
+    assert_eq!(names(tag("fast")).await, ["tagged-a"]);
+    assert!(names(tag("code")).await.is_empty(), "whole tags only");
+    assert_eq!(names(ModelFilter::default()).await, ["tagged-a", "tagged-b", "tagged-c"]);
+
+    let patched = store
+        .update_model("tagged-a", ModelPatch { tags: Some(vec!["slow".into()]), ..Default::default() })
+        .await
+        .expect("patch");
+    assert_eq!(patched.tags, ["slow"]);
+    assert_eq!(names(tag("eu")).await, ["tagged-b"]);
+    let kept = store.update_model("tagged-a", ModelPatch { enabled: Some(false), ..Default::default() }).await;
+    assert_eq!(kept.expect("patch").tags, ["slow"], "a patch without tags keeps them");
+
+    for bad in [vec!["Fast".to_owned()], vec!["".to_owned()], vec!["a b".to_owned()], vec!["x".into(), "x".into()]] {
+        let mut new = model("tagged-bad");
+        new.tags = bad.clone();
+        match store.create_model(new).await {
+            Err(StoreError::Invalid { field: "tags", .. }) => {}
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+    let too_many = (0..=crate::rules::MAX_TAGS).map(|i| format!("t{i}")).collect();
+    assert!(
+        store.update_model("tagged-b", ModelPatch { tags: Some(too_many), ..Default::default() }).await.is_err(),
+        "at most {} tags",
+        crate::rules::MAX_TAGS
+    );
 }
 
 /// Patches of different fields of one tenant, made at the same time, all land: each patch
@@ -590,7 +639,10 @@ async fn paging(store: &dyn ControlPlaneStore) {
     }
     let full: Vec<_> = store.list_models().await.expect("list").into_iter().map(|m| m.model_name).collect();
     assert_eq!(all, full);
-    let off = store.list_models_page(ModelFilter { enabled: Some(false) }, page(1000, None)).await.expect("off");
+    let off = store
+        .list_models_page(ModelFilter { enabled: Some(false), ..Default::default() }, page(1000, None))
+        .await
+        .expect("off");
     let off: Vec<_> = off.items.into_iter().map(|m| m.model_name).filter(|n| n.starts_with("pgm-")).collect();
     assert_eq!(off, ["pgm-00", "pgm-04", "pgm-08"]);
     // A cursor of another listing is refused.

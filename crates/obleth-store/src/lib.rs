@@ -157,6 +157,9 @@ pub struct NewModel {
     #[serde(default = "default_admission_weight")]
     pub admission_weight: f64,
     pub max_in_flight: Option<u32>,
+    /// Up to 32 tags of 1–64 characters `[a-z0-9._:/-]`, no repeats.
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 fn default_true() -> bool {
@@ -189,6 +192,8 @@ pub struct ModelPatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u32>)]
     pub max_in_flight: Option<Option<u32>>,
+    /// Replaces the tags (`[]` clears them).
+    pub tags: Option<Vec<String>>,
 }
 
 /// Marks a field that was present in the JSON, even as `null`.
@@ -223,6 +228,8 @@ pub struct TenantFilter {
 pub struct ModelFilter {
     /// Only enabled (`true`) or only disabled (`false`) models.
     pub enabled: Option<bool>,
+    /// Only models carrying this tag.
+    pub tag: Option<String>,
 }
 
 /// Page size when none is given.

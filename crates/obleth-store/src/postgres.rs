@@ -35,7 +35,8 @@ const TENANT_COLUMNS: &str = "id, name, weight, group_name, allowed_models::text
     quota_fail_closed, created_at, updated_at";
 const KEY_COLUMNS: &str = "id, tenant_id, name, prefix, key_hash, created_at, expires_at, revoked_at";
 const MODEL_COLUMNS: &str = "model_name, upstream_model, api_base, api_key, input_cost_per_token,
-    output_cost_per_token, context_window, enabled, admission_weight, max_in_flight, created_at, updated_at";
+    output_cost_per_token, context_window, enabled, admission_weight, max_in_flight, tags::text AS tags,
+    created_at, updated_at";
 const GROUP_COLUMNS: &str = "name, weight, reserved_slots, max_slots, created_at, updated_at";
 const AUDIT_COLUMNS: &str =
     "id, at, actor, action, resource_kind, resource_id, before::text AS before, after::text AS after";
@@ -162,11 +163,12 @@ async fn write_model<'e>(exec: impl PgExecutor<'e>, m: &Model, insert: bool) -> 
     let sql = if insert {
         "INSERT INTO models (upstream_model, api_base, api_key, input_cost_per_token,
             output_cost_per_token, context_window, enabled, admission_weight, max_in_flight,
-            created_at, updated_at, model_name) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            created_at, updated_at, model_name, tags)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb)"
     } else {
         "UPDATE models SET upstream_model = $1, api_base = $2, api_key = $3, input_cost_per_token = $4,
             output_cost_per_token = $5, context_window = $6, enabled = $7, admission_weight = $8,
-            max_in_flight = $9, created_at = $10, updated_at = $11
+            max_in_flight = $9, created_at = $10, updated_at = $11, tags = $13::jsonb
          WHERE model_name = $12"
     };
     let api_key = m.api_key.as_ref().map(|k| k.expose_secret().to_owned());
@@ -187,6 +189,7 @@ async fn write_model<'e>(exec: impl PgExecutor<'e>, m: &Model, insert: bool) -> 
         .bind(m.created_at)
         .bind(m.updated_at)
         .bind(&m.model_name)
+        .bind(serde_json::to_string(&m.tags).map_err(|e| StoreError::Backend(e.to_string()))?)
         .execute(exec)
         .await
         .map_err(|e| conflict_or(e, format!("model '{}' already exists", m.model_name)))?;
@@ -431,6 +434,10 @@ impl ControlPlaneStore for PostgresStore {
         let mut q = Sql::new(format!("SELECT {MODEL_COLUMNS} FROM models WHERE TRUE"));
         if let Some(e) = filter.enabled {
             q.and("enabled = ", Arg::Bool(e));
+        }
+        if let Some(t) = filter.tag {
+            // jsonb `?`: the array holds this string.
+            q.and("tags ? ", Arg::Text(t));
         }
         if let Some(a) = after {
             q.and("model_name > ", Arg::Text(a));
@@ -696,6 +703,8 @@ fn model_from_row(row: &PgRow) -> Result<Model> {
             .try_get::<Option<i64>, _>("max_in_flight")
             .map_err(db_err)?
             .map(|v| v.clamp(1, u32::MAX as i64) as u32),
+        tags: serde_json::from_str(&row.try_get::<String, _>("tags").map_err(db_err)?)
+            .map_err(|e| StoreError::Backend(format!("corrupt tags: {e}")))?,
         created_at: row.try_get("created_at").map_err(db_err)?,
         updated_at: row.try_get("updated_at").map_err(db_err)?,
     })

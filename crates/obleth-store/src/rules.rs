@@ -94,6 +94,7 @@ pub(crate) fn new_model(new: NewModel) -> Result<Model> {
         enabled: new.enabled,
         admission_weight: new.admission_weight,
         max_in_flight: new.max_in_flight,
+        tags: new.tags,
         created_at: now,
         updated_at: now,
     };
@@ -129,9 +130,27 @@ pub(crate) fn patch_model(mut m: Model, p: ModelPatch) -> Result<Model> {
     if let Some(v) = p.max_in_flight {
         m.max_in_flight = v;
     }
+    if let Some(v) = p.tags {
+        m.tags = v;
+    }
     m.updated_at = now_millis().max(m.updated_at);
     check_model(&m)?;
     Ok(m)
+}
+
+/// Tags a model may carry.
+pub const MAX_TAGS: usize = 32;
+
+/// A tag: 1–64 characters of `[a-z0-9._:/-]`, starting with a letter or digit.
+pub fn validate_tag(tag: &str) -> std::result::Result<(), String> {
+    let ok = (1..=64).contains(&tag.len())
+        && tag.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && tag.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._:/-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err("must be 1 to 64 characters of a-z, 0-9 and . _ : / -, starting with a letter or digit".into())
+    }
 }
 
 fn check_model(m: &Model) -> Result<()> {
@@ -157,6 +176,15 @@ fn check_model(m: &Model) -> Result<()> {
     }
     if !m.admission_weight.is_finite() || m.admission_weight <= 0.0 || m.admission_weight > 1000.0 {
         return Err(invalid("admission_weight", "must be greater than 0 and at most 1000"));
+    }
+    if m.tags.len() > MAX_TAGS {
+        return Err(invalid("tags", format!("at most {MAX_TAGS} tags")));
+    }
+    for (i, tag) in m.tags.iter().enumerate() {
+        validate_tag(tag).map_err(|e| invalid("tags", format!("'{tag}': {e}")))?;
+        if m.tags[..i].contains(tag) {
+            return Err(invalid("tags", format!("'{tag}' is given twice")));
+        }
     }
     if m.max_in_flight == Some(0) {
         return Err(invalid("max_in_flight", "must be at least 1 (or null for no model cap)"));

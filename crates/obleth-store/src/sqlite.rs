@@ -106,12 +106,12 @@ async fn model_row<'e>(exec: impl SqliteExecutor<'e>, name: &str) -> Result<Mode
 async fn write_model<'e>(exec: impl SqliteExecutor<'e>, m: &Model, insert: bool) -> Result<()> {
     let sql = if insert {
         "INSERT INTO models (upstream_model, api_base, api_key, input_cost_per_token,
-            output_cost_per_token, context_window, enabled, admission_weight, max_in_flight,
-            created_at, updated_at, model_name) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+            output_cost_per_token, context_window, enabled, admission_weight, max_in_flight, tags,
+            created_at, updated_at, model_name) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
     } else {
         "UPDATE models SET upstream_model=?, api_base=?, api_key=?, input_cost_per_token=?,
             output_cost_per_token=?, context_window=?, enabled=?, admission_weight=?, max_in_flight=?,
-            created_at=?, updated_at=? WHERE model_name=?"
+            tags=?, created_at=?, updated_at=? WHERE model_name=?"
     };
     sqlx::query(sql)
         .bind(&m.upstream_model)
@@ -123,6 +123,7 @@ async fn write_model<'e>(exec: impl SqliteExecutor<'e>, m: &Model, insert: bool)
         .bind(m.enabled)
         .bind(m.admission_weight)
         .bind(m.max_in_flight.map(|v| v as i64))
+        .bind(serde_json::to_string(&m.tags).map_err(|e| StoreError::Backend(e.to_string()))?)
         .bind(m.created_at)
         .bind(m.updated_at)
         .bind(&m.model_name)
@@ -359,6 +360,10 @@ impl ControlPlaneStore for SqliteStore {
         if let Some(e) = filter.enabled {
             sql.push_str(" AND enabled = ?");
             args.push(Arg::Bool(e));
+        }
+        if let Some(t) = filter.tag {
+            sql.push_str(" AND EXISTS (SELECT 1 FROM json_each(models.tags) WHERE json_each.value = ?)");
+            args.push(Arg::Text(t));
         }
         if let Some(a) = after {
             sql.push_str(" AND model_name > ?");
@@ -613,6 +618,8 @@ fn model_from_row(row: SqliteRow) -> Result<Model> {
             .try_get::<Option<i64>, _>("max_in_flight")
             .map_err(db_err)?
             .map(|v| v.clamp(1, u32::MAX as i64) as u32),
+        tags: serde_json::from_str(&row.try_get::<String, _>("tags").map_err(db_err)?)
+            .map_err(|e| StoreError::Backend(format!("corrupt tags: {e}")))?,
         created_at: row.try_get("created_at").map_err(db_err)?,
         updated_at: row.try_get("updated_at").map_err(db_err)?,
     })

@@ -246,7 +246,11 @@ pub async fn scheduler(conn: &AdminConn) -> anyhow::Result<()> {
 #[derive(Debug, Subcommand)]
 pub enum ModelCmd {
     /// List registered models.
-    List,
+    List {
+        /// Only models carrying this tag.
+        #[arg(long)]
+        tag: Option<String>,
+    },
     /// Show one model.
     Get { name: String },
     /// Register a model.
@@ -288,6 +292,12 @@ pub struct ModelFields {
     /// The model's own cap on requests in flight.
     #[arg(long)]
     max_in_flight: Option<u32>,
+    /// A tag (repeat for several); on update, the given tags replace the model's.
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// On update: remove every tag.
+    #[arg(long, conflicts_with = "tags")]
+    clear_tags: bool,
     #[arg(long)]
     disabled: bool,
 }
@@ -379,7 +389,8 @@ pub async fn keys(conn: &AdminConn, cmd: KeyCmd) -> anyhow::Result<()> {
 
 pub async fn models(conn: &AdminConn, cmd: ModelCmd) -> anyhow::Result<()> {
     let out = match cmd {
-        ModelCmd::List => call(conn, "GET", "/api/v1/models", None).await?,
+        ModelCmd::List { tag: None } => call(conn, "GET", "/api/v1/models", None).await?,
+        ModelCmd::List { tag: Some(tag) } => call(conn, "GET", &format!("/api/v1/models?tag={tag}"), None).await?,
         ModelCmd::Get { name } => call(conn, "GET", &format!("/api/v1/models/{name}"), None).await?,
         ModelCmd::Create { name, fields } => {
             let mut body = model_body(&fields)?;
@@ -427,6 +438,9 @@ fn model_body(f: &ModelFields) -> anyhow::Result<Map<String, Value>> {
     }
     if let Some(v) = f.max_in_flight {
         put("max_in_flight", json!(v));
+    }
+    if !f.tags.is_empty() || f.clear_tags {
+        put("tags", json!(f.tags));
     }
     if f.disabled {
         put("enabled", json!(false));

@@ -259,7 +259,9 @@ async fn listings_are_paged_and_filtered() {
         let body =
             json!({"name": format!("p-{i}"), "group": if i % 2 == 0 { "even" } else { "odd" }, "disabled": i == 3});
         ok(&h, "POST", "/api/v1/tenants", Some(body)).await;
-        ok(&h, "POST", "/api/v1/models", Some(json!({"model_name": format!("pm-{i}"), "enabled": i % 3 != 0}))).await;
+        let tags = if i % 2 == 0 { json!(["even", "fast"]) } else { json!(["odd"]) };
+        let model = json!({"model_name": format!("pm-{i}"), "enabled": i % 3 != 0, "tags": tags});
+        ok(&h, "POST", "/api/v1/models", Some(model)).await;
         ok(&h, "POST", "/api/v1/tenants/p-0/keys", Some(json!({"name": format!("k{i}")}))).await;
     }
     // Walks a listing 3 at a time; returns the names (by `field`) and the page count.
@@ -298,6 +300,13 @@ async fn listings_are_paged_and_filtered() {
     let (models, _) = walk("/api/v1/models", "model_name").await;
     assert_eq!(models, ["mock-model", "pm-0", "pm-1", "pm-2", "pm-3", "pm-4", "pm-5", "pm-6"]);
     assert_eq!(walk("/api/v1/models?enabled=false", "model_name").await.0, ["pm-0", "pm-3", "pm-6"]);
+    assert_eq!(walk("/api/v1/models?tag=even", "model_name").await.0, ["pm-0", "pm-2", "pm-4", "pm-6"]);
+    assert_eq!(walk("/api/v1/models?tag=odd&enabled=true", "model_name").await.0, ["pm-1", "pm-5"]);
+    assert_eq!(ok(&h, "GET", "/api/v1/models/pm-2", None).await["tags"], json!(["even", "fast"]));
+    let (s, v) =
+        admin(&h, "POST", "/api/v1/models", Some(json!({"model_name": "bad", "tags": ["No Spaces"]})), None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(v["error"]["param"], "tags", "{v}");
 
     let (keys, _) = walk("/api/v1/keys?tenant=p-0", "name").await;
     assert_eq!(keys, (0..7).map(|i| format!("k{i}")).collect::<Vec<_>>());
