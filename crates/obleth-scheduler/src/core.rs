@@ -641,17 +641,10 @@ impl Scheduler {
             self.groups[g].limits = limits;
             self.groups[g].scale_limits(self.config.slots, self.reference_slots);
             // No burst for service the old limits held back, no debt for service they gave.
-            if self.groups[g].is_active() {
-                let floor = self
-                    .groups
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, other)| *i != g && other.is_active())
-                    .map(|(_, other)| other.counter)
-                    .min_by(f64::total_cmp);
-                if let Some(floor) = floor {
-                    self.groups[g].counter = floor;
-                }
+            if self.groups[g].is_active()
+                && let Some(floor) = self.group_floor(g)
+            {
+                self.groups[g].counter = floor;
             }
             self.refresh_group_ready(g);
             self.recompute_caps();
@@ -834,16 +827,19 @@ impl Scheduler {
     }
 
     fn lift_group(&mut self, g: usize) {
-        let floor = self
-            .groups
+        if let Some(floor) = self.group_floor(g) {
+            self.groups[g].counter = self.groups[g].counter.max(floor);
+        }
+    }
+
+    /// The lowest counter among the other active groups.
+    fn group_floor(&self, g: usize) -> Option<f64> {
+        self.groups
             .iter()
             .enumerate()
             .filter(|(i, other)| *i != g && other.is_active())
             .map(|(_, other)| other.counter)
-            .min_by(f64::total_cmp);
-        if let Some(floor) = floor {
-            self.groups[g].counter = self.groups[g].counter.max(floor);
-        }
+            .min_by(f64::total_cmp)
     }
 
     /// Re-indexes tenant `t` after its counter, queue or in-flight count changed.
