@@ -2,8 +2,8 @@
 //! batches rows into the write-ahead log, and the shipper task that moves batches from
 //! the log into the database.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -107,6 +107,8 @@ struct Shared {
     rows_appended: AtomicU64,
     rows_written: AtomicU64,
     rows_dropped: AtomicU64,
+    /// Records sent and not yet taken by the appender (the queue's bound is on this).
+    queued: AtomicUsize,
 }
 
 impl Shared {
@@ -134,7 +136,7 @@ impl Shared {
 /// The ledger's handle: the gateway's usage sink, and its status and shutdown.
 #[derive(Clone)]
 pub struct Ledger {
-    tx: SyncSender<UsageRecord>,
+    tx: Sender<UsageRecord>,
     shared: Arc<Shared>,
     appender_done: watch::Receiver<bool>,
     shipper_done: watch::Receiver<bool>,
@@ -171,7 +173,10 @@ impl Ledger {
         }
         let cursor = wal.cursor();
         let stats = wal.stats();
-        let (tx, rx) = mpsc::sync_channel(config.queue_rows.max(1));
+        // An unbounded channel with the bound kept by `queued`: a bounded std channel
+        // allocates all of its slots up front (65,536 records, about 20 MiB), where this
+        // one allocates as rows arrive and frees them as the appender takes them.
+        let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared {
             wal: Mutex::new(wal),
             backend,
@@ -185,6 +190,7 @@ impl Ledger {
             rows_appended: AtomicU64::new(0),
             rows_written: AtomicU64::new(0),
             rows_dropped: AtomicU64::new(0),
+            queued: AtomicUsize::new(0),
         });
         shared.publish(stats);
         let (appender_tx, appender_done) = watch::channel(false);
@@ -257,10 +263,15 @@ impl Ledger {
 
 impl UsageSink for Ledger {
     fn record(&self, record: UsageRecord) {
-        match self.tx.try_send(record) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => self.shared.dropped(1, "queue_full"),
-            Err(TrySendError::Disconnected(_)) => self.shared.dropped(1, "closed"),
+        let queued = &self.shared.queued;
+        if queued.fetch_add(1, Ordering::Relaxed) >= self.shared.config.queue_rows.max(1) {
+            queued.fetch_sub(1, Ordering::Relaxed);
+            self.shared.dropped(1, "queue_full");
+            return;
+        }
+        if self.tx.send(record).is_err() {
+            queued.fetch_sub(1, Ordering::Relaxed);
+            self.shared.dropped(1, "closed");
         }
     }
 
@@ -292,6 +303,7 @@ fn append_loop(shared: &Shared, rx: mpsc::Receiver<UsageRecord>) {
         loop {
             match rx.try_recv() {
                 Ok(record) => {
+                    shared.queued.fetch_sub(1, Ordering::Relaxed);
                     batch.push(LedgerRow::from(record));
                     deadline.get_or_insert_with(|| Instant::now() + config.flush_interval);
                     if batch.len() >= config.batch_rows.max(1) {
@@ -310,6 +322,7 @@ fn append_loop(shared: &Shared, rx: mpsc::Receiver<UsageRecord>) {
         let closing = disconnected || shared.closing.load(Ordering::Relaxed);
         if closing {
             while let Ok(record) = rx.try_recv() {
+                shared.queued.fetch_sub(1, Ordering::Relaxed);
                 batch.push(LedgerRow::from(record));
             }
         }

@@ -56,3 +56,25 @@ async fn recorded_rows_land_once_each() {
     assert!(again.close(Duration::from_secs(5)).await);
     assert_eq!(backend.totals(&all, GroupBy::None).await.unwrap()[0].requests, 500);
 }
+
+/// The queue's bound holds: a burst larger than it is partly dropped and counted, and
+/// every row is either written or counted as dropped, none both and none lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_drops_and_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend: Arc<dyn LedgerBackend> = Arc::new(open(&dir).await);
+    let fs = Arc::new(DirFs::new(dir.path().join("wal")).unwrap());
+    let config = LedgerConfig { queue_rows: 8, flush_interval: Duration::from_millis(20), ..LedgerConfig::default() };
+    let (ledger, _) = Ledger::start(backend.clone(), fs, config).unwrap();
+    // The appender takes the queue every 5 ms; 20,000 back-to-back records overrun 8 slots.
+    const SENT: u64 = 20_000;
+    for n in 0..SENT {
+        ledger.record(record(n, "t1"));
+    }
+    assert!(ledger.close(Duration::from_secs(10)).await, "flushed: {:?}", ledger.status());
+    let status = ledger.status();
+    assert!(status.rows_dropped > 0, "a burst past the bound is dropped: {status:?}");
+    assert_eq!(status.rows_written + status.rows_dropped, SENT, "{status:?}");
+    let all = Filter { from_ms: 0, to_ms: u64::MAX / 2, ..Filter::default() };
+    assert_eq!(backend.totals(&all, GroupBy::None).await.unwrap()[0].requests, status.rows_written);
+}
