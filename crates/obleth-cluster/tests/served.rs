@@ -6,12 +6,16 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use obleth_cluster::ServedShareConfig;
-use obleth_core::{Admission, AdmissionRequest};
+use obleth_core::Admission;
+
+use common::req;
 use obleth_scheduler::{Fairshare, FairshareConfig};
 
 fn pod() -> Arc<Fairshare> {
@@ -19,21 +23,6 @@ fn pod() -> Arc<Fairshare> {
         core: obleth_scheduler::core::Config { slots: 2, ..Default::default() },
         queue_timeout: Duration::from_secs(30),
     }))
-}
-
-fn req(tenant: &str) -> AdmissionRequest {
-    AdmissionRequest {
-        tenant: tenant.into(),
-        group: "default".into(),
-        tenant_weight: 1,
-        tenant_max_in_flight: None,
-        never_degrade: false,
-        model: "m".into(),
-        model_admission_weight: 1.0,
-        model_max_in_flight: None,
-        estimated_input_tokens: 10,
-        estimated_output_tokens: 10,
-    }
 }
 
 /// Runs the workload for `run`; returns (pinned tenant's grants on pod 1, all grants on

@@ -3,11 +3,15 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use obleth_cluster::{SlotShare, SlotShareConfig};
-use obleth_core::{Admission, AdmissionRequest, Admitted};
+use obleth_core::{Admission, Admitted};
+
+use common::req;
 use obleth_scheduler::{Fairshare, FairshareConfig};
 
 const CAP: u32 = 10;
@@ -37,21 +41,6 @@ async fn pod(key: &str, name: &str) -> Pod {
     .await
     .unwrap();
     Pod { scheduler, share }
-}
-
-fn req(tenant: &str) -> AdmissionRequest {
-    AdmissionRequest {
-        tenant: tenant.into(),
-        group: "default".into(),
-        tenant_weight: 1,
-        tenant_max_in_flight: None,
-        never_degrade: false,
-        model: "m".into(),
-        model_admission_weight: 1.0,
-        model_max_in_flight: None,
-        estimated_input_tokens: 10,
-        estimated_output_tokens: 10,
-    }
 }
 
 fn key() -> String {

@@ -226,14 +226,10 @@ impl Identity {
         }
         telemetry::key_cache("miss");
         let found = self.store.call(read).await?;
-        if let (Some(shared), Some(ticket)) = (shared, ticket) {
-            let value = match &found {
-                Some(v) => match serde_json::to_string(v) {
-                    Ok(json) => Some(json),
-                    Err(_) => return Ok(found.map_or(Found::Absent, |v| Found::Some(Arc::new(v)))),
-                },
-                None => None,
-            };
+        // A value that does not serialize is simply not shared.
+        if let (Some(shared), Some(ticket)) = (shared, ticket)
+            && let Ok(value) = found.as_ref().map(serde_json::to_string).transpose()
+        {
             // Off the request's path: the answer is known, the fill is for the others.
             let (shared, id) = (shared.clone(), id.to_owned());
             tokio::spawn(async move { shared.fill(kind, &id, &ticket, value.as_deref()).await });

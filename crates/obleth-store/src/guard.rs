@@ -81,12 +81,7 @@ impl StoreGuard {
         })
     }
 
-    /// The store itself, for callers that may wait (the admin API).
-    pub fn store(&self) -> &Arc<dyn ControlPlaneStore> {
-        &self.store
-    }
-
-    pub fn health(&self) -> StoreHealth {
+    fn health(&self) -> StoreHealth {
         if !self.state.open.load(Ordering::Acquire) {
             return StoreHealth::Up;
         }
