@@ -2,7 +2,7 @@
 //! the crate, nothing fetched at run time).
 //!
 //! Used at admission to estimate the tokens of an OpenAI-compatible request
-//! ([`input_tokens`], [`output_tokens`]) and, after a response whose upstream reported
+//! ([`input_tokens`], [`OutputRequest`]) and, after a response whose upstream reported
 //! no usage, to count the output text ([`count_text`]).
 //!
 //! The encoders are the crate's process-wide singletons (`&'static CoreBPE` behind a
@@ -250,21 +250,97 @@ pub fn input_tokens(enc: Encoding, kind: RequestKind, body: &Map<String, Value>)
     c.total()
 }
 
-/// Output tokens the request may produce: `max_completion_tokens` (preferred) or
-/// `max_tokens`, else `default_max`, times the number of choices: `n`, and for
-/// completions `best_of` when larger (those candidates are generated and billed too).
-/// 0 for embeddings. Values that are not non-negative integers are ignored.
-pub fn output_tokens(kind: RequestKind, body: &Map<String, Value>, default_max: u64) -> u64 {
-    if kind == RequestKind::Embedding {
-        return 0;
+/// The largest `max_tokens` / `max_completion_tokens` accepted (what backends that
+/// read it into a 32-bit integer accept).
+pub const MAX_OUTPUT_TOKENS: u64 = i32::MAX as u64;
+/// The most sequences one request may ask for (`n`, `best_of`), as OpenAI allows.
+pub const MAX_CHOICES: u64 = 128;
+
+/// What a request asks the model to generate, validated: every field the budget reads
+/// is an integer in range, so that what the budget reserves for is what goes upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputRequest {
+    /// `max_completion_tokens` (preferred) or `max_tokens`, per choice, if given.
+    pub max_tokens: Option<u64>,
+    /// Sequences generated: `n`, and for completions `best_of` when larger (those
+    /// candidates are generated and billed too); 0 for embeddings, which generate none.
+    pub choices: u64,
+    /// Prompts or inputs in the request (an array of them counts each).
+    pub prompts: u64,
+}
+
+/// A field of the request that is not what the budget can reserve for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidField {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl OutputRequest {
+    /// Reads and checks the output fields of a parsed request body. `null` is absent.
+    pub fn parse(kind: RequestKind, body: &Map<String, Value>) -> Result<OutputRequest, InvalidField> {
+        let prompts = prompt_count(kind, body);
+        if kind == RequestKind::Embedding {
+            return Ok(OutputRequest { max_tokens: None, choices: 0, prompts });
+        }
+        let max_completion = int_field(body, "max_completion_tokens", 1, MAX_OUTPUT_TOKENS)?;
+        let max_tokens = int_field(body, "max_tokens", 1, MAX_OUTPUT_TOKENS)?;
+        let n = int_field(body, "n", 1, MAX_CHOICES)?.unwrap_or(1);
+        let best_of = match kind {
+            RequestKind::Completion => int_field(body, "best_of", 1, MAX_CHOICES)?.unwrap_or(1),
+            _ => 1,
+        };
+        Ok(OutputRequest { max_tokens: max_completion.or(max_tokens), choices: n.max(best_of), prompts })
     }
-    let int = |key: &str| body.get(key).and_then(Value::as_u64);
-    let max = int("max_completion_tokens").or_else(|| int("max_tokens")).unwrap_or(default_max);
-    let mut choices = int("n").unwrap_or(1);
-    if kind == RequestKind::Completion {
-        choices = choices.max(int("best_of").unwrap_or(1));
+
+    /// Output tokens to reserve: the limit per choice (`default_max` when the request
+    /// sets none), at most `room` (what the context window leaves after the prompt),
+    /// times the choices.
+    pub fn reserve(&self, default_max: u64, room: Option<u64>) -> u64 {
+        let per_choice = self.max_tokens.unwrap_or(default_max);
+        let per_choice = room.map_or(per_choice, |r| per_choice.min(r.max(1)));
+        per_choice.saturating_mul(self.choices)
     }
-    max.saturating_mul(choices.max(1))
+}
+
+/// An optional integer field in `min..=max`.
+fn int_field(body: &Map<String, Value>, field: &'static str, min: u64, max: u64) -> Result<Option<u64>, InvalidField> {
+    let value = match body.get(field) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(v) => v,
+    };
+    match value.as_u64() {
+        Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
+        _ => {
+            let got = match value {
+                Value::Number(n) if n.is_f64() => "a number with a fraction or exponent".to_owned(),
+                Value::Number(n) => format!("{n}"),
+                Value::String(_) => "a string".to_owned(),
+                Value::Bool(_) => "a boolean".to_owned(),
+                Value::Array(_) => "an array".to_owned(),
+                Value::Object(_) => "an object".to_owned(),
+                Value::Null => "null".to_owned(),
+            };
+            Err(InvalidField {
+                field,
+                message: format!("'{field}' must be an integer from {min} to {max}; got {got}."),
+            })
+        }
+    }
+}
+
+/// How many prompts (completions) or inputs (embeddings) a request carries.
+fn prompt_count(kind: RequestKind, body: &Map<String, Value>) -> u64 {
+    let value = match kind {
+        RequestKind::Chat => return 1,
+        RequestKind::Completion => body.get("prompt"),
+        RequestKind::Embedding => body.get("input"),
+    };
+    match value {
+        // An array of strings or of token arrays is a batch; an array of ids is one.
+        Some(Value::Array(items)) if items.iter().any(|i| i.is_string() || i.is_array()) => items.len().max(1) as u64,
+        _ => 1,
+    }
 }
 
 /// Counts `value` if it is a string.

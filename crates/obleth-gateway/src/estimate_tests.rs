@@ -240,29 +240,62 @@ fn malformed_parts_count_zero() {
 // === output ===
 
 #[test]
-fn output_tokens_rules() {
-    let out = |kind, v: Value| output_tokens(kind, &body(v), 256);
+fn output_requests() {
     use RequestKind::*;
-    assert_eq!(out(Chat, json!({})), 256);
-    assert_eq!(out(Chat, json!({"max_tokens": 100})), 100);
-    assert_eq!(out(Chat, json!({"max_completion_tokens": 50, "max_tokens": 100})), 50);
-    assert_eq!(out(Chat, json!({"max_completion_tokens": null, "max_tokens": 100})), 100);
-    assert_eq!(out(Chat, json!({"max_tokens": 100, "n": 3})), 300);
-    assert_eq!(out(Chat, json!({"n": 2})), 512);
-    assert_eq!(out(Chat, json!({"max_tokens": 100, "n": 0})), 100);
-    assert_eq!(out(Chat, json!({"max_tokens": 0})), 0);
-    // Non-integers are ignored.
-    assert_eq!(out(Chat, json!({"max_tokens": "100", "n": "3"})), 256);
-    assert_eq!(out(Chat, json!({"max_tokens": 1.5, "n": -2})), 256);
-    assert_eq!(out(Chat, json!({"max_completion_tokens": -1, "max_tokens": 10})), 10);
-    // Saturating.
-    assert_eq!(out(Chat, json!({"max_tokens": u64::MAX, "n": 4})), u64::MAX);
-    // Completions generate best_of candidates.
-    assert_eq!(out(Completion, json!({"max_tokens": 10, "n": 2, "best_of": 5})), 50);
-    assert_eq!(out(Completion, json!({"max_tokens": 10, "n": 2})), 20);
-    assert_eq!(out(Chat, json!({"max_tokens": 10, "best_of": 5})), 10);
-    // Embeddings produce none.
-    assert_eq!(out(Embedding, json!({"max_tokens": 10, "n": 2})), 0);
+    let parse = |kind, v: Value| OutputRequest::parse(kind, &body(v));
+    let reserve = |kind, v: Value| parse(kind, v).expect("valid").reserve(256, None);
+    assert_eq!(reserve(Chat, json!({})), 256);
+    assert_eq!(reserve(Chat, json!({"max_tokens": 100})), 100);
+    assert_eq!(reserve(Chat, json!({"max_completion_tokens": 50, "max_tokens": 100})), 50);
+    assert_eq!(reserve(Chat, json!({"max_completion_tokens": null, "max_tokens": 100})), 100);
+    assert_eq!(reserve(Chat, json!({"max_tokens": 100, "n": 3})), 300);
+    assert_eq!(reserve(Chat, json!({"n": 2})), 512);
+    // Completions generate best_of candidates; chat has no best_of.
+    assert_eq!(reserve(Completion, json!({"max_tokens": 10, "n": 2, "best_of": 5})), 50);
+    assert_eq!(reserve(Completion, json!({"max_tokens": 10, "n": 2})), 20);
+    assert_eq!(reserve(Chat, json!({"max_tokens": 10, "best_of": 5})), 10);
+    // Embeddings produce none, whatever they say.
+    assert_eq!(reserve(Embedding, json!({"max_tokens": "x", "n": 2})), 0);
+    // The context window bounds each choice, not the total.
+    let r = parse(Chat, json!({"max_tokens": 1000, "n": 4})).expect("valid");
+    assert_eq!(r.reserve(256, Some(300)), 1200);
+    assert_eq!(r.reserve(256, Some(0)), 4, "a full window still reserves a token a choice");
+
+    // The review's cases: floats and strings are refused, naming the field.
+    for (v, field) in [
+        (json!({"max_tokens": 5000.0}), "max_tokens"),
+        (json!({"max_tokens": "5000"}), "max_tokens"),
+        (json!({"max_completion_tokens": -1, "max_tokens": 10}), "max_completion_tokens"),
+        (json!({"max_tokens": 0}), "max_tokens"),
+        (json!({"max_tokens": 1.5}), "max_tokens"),
+        (json!({"max_tokens": u64::MAX}), "max_tokens"),
+        (json!({"max_tokens": 2_147_483_648u64}), "max_tokens"),
+        (json!({"max_tokens": 10, "n": 0}), "n"),
+        (json!({"max_tokens": 10, "n": "3"}), "n"),
+        (json!({"max_tokens": 10, "n": 129}), "n"),
+        (json!({"n": true}), "n"),
+    ] {
+        let e = parse(Chat, v.clone()).expect_err("refused");
+        assert_eq!(e.field, field, "{v}");
+        assert!(e.message.contains(field), "{}", e.message);
+    }
+    assert_eq!(parse(Completion, json!({"best_of": 1000})).expect_err("refused").field, "best_of");
+    assert_eq!(parse(Chat, json!({"max_tokens": 2_147_483_647u64})).expect("max").max_tokens, Some(2_147_483_647));
+    // The message names the type, never echoes a string the client sent.
+    let e = parse(Chat, json!({"max_tokens": "<script>"})).expect_err("refused");
+    assert!(!e.message.contains("script"), "{}", e.message);
+}
+
+#[test]
+fn prompt_counts() {
+    use RequestKind::*;
+    let prompts = |kind, v: Value| OutputRequest::parse(kind, &body(v)).expect("valid").prompts;
+    assert_eq!(prompts(Chat, json!({"messages": [{}, {}]})), 1);
+    assert_eq!(prompts(Completion, json!({"prompt": "a"})), 1);
+    assert_eq!(prompts(Completion, json!({"prompt": ["a", "b", "c"]})), 3);
+    assert_eq!(prompts(Completion, json!({"prompt": [1, 2, 3]})), 1, "token ids are one prompt");
+    assert_eq!(prompts(Embedding, json!({"input": [[1, 2], [3]]})), 2);
+    assert_eq!(prompts(Embedding, json!({"input": []})), 1);
 }
 
 // === encodings ===

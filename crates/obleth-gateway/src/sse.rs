@@ -2,67 +2,66 @@
 //!
 //! The proxy forwards upstream frames as they arrive. It scans them to find the usage
 //! the upstream reports and, when the client did not ask for usage (the gateway asked
-//! for it on the client's behalf), to drop the extra usage-only chunk. Splitting into
-//! events needs to buffer only the tail of an incomplete event; a frame made of whole
-//! events that needs no change is forwarded as the very same `Bytes` (no copy).
+//! for it on the client's behalf), to drop the extra usage-only chunk.
+//!
+//! The scanner is built for an upstream that is buggy or hostile:
+//! - each byte is looked at once: the search for an event's end resumes where it stopped,
+//!   with the last newline carried across frames;
+//! - only the event that is still unterminated is kept (to parse it once it ends), and
+//!   only up to `max_event` bytes: a longer event sets [`SseScanner::overflowed`] and the
+//!   proxy ends the stream with an error event;
+//! - bytes reach the client as they come. An unterminated event is held back only when it
+//!   might be the usage-only chunk to drop, and only while it is small enough to be one
+//!   ([`HOLD_MAX`]); a frame made of whole events that needs no change is forwarded as the
+//!   very same `Bytes` (no copy).
 
 use std::borrow::Cow;
 
 use bytes::{Bytes, BytesMut};
-use obleth_core::Usage;
 use serde::Deserialize;
 
-/// Usage as OpenAI-compatible servers report it.
-#[derive(Debug, Deserialize)]
-pub struct WireUsage {
-    #[serde(default)]
-    pub prompt_tokens: u64,
-    #[serde(default)]
-    pub completion_tokens: u64,
-    #[serde(default)]
-    pub prompt_tokens_details: Option<PromptDetails>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct PromptDetails {
-    #[serde(default)]
-    pub cached_tokens: Option<u64>,
-}
-
-impl From<WireUsage> for Usage {
-    fn from(u: WireUsage) -> Usage {
-        Usage {
-            input_tokens: u.prompt_tokens,
-            output_tokens: u.completion_tokens,
-            cached_tokens: u.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0),
-        }
-    }
-}
-
-/// Extracts `usage` from a whole (non-streamed) response body.
-pub fn usage_of_body(body: &[u8]) -> Option<Usage> {
-    #[derive(Deserialize)]
-    struct Body {
-        usage: Option<WireUsage>,
-    }
-    serde_json::from_slice::<Body>(body).ok()?.usage.map(Usage::from)
-}
+use crate::usage::ReportedUsage;
 
 /// Output text kept per stream for the fallback count; beyond it the count is short
 /// (and marked estimated anyway).
 pub const MAX_TEXT: usize = 1 << 20;
 
+/// The longest unterminated event held back from the client because it might be the
+/// usage-only chunk (which is a few hundred bytes).
+pub const HOLD_MAX: usize = 4 * 1024;
+
+/// The default bound on one event (`limits.max_sse_event_bytes`).
+pub const DEFAULT_MAX_EVENT: usize = 1 << 20;
+
+/// Where the scan stands in the separator that ends an event (`\n\n` or `\n\r\n`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Newline {
+    #[default]
+    None,
+    /// The last byte was `\n`.
+    Lf,
+    /// The last bytes were `\n\r`.
+    LfCr,
+}
+
 /// Incremental scanner of one SSE response.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SseScanner {
-    /// Bytes of an event not yet terminated by a blank line.
+    /// The unterminated event's bytes from earlier frames (and this one's tail), kept to
+    /// parse it when it ends. Events that start and end in one frame are parsed in place.
     pending: BytesMut,
+    /// Bytes of the unterminated event seen so far.
+    event_len: usize,
+    /// Whether some of the unterminated event already went to the client (then it is
+    /// forwarded to its end, whatever it turns out to be).
+    event_forwarded: bool,
+    newline: Newline,
     /// Drop the usage-only chunk (the client did not ask for usage).
     drop_usage_chunk: bool,
+    max_event: usize,
     /// The last usage the upstream reported.
-    pub usage: Option<Usage>,
-    /// Data events carrying output text: a fallback count of output tokens when the
-    /// upstream reports no usage (servers send about one token per chunk).
+    pub usage: Option<ReportedUsage>,
+    /// Data events carrying output text.
     pub content_events: u64,
     /// The output text streamed so far (up to [`MAX_TEXT`]), for counting its tokens
     /// when the upstream reports no usage.
@@ -71,62 +70,168 @@ pub struct SseScanner {
     pub done: bool,
     /// An `error` object the upstream sent inside the stream.
     pub upstream_error: bool,
+    /// An event outgrew `max_event`: the stream must end (see [`SseScanner::close`]).
+    pub overflowed: bool,
 }
 
 impl SseScanner {
-    pub fn new(drop_usage_chunk: bool) -> Self {
-        SseScanner { drop_usage_chunk, ..Default::default() }
+    pub fn new(drop_usage_chunk: bool, max_event: usize) -> Self {
+        SseScanner {
+            pending: BytesMut::new(),
+            event_len: 0,
+            event_forwarded: false,
+            newline: Newline::None,
+            drop_usage_chunk,
+            max_event: max_event.max(1),
+            usage: None,
+            content_events: 0,
+            text: String::new(),
+            done: false,
+            upstream_error: false,
+            overflowed: false,
+        }
     }
 
-    /// Feeds one upstream frame and returns what to forward to the client now.
+    /// Feeds one upstream frame and returns what to forward to the client now. After
+    /// [`SseScanner::overflowed`] is set, nothing more is scanned or forwarded.
     pub fn push(&mut self, frame: Bytes) -> Bytes {
-        if self.pending.is_empty() {
-            // Fast path: scan the frame in place.
-            let mut start = 0;
-            let mut dropped: Option<Vec<(usize, usize)>> = None;
-            while let Some(end) = event_end(&frame[start..]) {
-                let event = &frame[start..start + end.0];
-                if !self.inspect(event) {
-                    dropped.get_or_insert_with(Vec::new).push((start, start + end.1));
-                }
-                start += end.1;
-            }
-            let complete = start;
-            if complete < frame.len() {
-                self.pending.extend_from_slice(&frame[complete..]);
-            }
-            return match dropped {
-                None if complete == frame.len() => frame,
-                None => frame.slice(..complete),
-                Some(ranges) => splice_out(&frame[..complete], &ranges),
-            };
+        if self.overflowed {
+            return Bytes::new();
         }
-        self.pending.extend_from_slice(&frame);
-        self.drain_pending()
+        let mut out = Output::default();
+        let mut start = 0;
+        let mut last = None;
+        for i in memchr::memchr2_iter(b'\n', b'\r', &frame) {
+            // Any other byte since the last newline breaks a separator.
+            if last.map_or(i != 0, |j: usize| j + 1 != i) {
+                self.newline = Newline::None;
+            }
+            last = Some(i);
+            if !self.ends_event(frame[i]) {
+                continue;
+            }
+            let end = i + 1;
+            if !self.complete_event(&frame, start, end, &mut out) {
+                return out.finish(&frame);
+            }
+            start = end;
+        }
+        if frame.last().is_some_and(|b| !matches!(b, b'\n' | b'\r')) {
+            self.newline = Newline::None;
+        }
+        if start < frame.len() {
+            self.event_tail(&frame, start, &mut out);
+        }
+        out.finish(&frame)
     }
 
-    /// Called at the end of the stream: returns any unterminated tail.
+    /// The bound on one event.
+    pub fn max_event(&self) -> usize {
+        self.max_event
+    }
+
+    /// Called at the end of the stream: returns the held tail of an unterminated event.
     pub fn finish(&mut self) -> Bytes {
+        if self.overflowed || self.event_len == 0 {
+            return Bytes::new();
+        }
         let rest = self.pending.split().freeze();
-        if !rest.is_empty() {
-            self.inspect(&rest);
-        }
-        rest
+        self.inspect(&rest);
+        let held = !self.event_forwarded;
+        self.reset_event();
+        if held { rest } else { Bytes::new() }
     }
 
-    fn drain_pending(&mut self) -> Bytes {
-        let mut out = BytesMut::new();
-        while let Some(end) = event_end(&self.pending) {
-            let event = self.pending.split_to(end.1);
-            if self.inspect(&event[..end.0]) {
-                out.extend_from_slice(&event);
+    /// What the client needs before an error event when the stream is cut short: the
+    /// end of an event it received only part of.
+    pub fn close(&mut self) -> &'static [u8] {
+        let partial = self.event_forwarded && self.event_len > 0;
+        self.pending = BytesMut::new();
+        self.reset_event();
+        if partial { b"\n\n" } else { b"" }
+    }
+
+    /// Advances the separator state by one `\n` or `\r`; true if it ends an event.
+    fn ends_event(&mut self, b: u8) -> bool {
+        let ends = b == b'\n' && self.newline != Newline::None;
+        self.newline = match (b, self.newline) {
+            (b'\n', Newline::None) => Newline::Lf,
+            (b'\r', Newline::Lf) => Newline::LfCr,
+            _ => Newline::None,
+        };
+        ends
+    }
+
+    /// An event ends at `frame[..end]` (its part in this frame starts at `start`). Returns
+    /// false if it was too large (the stream must end).
+    fn complete_event(&mut self, frame: &Bytes, start: usize, end: usize, out: &mut Output) -> bool {
+        self.event_len += end - start;
+        if self.event_len > self.max_event {
+            self.overflow(start, out);
+            return false;
+        }
+        let keep = if self.pending.is_empty() {
+            self.inspect(&frame[start..end])
+        } else {
+            // The event began in an earlier frame (so `start` is 0); its first bytes are
+            // in `pending`, sent already or held back.
+            let mut event = std::mem::take(&mut self.pending);
+            let earlier = event.len();
+            event.extend_from_slice(&frame[start..end]);
+            let keep = self.inspect(&event);
+            if keep && !self.event_forwarded {
+                out.prefix = Some(event.split_to(earlier).freeze());
             }
+            event.clear();
+            self.pending = event;
+            keep
+        };
+        if !keep && !self.event_forwarded {
+            out.cuts.push((start, end));
         }
-        out.freeze()
+        self.reset_event();
+        true
     }
 
-    /// Looks at one event (without its terminating blank line); returns whether to
-    /// forward it.
+    /// The unterminated tail `frame[start..]`: kept to parse, and held or forwarded.
+    fn event_tail(&mut self, frame: &Bytes, start: usize, out: &mut Output) {
+        let earlier = self.pending.len();
+        self.event_len += frame.len() - start;
+        if self.event_len > self.max_event {
+            self.overflow(start, out);
+            return;
+        }
+        self.pending.extend_from_slice(&frame[start..]);
+        if self.event_forwarded {
+            return;
+        }
+        if self.drop_usage_chunk && self.event_len <= HOLD_MAX {
+            out.cuts.push((start, frame.len()));
+        } else {
+            // Too long to be the usage chunk, or nothing to drop: the client gets it now,
+            // after what was held of it.
+            if earlier > 0 {
+                out.prefix = Some(Bytes::copy_from_slice(&self.pending[..earlier]));
+            }
+            self.event_forwarded = true;
+        }
+    }
+
+    fn overflow(&mut self, start: usize, out: &mut Output) {
+        self.overflowed = true;
+        out.prefix = None;
+        out.cuts.push((start, usize::MAX));
+        crate::telemetry::sse_event_too_large();
+    }
+
+    fn reset_event(&mut self) {
+        self.event_len = 0;
+        self.event_forwarded = false;
+        self.newline = Newline::None;
+    }
+
+    /// Looks at one event (with or without its terminating blank line); returns whether
+    /// to forward it.
     fn inspect(&mut self, event: &[u8]) -> bool {
         for line in event.split(|&b| b == b'\n') {
             let Some(data) = line.strip_prefix(b"data:") else {
@@ -148,7 +253,7 @@ impl SseScanner {
             #[serde(default, borrow)]
             choices: Option<Vec<Choice<'a>>>,
             #[serde(default)]
-            usage: Option<WireUsage>,
+            usage: serde_json::Value,
             #[serde(default)]
             error: Option<serde::de::IgnoredAny>,
         }
@@ -187,8 +292,8 @@ impl SseScanner {
                 }
             }
         }
-        if let Some(u) = chunk.usage {
-            self.usage = Some(u.into());
+        if let Some(u) = ReportedUsage::from_json(&chunk.usage) {
+            self.usage = Some(u);
             if self.drop_usage_chunk && choices.is_empty() {
                 return false;
             }
@@ -197,32 +302,37 @@ impl SseScanner {
     }
 }
 
-/// Finds the end of the first complete event: `(end of content, end incl. separator)`.
-fn event_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut i = 0;
-    while i < buf.len() {
-        if buf[i] == b'\n' {
-            if buf.get(i + 1) == Some(&b'\n') {
-                return Some((i, i + 2));
-            }
-            if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
-                return Some((i, i + 3));
-            }
-        }
-        i += 1;
-    }
-    None
+/// What one frame sends on: bytes released from an earlier hold, then the frame minus
+/// the cut ranges.
+#[derive(Default)]
+struct Output {
+    /// Held bytes of an event that began in an earlier frame and continues at this
+    /// frame's first byte.
+    prefix: Option<Bytes>,
+    /// Ranges of the frame not sent (dropped events, held tails, an oversized event), in
+    /// order; an end past the frame means "to its end".
+    cuts: Vec<(usize, usize)>,
 }
 
-fn splice_out(buf: &[u8], ranges: &[(usize, usize)]) -> Bytes {
-    let mut out = BytesMut::with_capacity(buf.len());
-    let mut at = 0;
-    for &(s, e) in ranges {
-        out.extend_from_slice(&buf[at..s]);
-        at = e;
+impl Output {
+    fn finish(self, frame: &Bytes) -> Bytes {
+        match (&self.prefix, self.cuts.as_slice()) {
+            (None, []) => return frame.clone(),
+            (None, [(start, end)]) if *end >= frame.len() => return frame.slice(..*start),
+            _ => {}
+        }
+        let mut out = BytesMut::with_capacity(self.prefix.as_ref().map_or(0, Bytes::len) + frame.len());
+        if let Some(p) = &self.prefix {
+            out.extend_from_slice(p);
+        }
+        let mut at = 0;
+        for &(start, end) in &self.cuts {
+            out.extend_from_slice(&frame[at..start]);
+            at = end.min(frame.len());
+        }
+        out.extend_from_slice(&frame[at..]);
+        out.freeze()
     }
-    out.extend_from_slice(&buf[at..]);
-    out.freeze()
 }
 
 #[cfg(test)]

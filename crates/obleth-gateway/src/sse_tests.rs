@@ -1,6 +1,7 @@
 //! Tests of the SSE scanner against a recorded vLLM-style stream, split at every byte.
 
 use super::*;
+use crate::usage::Count;
 
 const FIXTURE: &str = include_str!("../tests/fixtures/chat_stream_usage.sse");
 
@@ -10,7 +11,7 @@ fn without_usage_event() -> String {
 }
 
 fn run(frames: &[&[u8]], drop_usage: bool) -> (Vec<u8>, SseScanner) {
-    let mut s = SseScanner::new(drop_usage);
+    let mut s = SseScanner::new(drop_usage, DEFAULT_MAX_EVENT);
     let mut out = Vec::new();
     for f in frames {
         out.extend_from_slice(&s.push(Bytes::copy_from_slice(f)));
@@ -25,7 +26,8 @@ fn passes_through_and_reads_usage_at_every_split() {
     for cut in 0..=bytes.len() {
         let (out, s) = run(&[&bytes[..cut], &bytes[cut..]], false);
         assert_eq!(out, bytes, "cut at {cut}");
-        assert_eq!(s.usage, Some(Usage { input_tokens: 12, output_tokens: 2, cached_tokens: 8 }), "cut at {cut}");
+        let u = s.usage.expect("usage");
+        assert_eq!((u.input, u.output, u.cached), (Count::Valid(12), Count::Valid(2), Count::Valid(8)), "cut at {cut}");
         assert!(s.done);
         assert_eq!(s.content_events, 2, "the role chunk carries no text");
     }
@@ -38,7 +40,7 @@ fn drops_only_the_usage_chunk_at_every_split() {
     for cut in 0..=bytes.len() {
         let (out, s) = run(&[&bytes[..cut], &bytes[cut..]], true);
         assert_eq!(String::from_utf8(out).expect("utf8"), expected, "cut at {cut}");
-        assert_eq!(s.usage.map(|u| u.output_tokens), Some(2));
+        assert_eq!(s.usage.map(|u| u.output), Some(Count::Valid(2)));
     }
 }
 
@@ -53,7 +55,7 @@ fn byte_by_byte() {
 
 #[test]
 fn whole_frames_are_forwarded_without_copy() {
-    let mut s = SseScanner::new(false);
+    let mut s = SseScanner::new(false, DEFAULT_MAX_EVENT);
     let frame = Bytes::from_static(b"data: {\"choices\":[{\"delta\":{}}]}\n\n");
     let out = s.push(frame.clone());
     assert_eq!(out.as_ptr(), frame.as_ptr());
@@ -64,7 +66,7 @@ fn crlf_separators_and_garbage_are_tolerated() {
     let stream = b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\r\n\r\ndata: not json\n\n: comment\n\n";
     let (out, s) = run(&[stream], true);
     assert_eq!(out, b"data: not json\n\n: comment\n\n");
-    assert_eq!(s.usage.map(|u| (u.input_tokens, u.output_tokens)), Some((3, 4)));
+    assert_eq!(s.usage.map(|u| (u.input, u.output)), Some((Count::Valid(3), Count::Valid(4))));
 }
 
 #[test]
@@ -74,11 +76,89 @@ fn stream_error_events_are_noticed() {
 }
 
 #[test]
-fn usage_of_whole_body() {
-    let body = br#"{"id":"x","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}"#;
-    assert_eq!(usage_of_body(body), Some(Usage { input_tokens: 5, output_tokens: 7, cached_tokens: 0 }));
-    let emb = br#"{"data":[],"usage":{"prompt_tokens":9,"total_tokens":9}}"#;
-    assert_eq!(usage_of_body(emb).map(|u| (u.input_tokens, u.output_tokens)), Some((9, 0)));
-    assert_eq!(usage_of_body(b"{}"), None);
-    assert_eq!(usage_of_body(b"garbage"), None);
+fn unterminated_events_pass_through_as_they_come() {
+    // The client asked for usage: nothing is held, not even half an event.
+    let mut s = SseScanner::new(false, DEFAULT_MAX_EVENT);
+    let head = Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"content\":\"he");
+    let out = s.push(head.clone());
+    assert_eq!(out.as_ptr(), head.as_ptr(), "forwarded at once, without a copy");
+    assert_eq!(&s.push(Bytes::from_static(b"llo\"}}]}\n"))[..], b"llo\"}}]}\n");
+    assert_eq!(&s.push(Bytes::from_static(b"\n"))[..], b"\n");
+    assert_eq!(s.text, "hello", "the event was still parsed once it ended");
+}
+
+#[test]
+fn a_held_event_is_released_once_it_cannot_be_the_usage_chunk() {
+    let mut s = SseScanner::new(true, DEFAULT_MAX_EVENT);
+    let mut event = b"data: {\"choices\":[{\"delta\":{\"content\":\"".to_vec();
+    event.extend(std::iter::repeat_n(b'x', HOLD_MAX));
+    let (head, rest) = event.split_at(100);
+    assert!(s.push(Bytes::copy_from_slice(head)).is_empty(), "small: it might be the usage chunk");
+    let out = s.push(Bytes::copy_from_slice(rest));
+    assert_eq!(&out[..], &event[..], "past HOLD_MAX the held bytes go out first, in order");
+    let out = s.push(Bytes::from_static(b"\"}}]}\n\n"));
+    assert_eq!(&out[..], b"\"}}]}\n\n");
+    assert_eq!(s.text.len(), HOLD_MAX);
+}
+
+#[test]
+fn an_event_longer_than_the_limit_overflows() {
+    let mut s = SseScanner::new(false, 1024);
+    let ok = Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n");
+    assert_eq!(s.push(ok.clone()), ok);
+    // A kilobyte at a time, never terminated.
+    let junk = Bytes::from(vec![b'x'; 600]);
+    let mut sent = s.push(Bytes::from_static(b"data: ")).len();
+    sent += s.push(junk.clone()).len();
+    assert!(!s.overflowed);
+    let out = s.push(junk.clone());
+    assert!(s.overflowed);
+    assert!(out.is_empty(), "nothing past the limit is forwarded");
+    assert_eq!(sent, 606);
+    assert!(s.push(junk).is_empty(), "nothing after an overflow either");
+    assert_eq!(s.close(), b"\n\n", "the partial event is closed before the error event");
+    assert!(s.pending.capacity() <= 1024, "the buffer was let go");
+}
+
+#[test]
+fn a_held_oversized_event_is_never_sent() {
+    let mut s = SseScanner::new(true, 1024);
+    assert!(s.push(Bytes::from_static(b"data: {\"x\":1")).is_empty());
+    assert!(s.push(Bytes::from(vec![b' '; 2000])).is_empty());
+    assert!(s.overflowed);
+    assert_eq!(s.close(), b"", "the client saw none of it");
+}
+
+#[test]
+fn each_byte_is_scanned_once() {
+    // A 64 MiB unterminated event in 16 KiB frames: a rescan from the event's start on
+    // every frame would look at about 128 GiB; this finishes at once and keeps 1 MiB.
+    let mut s = SseScanner::new(false, DEFAULT_MAX_EVENT);
+    let frame = Bytes::from(vec![b'x'; 16 * 1024]);
+    let mut forwarded = 0;
+    for _ in 0..4096 {
+        forwarded += s.push(frame.clone()).len();
+        if s.overflowed {
+            break;
+        }
+    }
+    assert!(s.overflowed);
+    assert_eq!(forwarded, DEFAULT_MAX_EVENT);
+    assert!(s.pending.len() <= DEFAULT_MAX_EVENT);
+}
+
+#[test]
+fn separators_split_across_frames() {
+    for sep in [&b"\n\n"[..], b"\r\n\r\n", b"\n\r\n"] {
+        let mut stream = b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}".to_vec();
+        stream.extend_from_slice(sep);
+        stream.extend_from_slice(b"data: [DONE]");
+        stream.extend_from_slice(sep);
+        for cut in 0..=stream.len() {
+            let (out, s) = run(&[&stream[..cut], &stream[cut..]], true);
+            assert!(s.done, "cut {cut}");
+            assert!(s.usage.is_some(), "cut {cut}");
+            assert!(out.starts_with(b"data: [DONE]"), "cut {cut}: {}", String::from_utf8_lossy(&out));
+        }
+    }
 }
