@@ -97,6 +97,16 @@ impl ApiError {
         )
     }
 
+    /// The request body did not arrive within `limits.body_read_timeout`.
+    pub fn request_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            "request_timeout",
+            "The request body did not arrive in time.",
+        )
+    }
+
     pub fn not_found_route(path: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
@@ -165,6 +175,24 @@ impl ApiError {
 
     pub fn upstream_error(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_GATEWAY, "server_error", "upstream_error", message)
+    }
+
+    pub fn upstream_response_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            "server_error",
+            "upstream_response_too_large",
+            format!("The model backend's response exceeded the gateway's limit of {limit} bytes."),
+        )
+    }
+
+    pub fn upstream_event_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            "server_error",
+            "upstream_event_too_large",
+            format!("The model backend sent a stream event longer than the gateway's limit of {limit} bytes."),
+        )
     }
 
     pub fn upstream_timeout(after: Duration) -> Self {

@@ -5,7 +5,6 @@
 //! client and the usage sink. The binary constructs a `Gateway` from concrete
 //! implementations; nothing here chooses one.
 
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +12,6 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use axum::serve::ListenerExt;
 use obleth_budget::Budget;
 use obleth_core::{Admission, UsageRecord, UsageSink};
 use secrecy::SecretString;
@@ -23,12 +21,14 @@ pub mod error;
 pub mod estimate;
 pub mod identity;
 pub mod limits;
+pub mod listener;
 mod proxy;
 pub mod registry;
 pub mod sse;
 pub mod telemetry;
 mod tracker;
 pub mod upstream;
+pub mod usage;
 
 pub use error::ApiError;
 pub use identity::{Identity, IdentityConfig};
@@ -88,6 +88,8 @@ pub struct GatewayConfig {
     pub stream_idle_timeout: Duration,
     pub max_body_bytes: usize,
     pub max_response_bytes: usize,
+    /// Longest server-sent event of a streamed response (`limits.max_sse_event_bytes`).
+    pub max_sse_event_bytes: usize,
     /// Tokenizer for models whose upstream name does not tell (`Encoding::for_model`).
     pub default_encoding: estimate::Encoding,
     /// Output tokens assumed at admission when a request sets no `max_tokens`.
@@ -104,6 +106,7 @@ impl Default for GatewayConfig {
             stream_idle_timeout: Duration::from_secs(120),
             max_body_bytes: 4 * 1024 * 1024,
             max_response_bytes: 64 * 1024 * 1024,
+            max_sse_event_bytes: sse::DEFAULT_MAX_EVENT,
             default_encoding: estimate::Encoding::Cl100kBase,
             default_output_tokens: 512,
         }
@@ -151,7 +154,34 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     router
         .fallback(|req: Request| async move { ApiError::not_found_route(req.uri().path()).into_response() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed().into_response() })
+        .layer(axum::middleware::from_fn(with_request_id))
         .with_state(gateway)
+}
+
+/// The id of a data-plane request: made at the edge, carried in the request's
+/// extensions to the ledger row, and sent back as `x-request-id` on every answer
+/// (unknown URLs and refusals included).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// A new request id (a UUIDv7: ordered by time).
+pub fn new_request_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Sets `x-request-id` on a response.
+pub fn set_request_id(res: &mut Response, id: &str) {
+    if let Ok(v) = http::HeaderValue::from_str(id) {
+        res.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+}
+
+async fn with_request_id(mut req: Request, next: axum::middleware::Next) -> Response {
+    let id = new_request_id();
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut res = next.run(req).await;
+    set_request_id(&mut res, &id);
+    res
 }
 
 /// The OpenAPI 3 document of the data plane, served at `GET /v1/openapi.json`.
@@ -266,20 +296,6 @@ async fn list_models(State(gw): State<Arc<Gateway>>, headers: http::HeaderMap) -
         Ok(body) => body.into_response(),
         Err(e) => e.into_response(),
     }
-}
-
-/// Serves `router` on `listener` (TCP_NODELAY on every connection) until `shutdown`
-/// resolves, then drains open connections.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
-        // Without it, small SSE chunks wait for Nagle's algorithm.
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }
 
 // === usage sinks ===

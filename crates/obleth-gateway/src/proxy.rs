@@ -20,7 +20,7 @@ use http_body::Body as _;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use obleth_budget::{Held, Limits, to_nanos};
-use obleth_core::{AdmissionRequest, Admitted, Model, Rejection};
+use obleth_core::{AdmissionRequest, Admitted, Model, Rejection, Usage};
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 use tokio::time::Sleep;
@@ -28,9 +28,11 @@ use tokio::time::Sleep;
 use crate::error::ApiError;
 use crate::estimate::{self, Encoding};
 use crate::identity::Caller;
-use crate::sse::{SseScanner, usage_of_body};
+use crate::listener::{BodyReadTimeout, Connection};
+use crate::sse::SseScanner;
 use crate::tracker::Tracker;
-use crate::{Gateway, Route, telemetry, upstream};
+use crate::usage::{self, Bounds, Checked, usage_of_body};
+use crate::{Gateway, RequestId, Route, telemetry, upstream};
 
 /// Response header telling the client how its request was admitted.
 pub const ADMISSION_HEADER: &str = "x-obleth-admission";
@@ -41,10 +43,14 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// Axum handler for the three proxied routes.
 pub async fn handle(State(gw): State<Arc<Gateway>>, route: Route, req: Request) -> Response {
-    let request_id = uuid::Uuid::now_v7().to_string();
-    let mut tracker = Tracker::new(gw.sink.clone(), route, request_id);
+    let request_id = match req.extensions().get::<RequestId>() {
+        Some(id) => id.0.clone(),
+        None => crate::new_request_id(),
+    };
+    let conn = req.extensions().get::<Connection>().map(|c| c.0.clone());
+    let mut tracker = Tracker::new(gw.sink.clone(), route, request_id, conn);
     let mut body_read = false;
-    let mut response = match forward(&gw, route, req, &mut tracker, &mut body_read).await {
+    match forward(&gw, route, req, &mut tracker, &mut body_read).await {
         Ok(res) => res,
         Err(e) => {
             tracker.failed(&e);
@@ -56,11 +62,7 @@ pub async fn handle(State(gw): State<Arc<Gateway>>, route: Route, req: Request) 
             }
             res
         }
-    };
-    if let Ok(v) = HeaderValue::from_str(tracker.request_id()) {
-        response.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
-    response
 }
 
 async fn forward(
@@ -128,6 +130,8 @@ async fn forward(
     // === estimate ===
     let encoding = Encoding::for_model(&model.upstream_model).unwrap_or(gw.config.default_encoding);
     let kind = route.request_kind();
+    let output = estimate::OutputRequest::parse(kind, &obj)
+        .map_err(|e| ApiError::bad_request("invalid_value", e.message).with_param(e.field))?;
     let limits = Limits::from_quota(&caller.tenant.quota);
     // Limits in tokens or money are a hard stop: count the prompt with the tokenizer.
     // Without them the estimate only holds the scheduler's place until the reported usage
@@ -135,10 +139,8 @@ async fn forward(
     let input_exact = limits.needs_tokens();
     let estimated_input =
         if input_exact { count_input(encoding, kind, &body, &obj).await } else { byte_estimate(&body) };
-    let mut estimated_output = estimate::output_tokens(kind, &obj, gw.config.default_output_tokens);
-    if let Some(window) = model.context_window {
-        estimated_output = estimated_output.min((window as u64).saturating_sub(estimated_input).max(1));
-    }
+    let room = model.context_window.map(|w| u64::from(w).saturating_sub(estimated_input));
+    let estimated_output = output.reserve(gw.config.default_output_tokens, room);
     tracker.estimated_input = estimated_input;
 
     // === budget ===
@@ -186,9 +188,12 @@ async fn forward(
     // Until the outcome is known, a request that fails costs its prompt only: the
     // backend produced nothing for it.
     settle(&mut admitted, &mut held, &model, estimated_input, 0);
+    let mut max_tokens = output.max_tokens;
     if let Some(cap) = admitted.max_tokens_cap {
         cap_max_tokens(&mut obj, cap);
+        max_tokens = Some(max_tokens.map_or(u64::from(cap), |m| m.min(u64::from(cap))));
     }
+    let bounds = UsageBounds { context_window: model.context_window, max_tokens, output };
 
     // === proxy ===
     let upstream_body =
@@ -221,16 +226,19 @@ async fn forward(
         crate::limits::write_headers(&mut response_headers, &held.status);
         let body = ProxyStream {
             body: res.into_body(),
-            scanner: SseScanner::new(!client_wants_usage),
+            scanner: SseScanner::new(!client_wants_usage, gw.config.max_sse_event_bytes),
             tracker: tracker.hand_off(),
             model,
             encoding,
             kind,
             request: if input_exact { None } else { Some(body.clone()) },
+            bounds,
             admitted,
             held,
             idle: Box::pin(tokio::time::sleep(gw.config.stream_idle_timeout)),
             idle_timeout: gw.config.stream_idle_timeout,
+            received: 0,
+            max_response_bytes: gw.config.max_response_bytes,
             route,
             sent,
             first_chunk_seen: false,
@@ -252,22 +260,23 @@ async fn forward(
         tokio::time::timeout(remaining, Limited::new(res.into_body(), gw.config.max_response_bytes).collect());
     let bytes = match collected.await {
         Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            telemetry::response_too_large(route.as_str());
+            return Err(ApiError::upstream_response_too_large(gw.config.max_response_bytes));
+        }
         Ok(Err(e)) => {
             return Err(ApiError::upstream_error(format!("reading the model backend's response failed: {e}")));
         }
         Err(_) => return Err(ApiError::upstream_timeout(gw.config.response_timeout)),
     };
     tracker.first_token();
-    let reported = usage_of_body(&bytes);
-    let fallback = if reported.is_none() {
-        if !input_exact {
-            tracker.estimated_input = count_request(encoding, kind, &body);
-        }
-        output_of_body(encoding, &bytes)
-    } else {
-        0
-    };
-    let usage = tracker.succeeded(status.as_u16(), reported, fallback, &model);
+    let checked = usage::check(
+        usage_of_body(&bytes),
+        &bounds.with_response(bytes.len()),
+        || if input_exact { tracker.estimated_input } else { count_request(encoding, kind, &body) },
+        || output_of_body(encoding, &bytes),
+    );
+    let usage = bill(tracker, status.as_u16(), checked, &model);
     settle(&mut admitted, &mut held, &model, usage.input_tokens, usage.output_tokens);
     let mut response = Response::new(Body::from(bytes));
     let h = response.headers_mut();
@@ -301,6 +310,7 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
             Err(ApiError::payload_too_large(limit))
         }
+        Err(e) if BodyReadTimeout::is_cause_of(e.as_ref()) => Err(ApiError::request_timeout()),
         Err(e) => Err(ApiError::bad_request("unreadable_body", format!("The request body could not be read: {e}"))),
     }
 }
@@ -314,6 +324,38 @@ fn wants_usage(obj: &Map<String, Value>) -> bool {
 fn settle(admitted: &mut Admitted, held: &mut Held, model: &Model, input: u64, output: u64) {
     admitted.permit.settle(input, output);
     held.settle(input.saturating_add(output), to_nanos(model.cost(input, output)));
+}
+
+/// What the request allowed the upstream to generate, for the usage checks.
+#[derive(Debug, Clone, Copy)]
+struct UsageBounds {
+    context_window: Option<u32>,
+    /// The per-choice limit the upstream was sent (after a brownout cap).
+    max_tokens: Option<u64>,
+    output: estimate::OutputRequest,
+}
+
+impl UsageBounds {
+    fn with_response(&self, bytes: usize) -> Bounds {
+        Bounds::new(self.context_window, self.max_tokens, self.output.choices, self.output.prompts, bytes as u64)
+    }
+}
+
+/// Records the checked usage as the request's outcome; counts and logs what the
+/// upstream reported that was not believed.
+fn bill(tracker: &mut Tracker, status: u16, checked: Checked, model: &Model) -> Usage {
+    for r in &checked.rejections {
+        telemetry::usage_rejected(r.field, r.reason);
+    }
+    if !checked.rejections.is_empty() {
+        tracing::warn!(
+            request_id = tracker.request_id(),
+            model = %model.model_name,
+            rejected = ?checked.rejections,
+            "the model backend reported usage that is not plausible; billing the gateway's own count"
+        );
+    }
+    tracker.succeeded(status, checked.usage, checked.estimated, model)
 }
 
 /// Prompts larger than this are counted on the blocking pool, not on the data-plane
@@ -469,10 +511,14 @@ struct ProxyStream {
     /// The request, kept to count its prompt if the upstream reports no usage and the
     /// admission estimate was not a tokenizer count.
     request: Option<Bytes>,
+    bounds: UsageBounds,
     admitted: Admitted,
     held: Held,
     idle: Pin<Box<Sleep>>,
     idle_timeout: Duration,
+    /// Bytes received from the upstream so far, bounded by `max_response_bytes`.
+    received: usize,
+    max_response_bytes: usize,
     route: Route,
     sent: Instant,
     first_chunk_seen: bool,
@@ -480,16 +526,24 @@ struct ProxyStream {
 }
 
 impl ProxyStream {
-    /// A stream that ends early (error, or client gone) cost what it streamed so far.
-    fn settle_partial(&mut self) {
-        let (input, output) = match self.scanner.usage {
-            Some(u) => (u.input_tokens, u.output_tokens),
-            None => (self.counted_input(), self.streamed_output()),
-        };
-        settle(&mut self.admitted, &mut self.held, &self.model, input, output);
+    /// The usage to bill: what the upstream reported where it is plausible, the
+    /// gateway's own count where it is not (or was not reported).
+    fn checked_usage(&mut self) -> Checked {
+        let bounds = self.bounds.with_response(self.received);
+        let input = self.counted_input();
+        let encoding = self.encoding;
+        let text = &self.scanner.text;
+        usage::check(self.scanner.usage, &bounds, || input, || estimate::count_text(encoding, text))
     }
 
-    /// The prompt's tokens when the upstream reported none: counted with the tokenizer.
+    /// A stream that ends early (error, or client gone) cost what it streamed so far.
+    fn settle_partial(&mut self) {
+        let usage = self.checked_usage().usage;
+        settle(&mut self.admitted, &mut self.held, &self.model, usage.input_tokens, usage.output_tokens);
+    }
+
+    /// The prompt's tokens as the gateway counts them: the tokenizer's count (made at
+    /// admission, or now from the kept request).
     fn counted_input(&mut self) -> u64 {
         if let Some(request) = self.request.take() {
             self.tracker.estimated_input = count_request(self.encoding, self.kind, &request);
@@ -497,21 +551,50 @@ impl ProxyStream {
         self.tracker.estimated_input
     }
 
-    /// Output tokens streamed so far, counted with the tokenizer (the upstream reported none).
-    fn streamed_output(&self) -> u64 {
-        estimate::count_text(self.encoding, &self.scanner.text)
-    }
-
     fn end_with_error(&mut self, error: ApiError) -> Option<Result<Bytes, std::io::Error>> {
         self.done = true;
         self.settle_partial();
-        let mut out = self.scanner.finish().to_vec();
-        let mut event = b"data: ".to_vec();
-        event.extend_from_slice(&error.body());
-        event.extend_from_slice(b"\n\n");
-        out.extend_from_slice(&event);
+        let mut out = if self.scanner.overflowed { Vec::new() } else { self.scanner.finish().to_vec() };
+        out.extend_from_slice(self.scanner.close());
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(&error.body());
+        out.extend_from_slice(b"\n\n");
         self.tracker.failed(&error);
         Some(Ok(Bytes::from(out)))
+    }
+
+    /// The upstream's stream ended: bill it and send what is left.
+    fn complete(&mut self) -> Option<Result<Bytes, std::io::Error>> {
+        self.done = true;
+        let rest = self.scanner.finish();
+        if self.scanner.upstream_error {
+            self.tracker.failed(&ApiError::upstream_error("The model backend reported an error in the stream."));
+            self.settle_partial();
+        } else {
+            let checked = self.checked_usage();
+            let usage = bill(&mut self.tracker, 200, checked, &self.model);
+            settle(&mut self.admitted, &mut self.held, &self.model, usage.input_tokens, usage.output_tokens);
+        }
+        (!rest.is_empty()).then_some(Ok(rest))
+    }
+
+    /// One frame from the upstream: bounded, scanned, and what to send on.
+    fn frame(&mut self, data: Bytes) -> Result<Bytes, ApiError> {
+        if !self.first_chunk_seen {
+            self.first_chunk_seen = true;
+            self.tracker.first_token();
+            telemetry::upstream_first_chunk(self.route.as_str(), self.sent.elapsed());
+        }
+        self.received = self.received.saturating_add(data.len());
+        if self.received > self.max_response_bytes {
+            telemetry::response_too_large(self.route.as_str());
+            return Err(ApiError::upstream_response_too_large(self.max_response_bytes));
+        }
+        let out = self.scanner.push(data);
+        if self.scanner.overflowed {
+            return Err(ApiError::upstream_event_too_large(self.scanner.max_event()));
+        }
+        Ok(out)
     }
 }
 
@@ -537,47 +620,19 @@ impl Stream for ProxyStream {
                     let Ok(data) = frame.into_data() else {
                         continue;
                     };
-                    if !this.first_chunk_seen {
-                        this.first_chunk_seen = true;
-                        this.tracker.first_token();
-                        telemetry::upstream_first_chunk(this.route.as_str(), this.sent.elapsed());
-                    }
                     let deadline = tokio::time::Instant::now() + this.idle_timeout;
                     this.idle.as_mut().reset(deadline);
-                    let out = this.scanner.push(data);
-                    if out.is_empty() {
-                        continue;
+                    match this.frame(data) {
+                        Ok(out) if out.is_empty() => continue,
+                        Ok(out) => return Poll::Ready(Some(Ok(out))),
+                        Err(e) => return Poll::Ready(this.end_with_error(e)),
                     }
-                    return Poll::Ready(Some(Ok(out)));
                 }
                 Poll::Ready(Some(Err(e))) => {
                     let err = ApiError::upstream_error(format!("The model backend's stream broke off: {e}"));
                     return Poll::Ready(this.end_with_error(err));
                 }
-                Poll::Ready(None) => {
-                    this.done = true;
-                    let rest = this.scanner.finish();
-                    if this.scanner.upstream_error {
-                        this.tracker
-                            .failed(&ApiError::upstream_error("The model backend reported an error in the stream."));
-                    } else {
-                        let fallback = if this.scanner.usage.is_none() {
-                            this.counted_input();
-                            this.streamed_output()
-                        } else {
-                            0
-                        };
-                        let usage = this.tracker.succeeded(200, this.scanner.usage, fallback, &this.model);
-                        settle(
-                            &mut this.admitted,
-                            &mut this.held,
-                            &this.model,
-                            usage.input_tokens,
-                            usage.output_tokens,
-                        );
-                    }
-                    return Poll::Ready((!rest.is_empty()).then_some(Ok(rest)));
-                }
+                Poll::Ready(None) => return Poll::Ready(this.complete()),
                 Poll::Pending => {
                     ready!(this.idle.as_mut().poll(cx));
                     let err = ApiError::upstream_timeout(this.idle_timeout);

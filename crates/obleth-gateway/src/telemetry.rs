@@ -18,6 +18,12 @@ pub mod names {
     pub const TOKENS: &str = "obleth_tokens_total";
     pub const ADMISSIONS: &str = "obleth_admissions_total";
     pub const QUEUE_WAIT: &str = "obleth_queue_wait_seconds";
+    pub const USAGE_REJECTED: &str = "obleth_upstream_usage_rejected_total";
+    pub const SSE_EVENTS_TOO_LARGE: &str = "obleth_sse_events_too_large_total";
+    pub const RESPONSES_TOO_LARGE: &str = "obleth_upstream_responses_too_large_total";
+    pub const CONNECTIONS_OPEN: &str = "obleth_connections_open";
+    pub const CONNECTIONS_ACCEPTED: &str = "obleth_connections_accepted_total";
+    pub const CONNECTIONS_CUT: &str = "obleth_connections_cut_total";
 
     /// The histograms, all measured in seconds.
     pub const HISTOGRAMS: &[&str] = &[REQUEST_DURATION, UPSTREAM_LATENCY, UPSTREAM_TTFT, QUEUE_WAIT];
@@ -62,6 +68,34 @@ pub fn admission(class: &'static str, waited: Duration) {
     histogram!(names::QUEUE_WAIT).record(waited.as_secs_f64());
 }
 
+/// A count the upstream reported was not believed (`field`: input, output, cached;
+/// `reason`: invalid, above_bound, above_response_bytes, above_input).
+pub fn usage_rejected(field: &'static str, reason: &'static str) {
+    counter!(names::USAGE_REJECTED, "field" => field, "reason" => reason).increment(1);
+}
+
+/// A streamed event outgrew `limits.max_sse_event_bytes`; its stream was ended.
+pub fn sse_event_too_large() {
+    counter!(names::SSE_EVENTS_TOO_LARGE).increment(1);
+}
+
+/// A response outgrew `limits.max_response_bytes` (`streamed` or not).
+pub fn response_too_large(route: &'static str) {
+    counter!(names::RESPONSES_TOO_LARGE, "route" => route).increment(1);
+}
+
+/// A listener's open connections and how many it accepted (set at scrape time).
+pub fn connections(listener: &'static str, open: usize, accepted: u64) {
+    gauge!(names::CONNECTIONS_OPEN, "listener" => listener).set(open as f64);
+    counter!(names::CONNECTIONS_ACCEPTED, "listener" => listener).absolute(accepted);
+}
+
+/// A connection was cut (`reason`: over_capacity, idle_timeout, header_timeout,
+/// body_timeout, client_stalled).
+pub fn connection_cut(listener: &'static str, reason: &'static str) {
+    counter!(names::CONNECTIONS_CUT, "listener" => listener, "reason" => reason).increment(1);
+}
+
 /// Status codes as static labels, so that recording allocates nothing.
 fn status_label(status: u16) -> &'static str {
     match status {
@@ -71,6 +105,7 @@ fn status_label(status: u16) -> &'static str {
         403 => "403",
         404 => "404",
         405 => "405",
+        408 => "408",
         413 => "413",
         415 => "415",
         422 => "422",

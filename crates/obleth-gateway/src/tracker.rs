@@ -13,6 +13,7 @@ use obleth_core::{AdmissionClass, Model, Usage, UsageRecord, UsageSink, now_mill
 use crate::Route;
 use crate::error::ApiError;
 use crate::identity::Caller;
+use crate::listener::ConnState;
 use crate::telemetry;
 
 /// Status recorded for a client that went away before the response ended (nginx's 499).
@@ -29,10 +30,12 @@ pub struct Tracker {
     settled: bool,
     /// A disarmed tracker (its state moved elsewhere) records nothing.
     armed: bool,
+    /// The client's connection: tells a client that stopped reading from one that left.
+    conn: Option<Arc<ConnState>>,
 }
 
 impl Tracker {
-    pub fn new(sink: Arc<dyn UsageSink>, route: Route, request_id: String) -> Self {
+    pub fn new(sink: Arc<dyn UsageSink>, route: Route, request_id: String, conn: Option<Arc<ConnState>>) -> Self {
         telemetry::request_started();
         Tracker {
             sink,
@@ -48,6 +51,7 @@ impl Tracker {
             estimated_input: 0,
             settled: false,
             armed: true,
+            conn,
         }
     }
 
@@ -87,15 +91,9 @@ impl Tracker {
         }
     }
 
-    /// The request ended with `status`; `usage` is what the upstream reported, if it did.
-    /// Returns the usage recorded (reported, or estimated when the upstream gave none).
-    pub fn succeeded(&mut self, status: u16, usage: Option<Usage>, fallback_output: u64, model: &Model) -> Usage {
-        let (usage, estimated) = match usage {
-            Some(u) => (u, false),
-            None => {
-                (Usage { input_tokens: self.estimated_input, output_tokens: fallback_output, cached_tokens: 0 }, true)
-            }
-        };
+    /// The request ended with `status`, billed `usage` (`estimated` if any count is the
+    /// gateway's own). Returns the usage recorded.
+    pub fn succeeded(&mut self, status: u16, usage: Usage, estimated: bool, model: &Model) -> Usage {
         self.record.cost = model.cost(usage.input_tokens, usage.output_tokens);
         self.record.usage = Some(usage);
         self.record.tokens_estimated = estimated;
@@ -123,6 +121,7 @@ impl Tracker {
             estimated_input: self.estimated_input,
             settled: self.settled,
             armed: true,
+            conn: self.conn.take(),
         }
     }
 }
@@ -135,6 +134,10 @@ impl Drop for Tracker {
         if !self.settled {
             self.record.client_disconnected = true;
             self.record.status = CLIENT_CLOSED;
+            if self.conn.as_ref().is_some_and(|c| c.stalled()) {
+                // Cut by the gateway: the client stopped reading (limits.client_stall_timeout).
+                self.record.error_type = Some("client_stalled".to_owned());
+            }
         }
         self.record.finished_at = now_millis();
         if let Some(u) = &self.record.usage {

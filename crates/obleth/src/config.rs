@@ -62,8 +62,10 @@ impl Default for RawListen {
     fn default() -> Self {
         RawListen {
             data: "0.0.0.0:8080".into(),
-            admin: "0.0.0.0:9090".into(),
-            metrics: "0.0.0.0:9091".into(),
+            // The admin API and the metrics stay on this host unless an operator says
+            // otherwise: they are not for the network the data plane serves.
+            admin: "127.0.0.1:9090".into(),
+            metrics: "127.0.0.1:9091".into(),
             data_threads: 0,
         }
     }
@@ -119,11 +121,33 @@ impl Default for RawUpstream {
 struct RawLimits {
     max_body_bytes: usize,
     max_response_bytes: usize,
+    max_sse_event_bytes: usize,
+    max_connections: usize,
+    max_admin_connections: usize,
+    #[serde(with = "humantime_serde")]
+    header_read_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    body_read_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    idle_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    client_stall_timeout: Duration,
 }
 
 impl Default for RawLimits {
     fn default() -> Self {
-        RawLimits { max_body_bytes: 4 << 20, max_response_bytes: 64 << 20 }
+        let data = obleth_gateway::listener::ConnectionLimits::new("data");
+        RawLimits {
+            max_body_bytes: 4 << 20,
+            max_response_bytes: 64 << 20,
+            max_sse_event_bytes: obleth_gateway::sse::DEFAULT_MAX_EVENT,
+            max_connections: data.max_connections,
+            max_admin_connections: 256,
+            header_read_timeout: data.header_read_timeout,
+            body_read_timeout: data.body_read_timeout,
+            idle_timeout: data.idle_timeout,
+            client_stall_timeout: data.client_stall_timeout,
+        }
     }
 }
 
@@ -339,6 +363,9 @@ pub struct Config {
     pub upstream: Upstream,
     pub max_body_bytes: usize,
     pub max_response_bytes: usize,
+    pub max_sse_event_bytes: usize,
+    /// The bounds of each listener's connections.
+    pub connections: Connections,
     pub keys: obleth_gateway::IdentityConfig,
     /// How the data plane calls the control-plane store (`keys.store_timeout`).
     pub store_guard: obleth_store::GuardConfig,
@@ -348,6 +375,14 @@ pub struct Config {
     /// `None`: one gateway; changes stay in this process.
     pub cluster: Option<Cluster>,
     pub log_level: String,
+}
+
+/// The bounds of the connections of each listener (`[limits]`).
+#[derive(Debug, Clone)]
+pub struct Connections {
+    pub data: obleth_gateway::listener::ConnectionLimits,
+    pub admin: obleth_gateway::listener::ConnectionLimits,
+    pub metrics: obleth_gateway::listener::ConnectionLimits,
 }
 
 /// How the pods of one deployment share control-plane changes.
@@ -468,6 +503,13 @@ const ENV_KEYS: &[EnvKey] = &[
     EnvKey("OBLETH_UPSTREAM_STREAM_IDLE_TIMEOUT", "upstream", "stream_idle_timeout", Kind::Str),
     EnvKey("OBLETH_LIMITS_MAX_BODY_BYTES", "limits", "max_body_bytes", Kind::Int),
     EnvKey("OBLETH_LIMITS_MAX_RESPONSE_BYTES", "limits", "max_response_bytes", Kind::Int),
+    EnvKey("OBLETH_LIMITS_MAX_SSE_EVENT_BYTES", "limits", "max_sse_event_bytes", Kind::Int),
+    EnvKey("OBLETH_LIMITS_MAX_CONNECTIONS", "limits", "max_connections", Kind::Int),
+    EnvKey("OBLETH_LIMITS_MAX_ADMIN_CONNECTIONS", "limits", "max_admin_connections", Kind::Int),
+    EnvKey("OBLETH_LIMITS_HEADER_READ_TIMEOUT", "limits", "header_read_timeout", Kind::Str),
+    EnvKey("OBLETH_LIMITS_BODY_READ_TIMEOUT", "limits", "body_read_timeout", Kind::Str),
+    EnvKey("OBLETH_LIMITS_IDLE_TIMEOUT", "limits", "idle_timeout", Kind::Str),
+    EnvKey("OBLETH_LIMITS_CLIENT_STALL_TIMEOUT", "limits", "client_stall_timeout", Kind::Str),
     EnvKey("OBLETH_KEYS_CACHE_TTL", "keys", "cache_ttl", Kind::Str),
     EnvKey("OBLETH_KEYS_NEGATIVE_CACHE_TTL", "keys", "negative_cache_ttl", Kind::Str),
     EnvKey("OBLETH_KEYS_CACHE_CAPACITY", "keys", "cache_capacity", Kind::Int),
@@ -611,10 +653,8 @@ impl RawConfig {
                 n => n,
             },
         };
-        if let Some(token) = &self.admin.token
-            && token.expose_secret().len() < 16
-        {
-            return Err(invalid("admin.token", "must be at least 16 characters".into()));
+        if let Some(token) = &self.admin.token {
+            check_admin_token(token.expose_secret()).map_err(|m| invalid("admin.token", m))?;
         }
         let url = self.database.url.trim().to_owned();
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -642,11 +682,16 @@ impl RawConfig {
                 return Err(invalid(field, "must be greater than zero".into()));
             }
         }
-        if self.limits.max_body_bytes < 1024 {
-            return Err(invalid("limits.max_body_bytes", "must be at least 1024".into()));
-        }
-        if self.limits.max_response_bytes < 1024 {
-            return Err(invalid("limits.max_response_bytes", "must be at least 1024".into()));
+        let connections = self.limits.connections().map_err(|(field, m)| invalid(field, m))?;
+        let l = &self.limits;
+        for (field, v) in [
+            ("limits.max_body_bytes", l.max_body_bytes),
+            ("limits.max_response_bytes", l.max_response_bytes),
+            ("limits.max_sse_event_bytes", l.max_sse_event_bytes),
+        ] {
+            if v < 1024 {
+                return Err(invalid(field, "must be at least 1024".into()));
+            }
         }
         let mode = match self.admission.mode.as_str() {
             "hierarchical" => obleth_scheduler::core::Mode::Hierarchical,
@@ -791,6 +836,8 @@ impl RawConfig {
             },
             max_body_bytes: self.limits.max_body_bytes,
             max_response_bytes: self.limits.max_response_bytes,
+            max_sse_event_bytes: self.limits.max_sse_event_bytes,
+            connections,
             keys: obleth_gateway::IdentityConfig {
                 ttl: self.keys.cache_ttl,
                 negative_ttl: self.keys.negative_cache_ttl,
@@ -806,6 +853,69 @@ impl RawConfig {
             ledger,
             cluster,
             log_level: self.log.level,
+        })
+    }
+}
+
+/// The fewest characters an admin token may have: 32 random characters of any common
+/// alphabet hold well over 128 bits.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
+/// The fewest distinct characters: refuses `aaaa…` and other tokens no generator made.
+pub const MIN_ADMIN_TOKEN_DISTINCT: usize = 10;
+
+/// Checks that an admin token is long and varied enough to be a generated secret.
+pub fn check_admin_token(token: &str) -> Result<(), String> {
+    if token.chars().count() < MIN_ADMIN_TOKEN_LEN {
+        return Err(format!(
+            "must be at least {MIN_ADMIN_TOKEN_LEN} characters (generate one with `openssl rand -hex 24`)"
+        ));
+    }
+    let distinct: std::collections::HashSet<char> = token.chars().collect();
+    if distinct.len() < MIN_ADMIN_TOKEN_DISTINCT {
+        return Err(format!(
+            "must have at least {MIN_ADMIN_TOKEN_DISTINCT} distinct characters (generate one with `openssl rand -hex 24`)"
+        ));
+    }
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not contain spaces or control characters".into());
+    }
+    Ok(())
+}
+
+impl RawLimits {
+    /// The connection bounds of the three listeners.
+    fn connections(&self) -> Result<Connections, (&'static str, String)> {
+        for (field, d) in [
+            ("limits.header_read_timeout", self.header_read_timeout),
+            ("limits.body_read_timeout", self.body_read_timeout),
+            ("limits.idle_timeout", self.idle_timeout),
+            ("limits.client_stall_timeout", self.client_stall_timeout),
+        ] {
+            if d.is_zero() {
+                return Err((field, "must be greater than zero".into()));
+            }
+        }
+        for (field, n) in [
+            ("limits.max_connections", self.max_connections),
+            ("limits.max_admin_connections", self.max_admin_connections),
+        ] {
+            if n == 0 {
+                return Err((field, "must be at least 1".into()));
+            }
+        }
+        let listener = |name, max_connections, request_ids| obleth_gateway::listener::ConnectionLimits {
+            listener: name,
+            max_connections,
+            header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
+            idle_timeout: self.idle_timeout,
+            client_stall_timeout: self.client_stall_timeout,
+            request_ids,
+        };
+        Ok(Connections {
+            data: listener("data", self.max_connections, true),
+            admin: listener("admin", self.max_admin_connections, false),
+            metrics: listener("metrics", self.max_admin_connections, false),
         })
     }
 }

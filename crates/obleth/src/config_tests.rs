@@ -18,6 +18,53 @@ fn defaults_are_valid() {
     assert_eq!(c.admission.core.mode, obleth_scheduler::core::Mode::Hierarchical);
     assert_eq!(c.admission.core.brownout_after, Some(Duration::from_secs(10)));
     assert!(c.admin_token.is_none());
+    assert!(c.listen.admin.ip().is_loopback(), "the admin API stays on this host by default");
+    assert!(c.listen.metrics.ip().is_loopback(), "so do the metrics");
+    assert!(c.listen.data.ip().is_unspecified(), "the data plane serves the network");
+    let data = &c.connections.data;
+    assert_eq!(data.max_connections, 8192);
+    assert_eq!(data.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(data.body_read_timeout, Duration::from_secs(60));
+    assert_eq!(data.idle_timeout, Duration::from_secs(75));
+    assert_eq!(data.client_stall_timeout, Duration::from_secs(30));
+    assert!(data.request_ids);
+    assert_eq!(c.connections.admin.max_connections, 256);
+    assert_eq!(c.max_sse_event_bytes, 1 << 20);
+}
+
+#[test]
+fn limits_from_the_environment() {
+    let c = Config::from_parts(
+        "[limits]\nidle_timeout = \"5s\"\n",
+        "f",
+        env(&[
+            ("OBLETH_LIMITS_MAX_CONNECTIONS", "100"),
+            ("OBLETH_LIMITS_CLIENT_STALL_TIMEOUT", "2s"),
+            ("OBLETH_LIMITS_MAX_SSE_EVENT_BYTES", "65536"),
+        ]),
+    )
+    .expect("config");
+    assert_eq!(c.connections.data.max_connections, 100);
+    assert_eq!(c.connections.data.idle_timeout, Duration::from_secs(5));
+    assert_eq!(c.connections.metrics.client_stall_timeout, Duration::from_secs(2));
+    assert_eq!(c.max_sse_event_bytes, 65536);
+}
+
+#[test]
+fn admin_tokens_must_look_generated() {
+    for bad in [
+        "short",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "abababababababababababababababab12",
+        "0123456789abcde 0123456789abcdef",
+    ] {
+        let err = Config::from_parts("", "f", env(&[("OBLETH_ADMIN_TOKEN", bad)])).expect_err(bad);
+        assert!(err.to_string().contains("admin.token"), "{err}");
+        assert!(!err.to_string().contains(bad), "the token is not echoed: {err}");
+    }
+    // What `openssl rand -hex 24` prints.
+    Config::from_parts("", "f", env(&[("OBLETH_ADMIN_TOKEN", "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822c")]))
+        .expect("a generated token");
 }
 
 #[test]
@@ -34,7 +81,7 @@ fn file_values_and_env_overrides() {
         "obleth.toml",
         env(&[
             ("OBLETH_UPSTREAM_BASE_URL", "http://aibrix-gateway:8080/v1"),
-            ("OBLETH_ADMIN_TOKEN", "a-very-long-admin-token"),
+            ("OBLETH_ADMIN_TOKEN", "a-very-long-admin-token-7f3K9xQ2mZ"),
             ("OBLETH_DATABASE_URL", "sqlite:///tmp/x.db"),
             ("OBLETH_ADMISSION_MAX_IN_FLIGHT", "0"),
             ("OBLETH_UPSTREAM_FORWARD_CLIENT_AUTHORIZATION", "true"),
@@ -55,7 +102,7 @@ fn file_values_and_env_overrides() {
     assert_eq!(c.database_url, "sqlite:///tmp/x.db");
     assert_eq!(
         c.admin_token.as_ref().map(|t| t.expose_secret().to_owned()).as_deref(),
-        Some("a-very-long-admin-token")
+        Some("a-very-long-admin-token-7f3K9xQ2mZ")
     );
 }
 
@@ -78,6 +125,9 @@ fn invalid_values_name_the_field() {
         ("[database]\nurl = \"mysql://x\"\n", "database.url"),
         ("[upstream]\nresponse_timeout = \"0s\"\n", "upstream.response_timeout"),
         ("[limits]\nmax_body_bytes = 10\n", "limits.max_body_bytes"),
+        ("[limits]\nmax_sse_event_bytes = 10\n", "limits.max_sse_event_bytes"),
+        ("[limits]\nmax_connections = 0\n", "limits.max_connections"),
+        ("[limits]\nclient_stall_timeout = \"0s\"\n", "limits.client_stall_timeout"),
         ("[admission]\nmode = \"fifo\"\n", "admission.mode"),
         ("[admission]\noutput_token_weight = -1.0\n", "admission.output_token_weight"),
     ];
@@ -100,13 +150,16 @@ fn secrets_are_never_printed() {
     let c = Config::from_parts(
         "",
         "f",
-        env(&[("OBLETH_ADMIN_TOKEN", "super-secret-admin-token"), ("OBLETH_UPSTREAM_API_KEY", "sk-upstream-secret")]),
+        env(&[
+            ("OBLETH_ADMIN_TOKEN", "super-secret-admin-token-7f3K9xQ2mZ"),
+            ("OBLETH_UPSTREAM_API_KEY", "sk-upstream-secret"),
+        ]),
     )
     .expect("config");
     let debug = format!("{c:?}");
     let shown = serde_json::to_string(&c.redacted()).expect("json");
     for text in [debug, shown] {
-        assert!(!text.contains("super-secret-admin-token"), "{text}");
+        assert!(!text.contains("super-secret-admin-token-7f3K9xQ2mZ"), "{text}");
         assert!(!text.contains("sk-upstream-secret"), "{text}");
     }
 }

@@ -13,6 +13,7 @@ use clap::Args;
 use metrics_exporter_prometheus::PrometheusHandle;
 use obleth_budget::{Budget, BudgetStore, Failover, MemoryBudget, RedisBudget, SystemClock};
 use obleth_core::{ChangeNotifier, UsageSink};
+use obleth_gateway::listener::{self, Connections};
 use obleth_gateway::{Gateway, GatewayConfig, Identity, Registry, upstream};
 use obleth_ledger::clickhouse::ClickHouse;
 use obleth_ledger::sqlite::SqliteLedger;
@@ -70,8 +71,23 @@ impl Listeners {
 
 /// Binds `threads` listeners to `addr` with `SO_REUSEPORT` (all on the port the first one
 /// got, when `addr` asks for port 0).
+///
+/// `SO_REUSEPORT` would also let a second process bind the same port and silently take a
+/// share of the connections, so the port is first bound once without it: that fails if
+/// anyone (another obleth included) is listening there.
 pub fn bind_data(addr: SocketAddr, threads: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
     use socket2::{Domain, Protocol, Socket, Type};
+    if addr.port() != 0 {
+        let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        probe.set_reuse_address(true)?;
+        probe.bind(&addr.into()).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AddrInUse => std::io::Error::new(
+                e.kind(),
+                format!("{addr} is already in use by another process (is another obleth running?)"),
+            ),
+            _ => e,
+        })?;
+    }
     let mut addr = addr;
     let mut listeners = Vec::with_capacity(threads);
     for _ in 0..threads.max(1) {
@@ -142,7 +158,7 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
     let admin_token = config.admin_token.clone().context(
-        "admin.token is required: set OBLETH_ADMIN_TOKEN (16+ characters) or [admin] token in the config file",
+        "admin.token is required: set OBLETH_ADMIN_TOKEN (32+ characters, e.g. `openssl rand -hex 24`) or [admin] token in the config file",
     )?;
     let store: Arc<dyn ControlPlaneStore> = obleth_store::connect(&config.database_url).await.with_context(|| {
         format!("opening the control-plane database {}", obleth_core::redact_url(&config.database_url))
@@ -258,6 +274,7 @@ pub async fn start(
         stream_idle_timeout: config.upstream.stream_idle_timeout,
         max_body_bytes: config.max_body_bytes,
         max_response_bytes: config.max_response_bytes,
+        max_sse_event_bytes: config.max_sse_event_bytes,
         default_encoding: config.budget.default_encoding,
         default_output_tokens: config.budget.default_output_tokens,
     };
@@ -269,6 +286,9 @@ pub async fn start(
     // its own listener and its own upstream connection pool, so a request is handled on one
     // thread from accept to upstream and back, with no cross-thread wake-ups on the hot
     // path. The caches, the scheduler and the sink are shared (they are thread-safe).
+    let data_connections = Connections::new(config.connections.data.clone());
+    let admin_connections = Connections::new(config.connections.admin.clone());
+    let metrics_connections = Connections::new(config.connections.metrics.clone());
     for (i, listener) in listeners.data.into_iter().enumerate() {
         let gateway = Gateway {
             config: gateway_config.clone(),
@@ -279,7 +299,7 @@ pub async fn start(
             sink: sink.clone(),
             client: upstream::client(config.upstream.connect_timeout),
         };
-        let done = spawn_data_thread(i, listener, gateway, shutdown.clone())?;
+        let done = spawn_data_thread(i, listener, gateway, data_connections.clone(), shutdown.clone())?;
         tasks.spawn(async move { done.await.unwrap_or_else(|_| Err(std::io::Error::other("data-plane thread died"))) });
     }
     let admin = obleth_admin::router(obleth_admin::AdminState {
@@ -291,23 +311,28 @@ pub async fn start(
         budget: budget.clone(),
         ledger: ledger.clone(),
     });
-    tasks.spawn(obleth_gateway::serve(listeners.admin, admin, drained(shutdown.clone())));
+    tasks.spawn(listener::serve(listeners.admin, admin, admin_connections.clone(), drained(shutdown.clone())));
     let metrics_addr = match listeners.metrics {
         Some((listener, handle)) => {
             let addr = listener.local_addr()?;
             let scheduler = fairshare.clone();
             let budget = budget.clone();
             let ledger = ledger.clone();
+            let connections = [data_connections.clone(), admin_connections.clone(), metrics_connections.clone()];
             let before_render = move || {
+                for c in &connections {
+                    c.publish();
+                }
                 obleth_scheduler::telemetry::publish(&scheduler.state());
                 budget.publish();
                 if let Some(ledger) = &ledger {
                     obleth_ledger::telemetry::publish(&ledger.status());
                 }
             };
-            tasks.spawn(obleth_gateway::serve(
+            tasks.spawn(listener::serve(
                 listener,
                 telemetry::router(handle, before_render),
+                metrics_connections.clone(),
                 drained(shutdown.clone()),
             ));
             Some(addr)
@@ -327,6 +352,7 @@ fn spawn_data_thread(
     index: usize,
     listener: std::net::TcpListener,
     gateway: Gateway,
+    connections: Arc<Connections>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::sync::oneshot::Receiver<std::io::Result<()>>> {
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -338,7 +364,7 @@ fn spawn_data_thread(
                     let listener = TcpListener::from_std(listener)?;
                     let budget = gateway.budget.clone();
                     let router = obleth_gateway::router(Arc::new(gateway));
-                    let served = obleth_gateway::serve(listener, router, shutdown.cancelled_owned()).await;
+                    let served = listener::serve(listener, router, connections, shutdown.cancelled_owned()).await;
                     // Reconciles of requests that just ended run on this runtime: let them
                     // finish before it stops.
                     if !budget.drain(Duration::from_secs(5)).await {
@@ -513,7 +539,8 @@ pub async fn demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     }
     let token = match &config.admin_token {
         Some(t) => t.clone(),
-        None => SecretString::from(obleth_core::new_id("obl-admin-")),
+        // 32 random characters: what `admin.token` asks of an operator's token too.
+        None => SecretString::from(format!("obl-admin-{}{}", obleth_core::new_id(""), obleth_core::new_id(""))),
     };
     config.admin_token = Some(token.clone());
 

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub const ADMIN_TOKEN: &str = "ledger-test-admin-token-0123";
+pub const ADMIN_TOKEN: &str = "ledger-test-admin-token-0123456789abcdef";
 
 /// `obleth serve` as a child process, restartable on the same ports and directories.
 pub struct Gateway {
