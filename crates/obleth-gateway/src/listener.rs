@@ -36,6 +36,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use http::{Request, Version, header};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -225,6 +226,9 @@ pub struct ConnState {
     epoch: Instant,
     /// The connection was cut because its client did not read.
     stalled: AtomicBool,
+    /// The reader waiting without a deadline while a request is busy: woken when the
+    /// connection goes idle, so that the idle timer starts.
+    read_waker: AtomicWaker,
 }
 
 const IDLE: u8 = 0;
@@ -239,6 +243,7 @@ impl ConnState {
             since_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             stalled: AtomicBool::new(false),
+            read_waker: AtomicWaker::new(),
         }
     }
 
@@ -292,6 +297,7 @@ impl ConnService {
                 let mut res = ApiError::bad_request("missing_host", "An HTTP/1.1 request must have a Host header.")
                     .with_param("Host")
                     .into_response();
+                res.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
                 if limits.request_ids {
                     crate::set_request_id(&mut res, &crate::new_request_id());
                 }
@@ -313,6 +319,7 @@ struct RequestDone(Arc<ConnState>);
 impl Drop for RequestDone {
     fn drop(&mut self) {
         self.0.set_phase(IDLE);
+        self.0.read_waker.wake();
     }
 }
 
@@ -483,6 +490,7 @@ impl AsyncRead for GuardedIo {
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
                 let Some((deadline, why)) = this.read_deadline() else {
+                    this.conn.read_waker.register(cx.waker());
                     return Poll::Pending;
                 };
                 if !timer_fired(&mut this.read_timer, deadline, cx) {

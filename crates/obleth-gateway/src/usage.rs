@@ -147,7 +147,8 @@ pub fn check(
     own_output: impl FnOnce() -> u64,
 ) -> Checked {
     let Some(r) = reported else {
-        let usage = Usage { input_tokens: own_input(), output_tokens: own_output(), cached_tokens: 0 };
+        let output_tokens = own_output().min(bounds.max_output);
+        let usage = Usage { input_tokens: own_input(), output_tokens, cached_tokens: 0 };
         return Checked { usage, estimated: true, rejections: Vec::new() };
     };
     let mut rejections = Vec::new();
@@ -192,7 +193,9 @@ pub fn check(
     };
     let estimated = input.is_none() || output.is_none();
     let input_tokens = input.unwrap_or_else(own_input);
-    let output_tokens = output.unwrap_or_else(own_output);
+    // The gateway's own count is what was streamed, but never more than the request
+    // allowed: a backend that ignores max_tokens is not the tenant's bill.
+    let output_tokens = output.unwrap_or_else(|| own_output().min(bounds.max_output));
     let cached_tokens = match r.cached {
         Count::Valid(n) if n <= input_tokens => n,
         Count::Valid(n) => {

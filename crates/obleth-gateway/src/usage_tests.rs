@@ -136,6 +136,15 @@ fn embeddings_report_no_output() {
 }
 
 #[test]
+fn the_gateways_count_is_bounded_by_the_request_too() {
+    // A backend that ignores max_tokens streamed far more than was asked for.
+    let c = check(None, &chat_bounds(), || 5, || 100_000);
+    assert_eq!(c.usage.output_tokens, 100 + OUTPUT_MARGIN_PER_CHOICE);
+    let c = check(reported(json!({"prompt_tokens": 5, "completion_tokens": -1})), &chat_bounds(), || 5, || 100_000);
+    assert_eq!(c.usage.output_tokens, 100 + OUTPUT_MARGIN_PER_CHOICE);
+}
+
+#[test]
 fn no_usage_is_the_gateways_count() {
     let c = run(None, chat_bounds());
     assert_eq!(c.usage, Usage { input_tokens: OWN_INPUT, output_tokens: OWN_OUTPUT, cached_tokens: 0 });
