@@ -16,7 +16,7 @@ pub use admission::{Admission, AdmissionClass, AdmissionRequest, Admitted, Rejec
 pub use cache::{Shared, SharedCache, SharedKind};
 pub use change::{ChangeEvent, ChangeNotifier};
 pub use key::{ApiKey, GeneratedKey, KeyHash};
-pub use model::Model;
+pub use model::{MAX_COST_PER_TOKEN, MAX_REQUEST_COST, Model, bounded_cost};
 pub use tenant::{Group, Quota, Tenant};
 pub use usage::{Usage, UsageRecord, UsageSink};
 

@@ -34,11 +34,25 @@ pub struct Model {
     pub updated_at: UnixMillis,
 }
 
+/// The highest price of one token a model may have (in the registry's currency unit):
+/// far above any real model's, low enough that a typo like `1e308` is refused.
+pub const MAX_COST_PER_TOKEN: f64 = 1000.0;
+
+/// The most one request may cost: finite, and within what budgets count in nanos.
+pub const MAX_REQUEST_COST: f64 = 1e9;
+
 impl Model {
-    /// Cost of a request in the registry's currency unit.
+    /// Cost of a request in the registry's currency unit, in `[0, MAX_REQUEST_COST]`
+    /// whatever the prices and counts (a price stored before they were bounded included).
     pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> f64 {
-        input_tokens as f64 * self.input_cost_per_token + output_tokens as f64 * self.output_cost_per_token
+        let cost = input_tokens as f64 * self.input_cost_per_token + output_tokens as f64 * self.output_cost_per_token;
+        bounded_cost(cost)
     }
+}
+
+/// `cost` within `[0, MAX_REQUEST_COST]`; NaN is 0.
+pub fn bounded_cost(cost: f64) -> f64 {
+    if cost.is_nan() { 0.0 } else { cost.clamp(0.0, MAX_REQUEST_COST) }
 }
 
 /// Checks a public model name: 1–128 printable ASCII characters without spaces
@@ -56,6 +70,24 @@ pub fn validate_model_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn costs_are_finite_and_bounded() {
+        let mut m: Model = serde_json::from_value(serde_json::json!({
+            "model_name": "m", "upstream_model": "m", "api_base": null, "input_cost_per_token": 1e308,
+            "output_cost_per_token": 0.002, "context_window": null, "enabled": true, "admission_weight": 1.0,
+            "max_in_flight": null, "created_at": 0, "updated_at": 0
+        }))
+        .expect("model");
+        assert_eq!(m.cost(10, 0), MAX_REQUEST_COST, "1e308 per token is not recorded as 0");
+        m.input_cost_per_token = f64::NAN;
+        assert_eq!(m.cost(10, 1), 0.0);
+        m.input_cost_per_token = 0.001;
+        assert!((m.cost(1000, 1000) - 3.0).abs() < 1e-9);
+        assert_eq!(m.cost(u64::MAX, u64::MAX), MAX_REQUEST_COST);
+        m.input_cost_per_token = -1.0;
+        assert_eq!(m.cost(10, 0), 0.0);
+    }
 
     #[test]
     fn model_names() {

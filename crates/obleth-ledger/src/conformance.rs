@@ -19,6 +19,7 @@ fn base(tag: &str) -> u64 {
         "rp" => 1,
         "st" => 2,
         "fi" => 3,
+        "ex" => 5,
         _ => 4,
     };
     BASE_MS + day * DAY_MS
@@ -41,9 +42,9 @@ pub fn row(tag: &str, n: u32, tenant: &str, model: &str, minutes: u64) -> Ledger
         requested_model: if n.is_multiple_of(2) { "auto".into() } else { model.into() },
         model: model.into(),
         upstream_model: format!("{model}-upstream"),
-        input_tokens: 100 + u64::from(n),
-        output_tokens: 10 * u64::from(n % 7),
-        cached_tokens: u64::from(n % 2) * 50,
+        input_tokens: 100 + n,
+        output_tokens: 10 * (n % 7),
+        cached_tokens: (n % 2) * 50,
         tokens_estimated: n.is_multiple_of(5),
         cost: 0.000_001_5 * f64::from(n + 1),
         queue_wait_ms: u64::from(n % 4) * 10,
@@ -81,6 +82,30 @@ pub async fn run(backend: &dyn LedgerBackend, tag: &str) {
     series_and_totals(backend, &format!("{tag}st")).await;
     filters(backend, &format!("{tag}fi")).await;
     awkward_strings(backend, &format!("{tag}aw")).await;
+    extremes(backend, &format!("{tag}ex")).await;
+}
+
+/// Token counts at the ends of their type come back whole (nothing wraps negative) and
+/// add up without overflowing; the largest cost a request may have comes back too.
+async fn extremes(backend: &dyn LedgerBackend, tag: &str) {
+    let mut max = row(tag, 0, "a", "m1", 0);
+    (max.input_tokens, max.output_tokens, max.cached_tokens) = (u32::MAX, u32::MAX, u32::MAX);
+    max.cost = obleth_core::MAX_REQUEST_COST;
+    let mut zero = row(tag, 1, "a", "m1", 1);
+    (zero.input_tokens, zero.output_tokens, zero.cached_tokens) = (0, 0, 0);
+    zero.cost = 0.0;
+    let mut again = row(tag, 2, "a", "m1", 2);
+    (again.input_tokens, again.output_tokens, again.cached_tokens) = (u32::MAX, 0, 0);
+    let rows = [max, zero, again];
+    backend.insert(&rows).await.expect("insert");
+    let mut got = backend.recent(&filter(tag, Some("a")), 10).await.expect("recent");
+    got.reverse();
+    assert_eq!(got, rows, "every count and cost as written");
+    let totals = backend.totals(&filter(tag, Some("a")), GroupBy::None).await.expect("totals");
+    let t = &totals[0];
+    assert_eq!(t.input_tokens, 2 * u64::from(u32::MAX), "{t:?}");
+    assert_eq!((t.output_tokens, t.cached_tokens), (u64::from(u32::MAX), u64::from(u32::MAX)), "{t:?}");
+    assert!((t.cost - obleth_core::MAX_REQUEST_COST - rows[2].cost).abs() < 1e-3, "{t:?}");
 }
 
 /// Every field comes back as written; newest first.
@@ -116,7 +141,7 @@ async fn replays_do_not_double_count(backend: &dyn LedgerBackend, tag: &str) {
     let totals = backend.totals(&filter(tag, Some("a")), GroupBy::None).await.expect("totals");
     assert_eq!(totals.len(), 1);
     assert_eq!(totals[0].requests, 50, "each request counted once: {totals:?}");
-    assert_eq!(totals[0].input_tokens, rows.iter().map(|r| r.input_tokens).sum::<u64>());
+    assert_eq!(totals[0].input_tokens, rows.iter().map(|r| u64::from(r.input_tokens)).sum::<u64>());
     assert_eq!(backend.recent(&filter(tag, Some("a")), 1000).await.expect("recent").len(), 50);
 }
 
@@ -136,8 +161,8 @@ async fn series_and_totals(backend: &dyn LedgerBackend, tag: &str) {
         let sel: Vec<&LedgerRow> = rows.iter().filter(|r| pred(r)).collect();
         (
             sel.len() as u64,
-            sel.iter().map(|r| r.input_tokens).sum(),
-            sel.iter().map(|r| r.output_tokens).sum(),
+            sel.iter().map(|r| u64::from(r.input_tokens)).sum(),
+            sel.iter().map(|r| u64::from(r.output_tokens)).sum(),
             sel.iter().map(|r| r.cost).sum(),
         )
     };

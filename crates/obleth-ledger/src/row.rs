@@ -23,9 +23,12 @@ pub struct LedgerRow {
     pub requested_model: String,
     pub model: String,
     pub upstream_model: String,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cached_tokens: u64,
+    /// Token counts are `u32` (4.29 billion a request, far past any context window;
+    /// the gateway bills at most 2^24): a type every backend's integer column holds
+    /// whole, so nothing wraps on the way in or out.
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+    pub cached_tokens: u32,
     #[serde(with = "flag")]
     pub tokens_estimated: bool,
     pub cost: f64,
@@ -63,11 +66,11 @@ impl From<UsageRecord> for LedgerRow {
             requested_model: r.requested_model.unwrap_or_default(),
             model: r.model.unwrap_or_default(),
             upstream_model: r.upstream_model.unwrap_or_default(),
-            input_tokens: usage.input_tokens,
-            output_tokens: usage.output_tokens,
-            cached_tokens: usage.cached_tokens,
+            input_tokens: tokens(usage.input_tokens),
+            output_tokens: tokens(usage.output_tokens),
+            cached_tokens: tokens(usage.cached_tokens),
             tokens_estimated: r.tokens_estimated,
-            cost: if r.cost.is_finite() { r.cost } else { 0.0 },
+            cost: obleth_core::bounded_cost(r.cost),
             queue_wait_ms: r.queue_wait_ms,
             ttft_ms: r.first_token_at.map(|t| ms(t).saturating_sub(received)),
             duration_ms: finished - received,
@@ -78,6 +81,11 @@ impl From<UsageRecord> for LedgerRow {
             client_disconnected: r.client_disconnected,
         }
     }
+}
+
+/// A count as the ledger stores it (saturating; the gateway's counts are far below).
+fn tokens(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 impl LedgerRow {

@@ -116,9 +116,9 @@ impl LedgerBackend for SqliteLedger {
                     .push_bind(r.requested_model.as_str())
                     .push_bind(r.model.as_str())
                     .push_bind(r.upstream_model.as_str())
-                    .push_bind(r.input_tokens as i64)
-                    .push_bind(r.output_tokens as i64)
-                    .push_bind(r.cached_tokens as i64)
+                    .push_bind(i64::from(r.input_tokens))
+                    .push_bind(i64::from(r.output_tokens))
+                    .push_bind(i64::from(r.cached_tokens))
                     .push_bind(r.tokens_estimated)
                     .push_bind(r.cost)
                     .push_bind(r.queue_wait_ms as i64)
@@ -246,9 +246,9 @@ fn row(r: &SqliteRow) -> Result<LedgerRow> {
         requested_model: r.try_get("requested_model").map_err(db)?,
         model: r.try_get("model").map_err(db)?,
         upstream_model: r.try_get("upstream_model").map_err(db)?,
-        input_tokens: get_u64(r, "input_tokens")?,
-        output_tokens: get_u64(r, "output_tokens")?,
-        cached_tokens: get_u64(r, "cached_tokens")?,
+        input_tokens: get_u32(r, "input_tokens")?,
+        output_tokens: get_u32(r, "output_tokens")?,
+        cached_tokens: get_u32(r, "cached_tokens")?,
         tokens_estimated: r.try_get("tokens_estimated").map_err(db)?,
         cost: r.try_get("cost").map_err(db)?,
         queue_wait_ms: get_u64(r, "queue_wait_ms")?,
@@ -264,6 +264,13 @@ fn row(r: &SqliteRow) -> Result<LedgerRow> {
 
 fn get_u64(row: &SqliteRow, name: &str) -> Result<u64> {
     Ok(row.try_get::<i64, _>(name).map_err(db)?.max(0) as u64)
+}
+
+/// A token count, refused rather than wrapped if the column holds anything else.
+fn get_u32(row: &SqliteRow, name: &str) -> Result<u32> {
+    let v = row.try_get::<i64, _>(name).map_err(db)?;
+    u32::try_from(v)
+        .map_err(|_| LedgerError::Database { status: 0, message: format!("{name} {v} is not a token count") })
 }
 
 fn db(e: sqlx::Error) -> LedgerError {

@@ -170,8 +170,11 @@ fn check_model(m: &Model) -> Result<()> {
     for (field, v) in
         [("input_cost_per_token", m.input_cost_per_token), ("output_cost_per_token", m.output_cost_per_token)]
     {
-        if !v.is_finite() || v < 0.0 {
-            return Err(invalid(field, "must be a non-negative number"));
+        if !v.is_finite() || !(0.0..=obleth_core::MAX_COST_PER_TOKEN).contains(&v) {
+            return Err(invalid(
+                field,
+                format!("must be a price per token from 0 to {}", obleth_core::MAX_COST_PER_TOKEN),
+            ));
         }
     }
     if !m.admission_weight.is_finite() || m.admission_weight <= 0.0 || m.admission_weight > 1000.0 {
