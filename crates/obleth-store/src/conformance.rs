@@ -53,6 +53,7 @@ pub async fn run(store: &dyn ControlPlaneStore) {
     audit(store).await;
     concurrent_patches(store).await;
     model_tags(store).await;
+    concurrent_clients(store).await;
 }
 
 /// Tags round-trip in order, are replaced by a patch, filter listings, and are validated.
@@ -843,4 +844,210 @@ async fn audit(store: &dyn ControlPlaneStore) {
     assert_invalid(store.list_audit(bad).await, "cursor", "bad audit cursor");
     let bad = AuditFilter { page: page(0, None), ..Default::default() };
     assert_invalid(store.list_audit(bad).await, "limit", "audit limit 0");
+}
+
+// === concurrent admin clients ===
+
+/// How many admin clients write at once in [`concurrent_clients`].
+const CLIENTS: usize = 16;
+/// Rounds each client plays.
+const ROUNDS: usize = 6;
+/// Contested tenants per round; `CLIENTS / CONTESTED` clients share each.
+const CONTESTED: usize = 4;
+
+/// What the clients saw, shared between them (a plain mutex, never held across an await).
+#[derive(Default)]
+struct Seen {
+    /// Operations by name: (answered, expected client errors).
+    ops: std::collections::BTreeMap<&'static str, (u32, u32)>,
+    /// Answers that break the contract: a server error, or a client error where none can be.
+    bad: Vec<String>,
+    /// Tenant id → the hashes of the keys stored for it (inserted, or made by a rotation).
+    issued: std::collections::HashMap<String, Vec<key::KeyHash>>,
+    /// Tenant id → the hashes each successful delete reported.
+    deleted: std::collections::HashMap<String, Vec<Vec<key::KeyHash>>>,
+}
+
+impl Seen {
+    /// Records one answer. `contested`: other clients act on the same tenant, so
+    /// NotFound, Conflict and Invalid are answers it may get; on a tenant of its own a
+    /// client expects success.
+    fn note<T>(&mut self, op: &'static str, contested: bool, result: &crate::Result<T>) -> bool {
+        let entry = self.ops.entry(op).or_default();
+        entry.0 += 1;
+        match result {
+            Ok(_) => return true,
+            Err(StoreError::NotFound { .. } | StoreError::Conflict(_) | StoreError::Invalid { .. }) if contested => {
+                entry.1 += 1
+            }
+            Err(e) => self.bad.push(format!("{op}: {e:?}")),
+        }
+        false
+    }
+}
+
+/// Sixteen admin clients at once, as the admin API runs them: each creates, patches,
+/// keys, rotates, revokes and deletes tenants of its own, and four of them at a time act
+/// on one contested tenant (two deletes racing a patch, a rotation, a key insert and a
+/// revocation). Every answer is a success or an expected client error (never a server
+/// error, never unavailable), and what is left is consistent: a deleted tenant is gone
+/// with all its keys, and its delete reported every key that was ever stored for it.
+async fn concurrent_clients(store: &dyn ControlPlaneStore) {
+    let seen = std::sync::Mutex::new(Seen::default());
+    let seen = &seen;
+
+    // The contested tenants, each with one key, made before the clients start.
+    let mut contested = vec![];
+    for r in 0..ROUNDS {
+        let mut row = vec![];
+        for k in 0..CONTESTED {
+            let t = store.create_tenant(tenant(&format!("cx-{r}-{k}"))).await.expect("contested tenant");
+            let (k, hash) = new_key(&t.id, Some("seed"), now_millis(), None);
+            store.insert_key(&k, hash).await.expect("seed key");
+            lock(seen).issued.entry(t.id.clone()).or_default().push(hash);
+            row.push((t.id, k.id));
+        }
+        contested.push(row);
+    }
+    let contested = &contested;
+
+    let client = |c: usize| async move {
+        let mut own = vec![];
+        for (r, row) in contested.iter().enumerate() {
+            // A tenant of its own, every operation expected to succeed.
+            let created = store.create_tenant(tenant(&format!("cc-{c}-{r}"))).await;
+            if !lock(seen).note("create_tenant", false, &created) {
+                continue;
+            }
+            let Ok(t) = created else { continue };
+            let mut keys = vec![];
+            for _ in 0..2 {
+                let (k, hash) = new_key(&t.id, None, now_millis(), None);
+                let inserted = store.insert_key(&k, hash).await;
+                if lock(seen).note("insert_key", false, &inserted) {
+                    lock(seen).issued.entry(t.id.clone()).or_default().push(hash);
+                    keys.push(k.id);
+                }
+            }
+            let patched = store.update_tenant(&t.id, TenantPatch { weight: Some(2), ..Default::default() }).await;
+            lock(seen).note("update_tenant", false, &patched);
+            if let Some(first) = keys.first() {
+                let (rotation, hash) = concurrent_rotation();
+                let rotated = store.rotate_key(first, rotation).await;
+                if lock(seen).note("rotate_key", false, &rotated) {
+                    lock(seen).issued.entry(t.id.clone()).or_default().push(hash);
+                }
+            }
+            if let Some(second) = keys.get(1) {
+                let revoked = store.revoke_key(second).await;
+                lock(seen).note("revoke_key", false, &revoked);
+            }
+            if r % 2 == 0 {
+                let deleted = store.delete_tenant(&t.id).await;
+                lock(seen).note("delete_tenant", false, &deleted);
+                if let Ok((_, hashes)) = deleted {
+                    lock(seen).deleted.entry(t.id.clone()).or_default().push(hashes.clone());
+                }
+            } else {
+                own.push(t.id);
+            }
+
+            // This round's contested tenant, shared with three other clients.
+            let (tenant_id, seed_key) = &row[c % CONTESTED];
+            match c / CONTESTED {
+                role @ (0 | 1) => {
+                    if role == 1 {
+                        let patch = TenantPatch { never_degrade: Some(true), ..Default::default() };
+                        let patched = store.update_tenant(tenant_id, patch).await;
+                        lock(seen).note("update_tenant", true, &patched);
+                    }
+                    let deleted = store.delete_tenant(tenant_id).await;
+                    lock(seen).note("delete_tenant", true, &deleted);
+                    if let Ok((_, hashes)) = deleted {
+                        lock(seen).deleted.entry(tenant_id.clone()).or_default().push(hashes.clone());
+                    }
+                }
+                2 => {
+                    let (rotation, hash) = concurrent_rotation();
+                    let rotated = store.rotate_key(seed_key, rotation).await;
+                    if lock(seen).note("rotate_key", true, &rotated) {
+                        lock(seen).issued.entry(tenant_id.clone()).or_default().push(hash);
+                    }
+                }
+                _ => {
+                    let (k, hash) = new_key(tenant_id, None, now_millis(), None);
+                    let inserted = store.insert_key(&k, hash).await;
+                    if lock(seen).note("insert_key", true, &inserted) {
+                        lock(seen).issued.entry(tenant_id.clone()).or_default().push(hash);
+                        let revoked = store.revoke_key(&k.id).await;
+                        lock(seen).note("revoke_key", true, &revoked);
+                    }
+                }
+            }
+        }
+        own
+    };
+    let kept: Vec<String> = futures_util::future::join_all((0..CLIENTS).map(client)).await.concat();
+
+    let seen = std::mem::take(&mut *lock(seen));
+    let answered: u32 = seen.ops.values().map(|(n, _)| n).sum();
+    assert!(
+        seen.bad.is_empty(),
+        "{} of {answered} operations of {CLIENTS} concurrent clients broke the contract (answers by operation, \
+         expected client errors: {:?}); first ones: {:#?}",
+        seen.bad.len(),
+        seen.ops,
+        &seen.bad[..seen.bad.len().min(8)],
+    );
+
+    // Every contested tenant was deleted exactly once (two deletes raced; one found it gone).
+    for (tenant_id, _) in contested.iter().flatten() {
+        let deletes = seen.deleted.get(tenant_id).map_or(0, Vec::len);
+        assert_eq!(deletes, 1, "contested tenant {tenant_id}: {deletes} successful deletes");
+    }
+    // A deleted tenant is gone with its keys, and its delete reported every key stored
+    // for it: a key stored after the delete would have been refused.
+    for (tenant_id, reports) in &seen.deleted {
+        match store.get_tenant(tenant_id).await {
+            Err(StoreError::NotFound { .. }) => {}
+            other => panic!("deleted tenant {tenant_id} still answers: {other:?}"),
+        }
+        let filter = KeyFilter { tenant_id: Some(tenant_id.clone()), prefix: None, include_revoked: true };
+        let left = store.list_keys(filter).await.expect("list keys");
+        assert!(left.is_empty(), "deleted tenant {tenant_id} left keys behind: {left:?}");
+        let reported: std::collections::HashSet<_> = reports.iter().flatten().copied().collect();
+        for hash in seen.issued.get(tenant_id).into_iter().flatten() {
+            assert_eq!(store.lookup_key(hash).await.expect("lookup"), None, "a key of deleted tenant {tenant_id}");
+            assert!(reported.contains(hash), "the delete of {tenant_id} did not report a key stored for it");
+        }
+    }
+    // A tenant nobody deleted has all its keys, and nothing else.
+    for tenant_id in &kept {
+        store.get_tenant(tenant_id).await.expect("kept tenant");
+        let filter = KeyFilter { tenant_id: Some(tenant_id.clone()), prefix: None, include_revoked: true };
+        let mut left: Vec<_> = store.list_keys(filter).await.expect("list keys").into_iter().map(|k| k.id).collect();
+        left.sort();
+        let issued = seen.issued.get(tenant_id).map_or(0, Vec::len);
+        assert_eq!(left.len(), issued, "kept tenant {tenant_id}: keys {left:?}");
+        store.delete_tenant(tenant_id).await.expect("cleanup");
+    }
+}
+
+fn lock(seen: &std::sync::Mutex<Seen>) -> std::sync::MutexGuard<'_, Seen> {
+    seen.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A rotation of some key with the default overlap, and the new key's hash.
+fn concurrent_rotation() -> (KeyRotation, key::KeyHash) {
+    let g = key::generate();
+    let rotation = KeyRotation {
+        new_id: obleth_core::new_id("key_"),
+        new_prefix: g.prefix,
+        new_hash: g.hash,
+        new_name: None,
+        new_expires_at: None,
+        now: now_millis(),
+        overlap_ms: 3_600_000,
+    };
+    (rotation, g.hash)
 }

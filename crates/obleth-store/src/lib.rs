@@ -16,6 +16,7 @@ use serde_json::Value;
 pub mod conformance;
 mod guard;
 mod postgres;
+mod retry;
 mod rules;
 mod sqlite;
 

@@ -5,6 +5,12 @@
 //! write updates run in a transaction holding the row lock (no lost updates between
 //! replicas), deleting a tenant locks it first (a key inserted concurrently is either
 //! reported or refused), and revocation is a single statement.
+//!
+//! Lock order: a transaction that locks a tenant and some of its keys locks the tenant
+//! first (a delete locks it `FOR UPDATE`, a rotation `FOR KEY SHARE`, the lock a key's
+//! foreign key takes anyway), so a delete and a rotation of the same tenant wait for
+//! each other instead of deadlocking. Deadlocks and serialization failures that still
+//! happen are run again by [`retry`], like every write.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -15,6 +21,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgExecutor, PgPool, Row};
 
+use crate::retry::{Failure, retry};
 use crate::rules::{Arg, MODEL_CURSOR, TENANT_CURSOR};
 use crate::{
     AuditEntry, AuditFilter, ControlPlaneStore, GroupSettings, KeyFilter, KeyRotation, ModelFilter, ModelPatch,
@@ -71,7 +78,7 @@ impl PostgresStore {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await
-            .map_err(|e| match db_err(e) {
+            .map_err(|e| match db_err(e).error {
                 StoreError::Unavailable(m) => {
                     StoreError::Unavailable(format!("cannot connect to Postgres at {target}: {m}"))
                 }
@@ -80,7 +87,7 @@ impl PostgresStore {
                 other => other,
             })?;
         MIGRATOR.run(&pool).await.map_err(|e| match e {
-            sqlx::migrate::MigrateError::Execute(e) => match db_err(e) {
+            sqlx::migrate::MigrateError::Execute(e) => match db_err(e).error {
                 StoreError::Backend(m) => StoreError::Backend(format!("migration failed: {m}")),
                 other => other,
             },
@@ -96,20 +103,20 @@ impl PostgresStore {
 }
 
 /// Reads a tenant by id or name; `lock` takes the row lock (inside a transaction).
-async fn fetch_tenant<'e>(exec: impl PgExecutor<'e>, id_or_name: &str, lock: bool) -> Result<Tenant> {
+async fn fetch_tenant<'e>(exec: impl PgExecutor<'e>, id_or_name: &str, lock: bool) -> Result<Tenant, Failure> {
     let column = if id_or_name.starts_with(TENANT_ID_PREFIX) { "id" } else { "name" };
     let lock = if lock { " FOR UPDATE" } else { "" };
-    sqlx::query(&format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE {column} = $1{lock}"))
+    Ok(sqlx::query(&format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE {column} = $1{lock}"))
         .bind(id_or_name)
         .fetch_optional(exec)
         .await
         .map_err(db_err)?
         .map(|r| tenant_from_row(&r))
         .transpose()?
-        .ok_or_else(|| StoreError::not_found("tenant", id_or_name))
+        .ok_or_else(|| StoreError::not_found("tenant", id_or_name))?)
 }
 
-async fn write_tenant<'e>(exec: impl PgExecutor<'e>, t: &Tenant, insert: bool) -> Result<()> {
+async fn write_tenant<'e>(exec: impl PgExecutor<'e>, t: &Tenant, insert: bool) -> Result<(), Failure> {
     let sql = if insert {
         "INSERT INTO tenants (name, weight, group_name, allowed_models, disabled, never_degrade,
             quota_tpm, quota_rpm, quota_max_in_flight, quota_monthly_budget, quota_lifetime_budget,
@@ -126,7 +133,7 @@ async fn write_tenant<'e>(exec: impl PgExecutor<'e>, t: &Tenant, insert: bool) -
     sqlx::query(sql)
         .bind(&t.name)
         // The rules cap weights far below i32::MAX.
-        .bind(i32::try_from(t.weight).map_err(|_| crate::invalid("weight", "out of range"))?)
+        .bind(i32::try_from(t.weight).map_err(|_| Failure::from(crate::invalid("weight", "out of range")))?)
         .bind(&t.group)
         .bind(allowed)
         .bind(t.disabled)
@@ -147,19 +154,19 @@ async fn write_tenant<'e>(exec: impl PgExecutor<'e>, t: &Tenant, insert: bool) -
     Ok(())
 }
 
-async fn fetch_model<'e>(exec: impl PgExecutor<'e>, name: &str, lock: bool) -> Result<Model> {
+async fn fetch_model<'e>(exec: impl PgExecutor<'e>, name: &str, lock: bool) -> Result<Model, Failure> {
     let lock = if lock { " FOR UPDATE" } else { "" };
-    sqlx::query(&format!("SELECT {MODEL_COLUMNS} FROM models WHERE model_name = $1{lock}"))
+    Ok(sqlx::query(&format!("SELECT {MODEL_COLUMNS} FROM models WHERE model_name = $1{lock}"))
         .bind(name)
         .fetch_optional(exec)
         .await
         .map_err(db_err)?
         .map(|r| model_from_row(&r))
         .transpose()?
-        .ok_or_else(|| StoreError::not_found("model", name))
+        .ok_or_else(|| StoreError::not_found("model", name))?)
 }
 
-async fn write_model<'e>(exec: impl PgExecutor<'e>, m: &Model, insert: bool) -> Result<()> {
+async fn write_model<'e>(exec: impl PgExecutor<'e>, m: &Model, insert: bool) -> Result<(), Failure> {
     let sql = if insert {
         "INSERT INTO models (upstream_model, api_base, api_key, input_cost_per_token,
             output_cost_per_token, context_window, enabled, admission_weight, max_in_flight,
@@ -174,7 +181,7 @@ async fn write_model<'e>(exec: impl PgExecutor<'e>, m: &Model, insert: bool) -> 
     let api_key = m.api_key.as_ref().map(|k| k.expose_secret().to_owned());
     // Postgres text cannot hold NUL (SQLite can); refuse it as input rather than fail as a 500.
     if api_key.as_ref().is_some_and(|k| k.contains('\0')) {
-        return Err(crate::invalid("api_key", "must not contain NUL characters"));
+        return Err(crate::invalid("api_key", "must not contain NUL characters").into());
     }
     sqlx::query(sql)
         .bind(&m.upstream_model)
@@ -205,12 +212,13 @@ impl ControlPlaneStore for PostgresStore {
 
     async fn create_tenant(&self, new: NewTenant) -> Result<Tenant> {
         let tenant = rules::new_tenant(new)?;
-        write_tenant(&self.pool, &tenant, true).await?;
-        Ok(tenant)
+        let tenant = &tenant;
+        retry("create_tenant", move || write_tenant(&self.pool, tenant, true)).await?;
+        Ok(tenant.clone())
     }
 
     async fn get_tenant(&self, id_or_name: &str) -> Result<Tenant> {
-        fetch_tenant(&self.pool, id_or_name, false).await
+        Ok(fetch_tenant(&self.pool, id_or_name, false).await?)
     }
 
     async fn list_tenants(&self) -> Result<Vec<Tenant>> {
@@ -224,52 +232,69 @@ impl ControlPlaneStore for PostgresStore {
     }
 
     async fn update_tenant(&self, id_or_name: &str, patch: TenantPatch) -> Result<Tenant> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let current = fetch_tenant(&mut *tx, id_or_name, true).await?;
-        let updated = rules::patch_tenant(current, patch)?;
-        write_tenant(&mut *tx, &updated, false).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(updated)
+        let patch = &patch;
+        retry("update_tenant", move || async move {
+            let mut tx = self.pool.begin().await.map_err(db_err)?;
+            let current = fetch_tenant(&mut *tx, id_or_name, true).await?;
+            let updated = rules::patch_tenant(current, patch.clone())?;
+            write_tenant(&mut *tx, &updated, false).await?;
+            tx.commit().await.map_err(db_err)?;
+            Ok(updated)
+        })
+        .await
     }
 
     async fn delete_tenant(&self, id_or_name: &str) -> Result<(Tenant, Vec<KeyHash>)> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        // The row lock conflicts with the key lock an INSERT INTO api_keys takes on its
-        // tenant, so no key can slip in between collecting the hashes and the delete.
-        let tenant = fetch_tenant(&mut *tx, id_or_name, true).await?;
-        let hashes: Vec<String> = sqlx::query_scalar("DELETE FROM api_keys WHERE tenant_id = $1 RETURNING key_hash")
-            .bind(&tenant.id)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        sqlx::query("DELETE FROM tenants WHERE id = $1").bind(&tenant.id).execute(&mut *tx).await.map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        Ok((tenant, hashes.iter().filter_map(|h| KeyHash::from_hex(h)).collect()))
+        retry("delete_tenant", move || async move {
+            let mut tx = self.pool.begin().await.map_err(db_err)?;
+            // The row lock conflicts with the key lock an INSERT INTO api_keys takes on its
+            // tenant, so no key can slip in between collecting the hashes and the delete.
+            let tenant = fetch_tenant(&mut *tx, id_or_name, true).await?;
+            let hashes: Vec<String> =
+                sqlx::query_scalar("DELETE FROM api_keys WHERE tenant_id = $1 RETURNING key_hash")
+                    .bind(&tenant.id)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            sqlx::query("DELETE FROM tenants WHERE id = $1")
+                .bind(&tenant.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            tx.commit().await.map_err(db_err)?;
+            Ok((tenant, hashes.iter().filter_map(|h| KeyHash::from_hex(h)).collect()))
+        })
+        .await
     }
 
     async fn insert_key(&self, key: &ApiKey, hash: KeyHash) -> Result<()> {
         if key.name.as_ref().is_some_and(|n| n.contains('\0')) {
             return Err(crate::invalid("name", "must not contain NUL characters"));
         }
-        sqlx::query(
-            "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, created_at, expires_at, revoked_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&key.id)
-        .bind(&key.tenant_id)
-        .bind(&key.name)
-        .bind(&key.prefix)
-        .bind(hash.to_hex())
-        .bind(key.created_at)
-        .bind(key.expires_at)
-        .bind(key.revoked_at)
-        .execute(&self.pool)
+        retry("insert_key", move || async move {
+            sqlx::query(
+                "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, created_at, expires_at, revoked_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&key.id)
+            .bind(&key.tenant_id)
+            .bind(&key.name)
+            .bind(&key.prefix)
+            .bind(hash.to_hex())
+            .bind(key.created_at)
+            .bind(key.expires_at)
+            .bind(key.revoked_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+                    StoreError::not_found("tenant", &key.tenant_id).into()
+                }
+                _ => conflict_or(e, "key already exists".into()),
+            })?;
+            Ok(())
+        })
         .await
-        .map_err(|e| match &e {
-            sqlx::Error::Database(d) if d.is_foreign_key_violation() => StoreError::not_found("tenant", &key.tenant_id),
-            _ => conflict_or(e, "key already exists".into()),
-        })?;
-        Ok(())
     }
 
     async fn list_keys(&self, filter: KeyFilter) -> Result<Vec<ApiKey>> {
@@ -280,14 +305,18 @@ impl ControlPlaneStore for PostgresStore {
 
     async fn revoke_key(&self, id: &str) -> Result<(ApiKey, KeyHash)> {
         // COALESCE keeps the first revocation time: revoking again changes nothing.
-        let row = sqlx::query(&format!(
-            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 RETURNING {KEY_COLUMNS}"
-        ))
-        .bind(now_millis())
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)?
+        let now = now_millis();
+        let row = retry("revoke_key", move || async move {
+            sqlx::query(&format!(
+                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 RETURNING {KEY_COLUMNS}"
+            ))
+            .bind(now)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)
+        })
+        .await?
         .ok_or_else(|| StoreError::not_found("key", id))?;
         let hash: String = row.try_get("key_hash").map_err(db_err)?;
         let hash = KeyHash::from_hex(&hash).ok_or_else(|| StoreError::Backend("corrupt key hash".into()))?;
@@ -307,12 +336,13 @@ impl ControlPlaneStore for PostgresStore {
 
     async fn create_model(&self, new: NewModel) -> Result<Model> {
         let model = rules::new_model(new)?;
-        write_model(&self.pool, &model, true).await?;
-        Ok(model)
+        let model = &model;
+        retry("create_model", move || write_model(&self.pool, model, true)).await?;
+        Ok(model.clone())
     }
 
     async fn get_model(&self, name: &str) -> Result<Model> {
-        fetch_model(&self.pool, name, false).await
+        Ok(fetch_model(&self.pool, name, false).await?)
     }
 
     async fn list_models(&self) -> Result<Vec<Model>> {
@@ -326,45 +356,58 @@ impl ControlPlaneStore for PostgresStore {
     }
 
     async fn update_model(&self, name: &str, patch: ModelPatch) -> Result<Model> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let current = fetch_model(&mut *tx, name, true).await?;
-        let updated = rules::patch_model(current, patch)?;
-        write_model(&mut *tx, &updated, false).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(updated)
+        let patch = &patch;
+        retry("update_model", move || async move {
+            let mut tx = self.pool.begin().await.map_err(db_err)?;
+            let current = fetch_model(&mut *tx, name, true).await?;
+            let updated = rules::patch_model(current, patch.clone())?;
+            write_model(&mut *tx, &updated, false).await?;
+            tx.commit().await.map_err(db_err)?;
+            Ok(updated)
+        })
+        .await
     }
 
     async fn delete_model(&self, name: &str) -> Result<Model> {
-        sqlx::query(&format!("DELETE FROM models WHERE model_name = $1 RETURNING {MODEL_COLUMNS}"))
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?
-            .map(|r| model_from_row(&r))
-            .transpose()?
-            .ok_or_else(|| StoreError::not_found("model", name))
+        retry("delete_model", move || async move {
+            sqlx::query(&format!("DELETE FROM models WHERE model_name = $1 RETURNING {MODEL_COLUMNS}"))
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)
+        })
+        .await?
+        .map(|r| model_from_row(&r))
+        .transpose()?
+        .ok_or_else(|| StoreError::not_found("model", name))
     }
 
     async fn put_group(&self, name: &str, settings: GroupSettings) -> Result<Group> {
         rules::check_group(name, &settings)?;
         let now = now_millis();
         let int = |field: &'static str, v: u32| i32::try_from(v).map_err(|_| crate::invalid(field, "out of range"));
-        sqlx::query(&format!(
-            "INSERT INTO groups (name, weight, reserved_slots, max_slots, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $5)
-             ON CONFLICT (name) DO UPDATE SET weight = EXCLUDED.weight, reserved_slots = EXCLUDED.reserved_slots,
-             max_slots = EXCLUDED.max_slots, updated_at = EXCLUDED.updated_at
-             RETURNING {GROUP_COLUMNS}"
-        ))
-        .bind(name)
-        .bind(int("weight", settings.weight)?)
-        .bind(settings.reserved_slots.map(|v| int("reserved_slots", v)).transpose()?)
-        .bind(settings.max_slots.map(|v| int("max_slots", v)).transpose()?)
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_err)
-        .and_then(|r| group_from_row(&r))
+        let weight = int("weight", settings.weight)?;
+        let reserved = settings.reserved_slots.map(|v| int("reserved_slots", v)).transpose()?;
+        let max = settings.max_slots.map(|v| int("max_slots", v)).transpose()?;
+        let row = retry("put_group", move || async move {
+            sqlx::query(&format!(
+                "INSERT INTO groups (name, weight, reserved_slots, max_slots, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $5)
+                 ON CONFLICT (name) DO UPDATE SET weight = EXCLUDED.weight, reserved_slots = EXCLUDED.reserved_slots,
+                 max_slots = EXCLUDED.max_slots, updated_at = EXCLUDED.updated_at
+                 RETURNING {GROUP_COLUMNS}"
+            ))
+            .bind(name)
+            .bind(weight)
+            .bind(reserved)
+            .bind(max)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)
+        })
+        .await?;
+        group_from_row(&row)
     }
 
     async fn get_group(&self, name: &str) -> Result<Group> {
@@ -389,14 +432,17 @@ impl ControlPlaneStore for PostgresStore {
     }
 
     async fn delete_group(&self, name: &str) -> Result<Group> {
-        sqlx::query(&format!("DELETE FROM groups WHERE name = $1 RETURNING {GROUP_COLUMNS}"))
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?
-            .map(|r| group_from_row(&r))
-            .transpose()?
-            .ok_or_else(|| StoreError::not_found("group", name))
+        retry("delete_group", move || async move {
+            sqlx::query(&format!("DELETE FROM groups WHERE name = $1 RETURNING {GROUP_COLUMNS}"))
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)
+        })
+        .await?
+        .map(|r| group_from_row(&r))
+        .transpose()?
+        .ok_or_else(|| StoreError::not_found("group", name))
     }
 
     async fn list_tenants_page(&self, filter: TenantFilter, page: PageRequest) -> Result<Page<Tenant>> {
@@ -449,65 +495,92 @@ impl ControlPlaneStore for PostgresStore {
 
     async fn rotate_key(&self, id: &str, rotation: KeyRotation) -> Result<RotatedKey> {
         rules::check_rotation(&rotation)?;
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        // The row lock is held until the new key is in.
-        let row = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1 FOR UPDATE"))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .ok_or_else(|| StoreError::not_found("key", id))?;
-        let mut old = key_from_row(&row)?;
-        let old_hash: String = row.try_get("key_hash").map_err(db_err)?;
-        let old_hash = KeyHash::from_hex(&old_hash).ok_or_else(|| StoreError::Backend("corrupt key hash".into()))?;
-        let previous_expires_at = old.expires_at;
-        old.expires_at = Some(rules::rotated_expiry(&old, &rotation)?);
-        sqlx::query("UPDATE api_keys SET expires_at = $1 WHERE id = $2")
-            .bind(old.expires_at)
-            .bind(id)
+        let rotation = &rotation;
+        retry("rotate_key", move || async move {
+            let mut tx = self.pool.begin().await.map_err(db_err)?;
+            // The tenant first, as a delete takes it (see the module doc): with the key's row
+            // locked first, a delete of its tenant holding the tenant's row and waiting for the
+            // key's would deadlock with the new key's foreign-key check on the tenant. A key
+            // never changes tenant, so reading it unlocked to find the tenant is enough.
+            let tenant_id: Option<String> = sqlx::query_scalar("SELECT tenant_id FROM api_keys WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            let tenant_id = tenant_id.ok_or_else(|| StoreError::not_found("key", id))?;
+            // A tenant deleted meanwhile took its keys with it.
+            sqlx::query("SELECT 1 FROM tenants WHERE id = $1 FOR KEY SHARE")
+                .bind(&tenant_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .ok_or_else(|| StoreError::not_found("key", id))?;
+            // The key's row lock is held until the new key is in.
+            let row = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1 FOR UPDATE"))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .ok_or_else(|| StoreError::not_found("key", id))?;
+            let mut old = key_from_row(&row)?;
+            let old_hash: String = row.try_get("key_hash").map_err(db_err)?;
+            let old_hash =
+                KeyHash::from_hex(&old_hash).ok_or_else(|| StoreError::Backend("corrupt key hash".into()))?;
+            let previous_expires_at = old.expires_at;
+            old.expires_at = Some(rules::rotated_expiry(&old, rotation)?);
+            sqlx::query("UPDATE api_keys SET expires_at = $1 WHERE id = $2")
+                .bind(old.expires_at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            let new = rules::rotated_key(&old, rotation);
+            if new.name.as_ref().is_some_and(|n| n.contains('\0')) {
+                return Err(crate::invalid("name", "must not contain NUL characters").into());
+            }
+            sqlx::query(
+                "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, created_at, expires_at, revoked_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&new.id)
+            .bind(&new.tenant_id)
+            .bind(&new.name)
+            .bind(&new.prefix)
+            .bind(rotation.new_hash.to_hex())
+            .bind(new.created_at)
+            .bind(new.expires_at)
+            .bind(new.revoked_at)
             .execute(&mut *tx)
             .await
-            .map_err(db_err)?;
-        let new = rules::rotated_key(&old, &rotation);
-        if new.name.as_ref().is_some_and(|n| n.contains('\0')) {
-            return Err(crate::invalid("name", "must not contain NUL characters"));
-        }
-        sqlx::query(
-            "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, created_at, expires_at, revoked_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&new.id)
-        .bind(&new.tenant_id)
-        .bind(&new.name)
-        .bind(&new.prefix)
-        .bind(rotation.new_hash.to_hex())
-        .bind(new.created_at)
-        .bind(new.expires_at)
-        .bind(new.revoked_at)
-        .execute(&mut *tx)
+            .map_err(|e| conflict_or(e, "key already exists".into()))?;
+            tx.commit().await.map_err(db_err)?;
+            Ok(RotatedKey { old, previous_expires_at, old_hash, new })
+        })
         .await
-        .map_err(|e| conflict_or(e, "key already exists".into()))?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(RotatedKey { old, previous_expires_at, old_hash, new })
     }
 
     async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry> {
         rules::check_audit(&entry)?;
         let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO audit_log (at, actor, action, resource_kind, resource_id, before, after)
-             VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb) RETURNING id",
-        )
-        .bind(entry.at)
-        .bind(&entry.actor)
-        .bind(&entry.action)
-        .bind(&entry.resource_kind)
-        .bind(&entry.resource_id)
-        .bind(json(&entry.before))
-        .bind(json(&entry.after))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_err)?;
+        let (before, after) = (json(&entry.before), json(&entry.after));
+        let (entry_ref, before, after) = (&entry, &before, &after);
+        let id: i64 = retry("append_audit", move || async move {
+            sqlx::query_scalar(
+                "INSERT INTO audit_log (at, actor, action, resource_kind, resource_id, before, after)
+                 VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb) RETURNING id",
+            )
+            .bind(entry_ref.at)
+            .bind(&entry_ref.actor)
+            .bind(&entry_ref.action)
+            .bind(&entry_ref.resource_kind)
+            .bind(&entry_ref.resource_id)
+            .bind(before)
+            .bind(after)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)
+        })
+        .await?;
         Ok(AuditEntry {
             id,
             at: entry.at,
@@ -585,7 +658,7 @@ impl Sql {
                 Arg::Bool(v) => q.bind(v),
             };
         }
-        q.fetch_all(pool).await.map_err(db_err)
+        Ok(q.fetch_all(pool).await.map_err(db_err)?)
     }
 }
 
@@ -716,27 +789,34 @@ fn model_from_row(row: &PgRow) -> Result<Model> {
 /// away or starting up (class 08, 57P01..57P03), too many connections (53300), or a
 /// transaction lost a serialization race or a deadlock (40001, 40P01).
 fn is_transient(code: &str) -> bool {
-    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01")
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300") || is_contention(code)
 }
 
-fn db_err(e: sqlx::Error) -> StoreError {
+/// The transaction was rolled back because of concurrent ones (a serialization failure
+/// or a deadlock's victim): running it again is safe, and [`retry`] does.
+fn is_contention(code: &str) -> bool {
+    matches!(code, "40001" | "40P01")
+}
+
+fn db_err(e: sqlx::Error) -> Failure {
     match e {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()).into(),
+        sqlx::Error::Database(d) if d.code().is_some_and(|c| is_contention(&c)) => Failure::contended(d.to_string()),
         sqlx::Error::Database(d) if d.code().is_some_and(|c| is_transient(&c)) => {
-            StoreError::Unavailable(d.to_string())
+            StoreError::Unavailable(d.to_string()).into()
         }
-        other => StoreError::Backend(other.to_string()),
+        other => StoreError::Backend(other.to_string()).into(),
     }
 }
 
 /// A unique violation (23505) is a conflict; anything else is mapped by [`db_err`].
-fn conflict_or(e: sqlx::Error, conflict: String) -> StoreError {
+fn conflict_or(e: sqlx::Error, conflict: String) -> Failure {
     match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(conflict),
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(conflict).into(),
         _ => db_err(e),
     }
 }

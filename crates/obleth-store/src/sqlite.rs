@@ -1,4 +1,13 @@
 //! The embedded control-plane store: one SQLite file, created and migrated at start.
+//!
+//! Writers take SQLite's write lock up front. A deferred transaction that reads first
+//! and writes later must upgrade its read lock; if another connection wrote in between,
+//! SQLite refuses the upgrade at once with `SQLITE_BUSY` (its busy timeout cannot help:
+//! waiting could deadlock), which left tenants in place under concurrent admin clients.
+//! So every write is one statement, or a transaction opened with `BEGIN IMMEDIATE`
+//! ([`SqliteStore::begin_write`]), which waits for the lock (up to the busy timeout)
+//! before reading anything; and each runs through [`retry`], which runs it again if
+//! SQLite still answered busy.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -7,8 +16,9 @@ use async_trait::async_trait;
 use obleth_core::{ApiKey, Group, KeyHash, Model, Quota, Tenant, now_millis, tenant::TENANT_ID_PREFIX};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
-use sqlx::{Row, SqliteExecutor, SqlitePool};
+use sqlx::{Row, Sqlite, SqliteExecutor, SqlitePool, Transaction};
 
+use crate::retry::{Failure, retry};
 use crate::rules::{Arg, MODEL_CURSOR, TENANT_CURSOR};
 use crate::{
     AuditEntry, AuditFilter, ControlPlaneStore, GroupSettings, KeyFilter, KeyRotation, ModelFilter, ModelPatch,
@@ -46,20 +56,25 @@ impl SqliteStore {
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
         Ok(SqliteStore { pool })
     }
+
+    /// A transaction holding SQLite's write lock from its first statement on.
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, Failure> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)
+    }
 }
 
 /// Reads a tenant by id or name.
-async fn tenant_row<'e>(exec: impl SqliteExecutor<'e>, id_or_name: &str) -> Result<Tenant> {
+async fn tenant_row<'e>(exec: impl SqliteExecutor<'e>, id_or_name: &str) -> Result<Tenant, Failure> {
     let column = if id_or_name.starts_with(TENANT_ID_PREFIX) { "id" } else { "name" };
     let row = sqlx::query(&format!("SELECT * FROM tenants WHERE {column} = ?"))
         .bind(id_or_name)
         .fetch_optional(exec)
         .await
         .map_err(db_err)?;
-    row.map(tenant_from_row).transpose()?.ok_or_else(|| StoreError::not_found("tenant", id_or_name))
+    Ok(row.map(tenant_from_row).transpose()?.ok_or_else(|| StoreError::not_found("tenant", id_or_name))?)
 }
 
-async fn write_tenant<'e>(exec: impl SqliteExecutor<'e>, t: &Tenant, insert: bool) -> Result<()> {
+async fn write_tenant<'e>(exec: impl SqliteExecutor<'e>, t: &Tenant, insert: bool) -> Result<(), Failure> {
     let sql = if insert {
         "INSERT INTO tenants (name, weight, group_name, allowed_models, disabled, never_degrade,
             quota_tpm, quota_rpm, quota_max_in_flight, quota_monthly_budget, quota_lifetime_budget,
@@ -92,18 +107,18 @@ async fn write_tenant<'e>(exec: impl SqliteExecutor<'e>, t: &Tenant, insert: boo
     Ok(())
 }
 
-async fn model_row<'e>(exec: impl SqliteExecutor<'e>, name: &str) -> Result<Model> {
-    sqlx::query("SELECT * FROM models WHERE model_name = ?")
+async fn model_row<'e>(exec: impl SqliteExecutor<'e>, name: &str) -> Result<Model, Failure> {
+    Ok(sqlx::query("SELECT * FROM models WHERE model_name = ?")
         .bind(name)
         .fetch_optional(exec)
         .await
         .map_err(db_err)?
         .map(model_from_row)
         .transpose()?
-        .ok_or_else(|| StoreError::not_found("model", name))
+        .ok_or_else(|| StoreError::not_found("model", name))?)
 }
 
-async fn write_model<'e>(exec: impl SqliteExecutor<'e>, m: &Model, insert: bool) -> Result<()> {
+async fn write_model<'e>(exec: impl SqliteExecutor<'e>, m: &Model, insert: bool) -> Result<(), Failure> {
     let sql = if insert {
         "INSERT INTO models (upstream_model, api_base, api_key, input_cost_per_token,
             output_cost_per_token, context_window, enabled, admission_weight, max_in_flight, tags,
@@ -142,12 +157,13 @@ impl ControlPlaneStore for SqliteStore {
 
     async fn create_tenant(&self, new: NewTenant) -> Result<Tenant> {
         let tenant = rules::new_tenant(new)?;
-        write_tenant(&self.pool, &tenant, true).await?;
-        Ok(tenant)
+        let tenant = &tenant;
+        retry("create_tenant", move || write_tenant(&self.pool, tenant, true)).await?;
+        Ok(tenant.clone())
     }
 
     async fn get_tenant(&self, id_or_name: &str) -> Result<Tenant> {
-        tenant_row(&self.pool, id_or_name).await
+        Ok(tenant_row(&self.pool, id_or_name).await?)
     }
 
     async fn list_tenants(&self) -> Result<Vec<Tenant>> {
@@ -163,47 +179,61 @@ impl ControlPlaneStore for SqliteStore {
     async fn update_tenant(&self, id_or_name: &str, patch: TenantPatch) -> Result<Tenant> {
         // Read and write in one write transaction, so that concurrent patches of the
         // same tenant cannot undo each other.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
-        let current = tenant_row(&mut *tx, id_or_name).await?;
-        let updated = rules::patch_tenant(current, patch)?;
-        write_tenant(&mut *tx, &updated, false).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(updated)
+        let patch = &patch;
+        retry("update_tenant", move || async move {
+            let mut tx = self.begin_write().await?;
+            let current = tenant_row(&mut *tx, id_or_name).await?;
+            let updated = rules::patch_tenant(current, patch.clone())?;
+            write_tenant(&mut *tx, &updated, false).await?;
+            tx.commit().await.map_err(db_err)?;
+            Ok(updated)
+        })
+        .await
     }
 
     async fn delete_tenant(&self, id_or_name: &str) -> Result<(Tenant, Vec<KeyHash>)> {
-        let tenant = tenant_row(&self.pool, id_or_name).await?;
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let hashes: Vec<String> = sqlx::query_scalar("SELECT key_hash FROM api_keys WHERE tenant_id = ?")
-            .bind(&tenant.id)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        sqlx::query("DELETE FROM tenants WHERE id = ?").bind(&tenant.id).execute(&mut *tx).await.map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        Ok((tenant, hashes.iter().filter_map(|h| KeyHash::from_hex(h)).collect()))
+        // The lookup, the keys' hashes and the delete under one write lock: no key can be
+        // added in between and go unreported (the cascade would delete it unseen).
+        retry("delete_tenant", move || async move {
+            let mut tx = self.begin_write().await?;
+            let tenant = tenant_row(&mut *tx, id_or_name).await?;
+            let hashes: Vec<String> = sqlx::query_scalar("SELECT key_hash FROM api_keys WHERE tenant_id = ?")
+                .bind(&tenant.id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            sqlx::query("DELETE FROM tenants WHERE id = ?").bind(&tenant.id).execute(&mut *tx).await.map_err(db_err)?;
+            tx.commit().await.map_err(db_err)?;
+            Ok((tenant, hashes.iter().filter_map(|h| KeyHash::from_hex(h)).collect()))
+        })
+        .await
     }
 
     async fn insert_key(&self, key: &ApiKey, hash: KeyHash) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, created_at, expires_at, revoked_at)
-             VALUES (?,?,?,?,?,?,?,?)",
-        )
-        .bind(&key.id)
-        .bind(&key.tenant_id)
-        .bind(&key.name)
-        .bind(&key.prefix)
-        .bind(hash.to_hex())
-        .bind(key.created_at)
-        .bind(key.expires_at)
-        .bind(key.revoked_at)
-        .execute(&self.pool)
+        retry("insert_key", move || async move {
+            sqlx::query(
+                "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, created_at, expires_at, revoked_at)
+                 VALUES (?,?,?,?,?,?,?,?)",
+            )
+            .bind(&key.id)
+            .bind(&key.tenant_id)
+            .bind(&key.name)
+            .bind(&key.prefix)
+            .bind(hash.to_hex())
+            .bind(key.created_at)
+            .bind(key.expires_at)
+            .bind(key.revoked_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+                    StoreError::not_found("tenant", &key.tenant_id).into()
+                }
+                _ => conflict_or(e, "key already exists".into()),
+            })?;
+            Ok(())
+        })
         .await
-        .map_err(|e| match &e {
-            sqlx::Error::Database(d) if d.is_foreign_key_violation() => StoreError::not_found("tenant", &key.tenant_id),
-            _ => conflict_or(e, "key already exists".into()),
-        })?;
-        Ok(())
     }
 
     async fn list_keys(&self, filter: KeyFilter) -> Result<Vec<ApiKey>> {
@@ -213,18 +243,19 @@ impl ControlPlaneStore for SqliteStore {
     }
 
     async fn revoke_key(&self, id: &str) -> Result<(ApiKey, KeyHash)> {
-        sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-            .bind(now_millis())
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        let row = sqlx::query("SELECT * FROM api_keys WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?
-            .ok_or_else(|| StoreError::not_found("key", id))?;
+        // One statement; COALESCE keeps the first revocation time (revoking again
+        // changes nothing).
+        let now = now_millis();
+        let row = retry("revoke_key", move || async move {
+            sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? RETURNING *")
+                .bind(now)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)
+        })
+        .await?
+        .ok_or_else(|| StoreError::not_found("key", id))?;
         let hash: String = row.try_get("key_hash").map_err(db_err)?;
         let hash = KeyHash::from_hex(&hash).ok_or_else(|| StoreError::Backend("corrupt key hash".into()))?;
         Ok((key_from_row(&row)?, hash))
@@ -243,12 +274,13 @@ impl ControlPlaneStore for SqliteStore {
 
     async fn create_model(&self, new: NewModel) -> Result<Model> {
         let model = rules::new_model(new)?;
-        write_model(&self.pool, &model, true).await?;
-        Ok(model)
+        let model = &model;
+        retry("create_model", move || write_model(&self.pool, model, true)).await?;
+        Ok(model.clone())
     }
 
     async fn get_model(&self, name: &str) -> Result<Model> {
-        model_row(&self.pool, name).await
+        Ok(model_row(&self.pool, name).await?)
     }
 
     async fn list_models(&self) -> Result<Vec<Model>> {
@@ -262,32 +294,41 @@ impl ControlPlaneStore for SqliteStore {
     }
 
     async fn update_model(&self, name: &str, patch: ModelPatch) -> Result<Model> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
-        let current = model_row(&mut *tx, name).await?;
-        let updated = rules::patch_model(current, patch)?;
-        write_model(&mut *tx, &updated, false).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(updated)
+        let patch = &patch;
+        retry("update_model", move || async move {
+            let mut tx = self.begin_write().await?;
+            let current = model_row(&mut *tx, name).await?;
+            let updated = rules::patch_model(current, patch.clone())?;
+            write_model(&mut *tx, &updated, false).await?;
+            tx.commit().await.map_err(db_err)?;
+            Ok(updated)
+        })
+        .await
     }
 
     async fn put_group(&self, name: &str, settings: GroupSettings) -> Result<Group> {
         rules::check_group(name, &settings)?;
         let now = now_millis();
-        sqlx::query(
-            "INSERT INTO groups (name, weight, reserved_slots, max_slots, created_at, updated_at) VALUES (?,?,?,?,?,?)
-             ON CONFLICT(name) DO UPDATE SET weight = excluded.weight, reserved_slots = excluded.reserved_slots,
-             max_slots = excluded.max_slots, updated_at = excluded.updated_at",
-        )
-        .bind(name)
-        .bind(settings.weight as i64)
-        .bind(settings.reserved_slots.map(i64::from))
-        .bind(settings.max_slots.map(i64::from))
-        .bind(now)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        self.get_group(name).await
+        let row = retry("put_group", move || async move {
+            sqlx::query(
+                "INSERT INTO groups (name, weight, reserved_slots, max_slots, created_at, updated_at)
+                 VALUES (?,?,?,?,?,?)
+                 ON CONFLICT(name) DO UPDATE SET weight = excluded.weight, reserved_slots = excluded.reserved_slots,
+                 max_slots = excluded.max_slots, updated_at = excluded.updated_at
+                 RETURNING *",
+            )
+            .bind(name)
+            .bind(settings.weight as i64)
+            .bind(settings.reserved_slots.map(i64::from))
+            .bind(settings.max_slots.map(i64::from))
+            .bind(now)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)
+        })
+        .await?;
+        group_from_row(&row)
     }
 
     async fn get_group(&self, name: &str) -> Result<Group> {
@@ -305,15 +346,28 @@ impl ControlPlaneStore for SqliteStore {
     }
 
     async fn delete_group(&self, name: &str) -> Result<Group> {
-        let group = self.get_group(name).await?;
-        sqlx::query("DELETE FROM groups WHERE name = ?").bind(name).execute(&self.pool).await.map_err(db_err)?;
-        Ok(group)
+        // One statement that returns the row it deleted: no read-then-delete race.
+        let row = retry("delete_group", move || async move {
+            sqlx::query("DELETE FROM groups WHERE name = ? RETURNING *")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)
+        })
+        .await?;
+        row.as_ref().map(group_from_row).transpose()?.ok_or_else(|| StoreError::not_found("group", name))
     }
 
     async fn delete_model(&self, name: &str) -> Result<Model> {
-        let model = self.get_model(name).await?;
-        sqlx::query("DELETE FROM models WHERE model_name = ?").bind(name).execute(&self.pool).await.map_err(db_err)?;
-        Ok(model)
+        let row = retry("delete_model", move || async move {
+            sqlx::query("DELETE FROM models WHERE model_name = ? RETURNING *")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)
+        })
+        .await?;
+        row.map(model_from_row).transpose()?.ok_or_else(|| StoreError::not_found("model", name))
     }
 
     async fn list_tenants_page(&self, filter: TenantFilter, page: PageRequest) -> Result<Page<Tenant>> {
@@ -378,63 +432,71 @@ impl ControlPlaneStore for SqliteStore {
 
     async fn rotate_key(&self, id: &str, rotation: KeyRotation) -> Result<RotatedKey> {
         rules::check_rotation(&rotation)?;
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        // A no-op write first takes SQLite's write lock at once (no read-to-write upgrade
-        // race) and reads the row under it.
-        let row = sqlx::query("UPDATE api_keys SET expires_at = expires_at WHERE id = ? RETURNING *")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .ok_or_else(|| StoreError::not_found("key", id))?;
-        let mut old = key_from_row(&row)?;
-        let old_hash: String = row.try_get("key_hash").map_err(db_err)?;
-        let old_hash = KeyHash::from_hex(&old_hash).ok_or_else(|| StoreError::Backend("corrupt key hash".into()))?;
-        let previous_expires_at = old.expires_at;
-        old.expires_at = Some(rules::rotated_expiry(&old, &rotation)?);
-        sqlx::query("UPDATE api_keys SET expires_at = ? WHERE id = ?")
-            .bind(old.expires_at)
-            .bind(id)
+        let rotation = &rotation;
+        retry("rotate_key", move || async move {
+            let mut tx = self.begin_write().await?;
+            let row = sqlx::query("SELECT * FROM api_keys WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .ok_or_else(|| StoreError::not_found("key", id))?;
+            let mut old = key_from_row(&row)?;
+            let old_hash: String = row.try_get("key_hash").map_err(db_err)?;
+            let old_hash =
+                KeyHash::from_hex(&old_hash).ok_or_else(|| StoreError::Backend("corrupt key hash".into()))?;
+            let previous_expires_at = old.expires_at;
+            old.expires_at = Some(rules::rotated_expiry(&old, rotation)?);
+            sqlx::query("UPDATE api_keys SET expires_at = ? WHERE id = ?")
+                .bind(old.expires_at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            let new = rules::rotated_key(&old, rotation);
+            sqlx::query(
+                "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, created_at, expires_at, revoked_at)
+                 VALUES (?,?,?,?,?,?,?,?)",
+            )
+            .bind(&new.id)
+            .bind(&new.tenant_id)
+            .bind(&new.name)
+            .bind(&new.prefix)
+            .bind(rotation.new_hash.to_hex())
+            .bind(new.created_at)
+            .bind(new.expires_at)
+            .bind(new.revoked_at)
             .execute(&mut *tx)
             .await
-            .map_err(db_err)?;
-        let new = rules::rotated_key(&old, &rotation);
-        sqlx::query(
-            "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, created_at, expires_at, revoked_at)
-             VALUES (?,?,?,?,?,?,?,?)",
-        )
-        .bind(&new.id)
-        .bind(&new.tenant_id)
-        .bind(&new.name)
-        .bind(&new.prefix)
-        .bind(rotation.new_hash.to_hex())
-        .bind(new.created_at)
-        .bind(new.expires_at)
-        .bind(new.revoked_at)
-        .execute(&mut *tx)
+            .map_err(|e| conflict_or(e, "key already exists".into()))?;
+            tx.commit().await.map_err(db_err)?;
+            Ok(RotatedKey { old, previous_expires_at, old_hash, new })
+        })
         .await
-        .map_err(|e| conflict_or(e, "key already exists".into()))?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(RotatedKey { old, previous_expires_at, old_hash, new })
     }
 
     async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry> {
         rules::check_audit(&entry)?;
         let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO audit_log (at, actor, action, resource_kind, resource_id, before, after)
-             VALUES (?,?,?,?,?,?,?) RETURNING id",
-        )
-        .bind(entry.at)
-        .bind(&entry.actor)
-        .bind(&entry.action)
-        .bind(&entry.resource_kind)
-        .bind(&entry.resource_id)
-        .bind(json(&entry.before))
-        .bind(json(&entry.after))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_err)?;
+        let (before, after) = (json(&entry.before), json(&entry.after));
+        let (entry_ref, before, after) = (&entry, &before, &after);
+        let id: i64 = retry("append_audit", move || async move {
+            sqlx::query_scalar(
+                "INSERT INTO audit_log (at, actor, action, resource_kind, resource_id, before, after)
+                 VALUES (?,?,?,?,?,?,?) RETURNING id",
+            )
+            .bind(entry_ref.at)
+            .bind(&entry_ref.actor)
+            .bind(&entry_ref.action)
+            .bind(&entry_ref.resource_kind)
+            .bind(&entry_ref.resource_id)
+            .bind(before)
+            .bind(after)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)
+        })
+        .await?;
         Ok(AuditEntry {
             id,
             at: entry.at,
@@ -627,18 +689,32 @@ fn model_from_row(row: SqliteRow) -> Result<Model> {
 
 // === errors ===
 
-fn db_err(e: sqlx::Error) -> StoreError {
+/// `SQLITE_BUSY` (5) and `SQLITE_LOCKED` (6), with their extended codes (the primary
+/// code is the low byte): another connection holds a lock this statement needs.
+fn is_contention(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
-            StoreError::Unavailable(e.to_string())
+        sqlx::Error::Database(d) => {
+            d.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| matches!(c & 0xff, 5 | 6))
         }
-        other => StoreError::Backend(other.to_string()),
+        _ => false,
     }
 }
 
-fn conflict_or(e: sqlx::Error, conflict: String) -> StoreError {
+fn db_err(e: sqlx::Error) -> Failure {
+    if is_contention(&e) {
+        return Failure::contended(e.to_string());
+    }
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+            StoreError::Unavailable(e.to_string()).into()
+        }
+        other => StoreError::Backend(other.to_string()).into(),
+    }
+}
+
+fn conflict_or(e: sqlx::Error, conflict: String) -> Failure {
     match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(conflict),
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(conflict).into(),
         _ => db_err(e),
     }
 }

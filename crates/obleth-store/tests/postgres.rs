@@ -249,6 +249,65 @@ async fn concurrent_patches_of_different_fields_all_apply() {
     store.close().await;
 }
 
+/// A delete picked as a deadlock's victim (40P01) is run again and succeeds. Another
+/// session holds the tenant's key, the delete locks the tenant and waits for the key,
+/// then the other session asks for the tenant: a deadlock, which Postgres breaks by
+/// aborting the delete (the other session looks for deadlocks only after 20 s).
+#[tokio::test]
+async fn a_deadlock_victim_is_run_again() {
+    let db = TestDb::create().await;
+    let store = Arc::new(PostgresStore::connect(&db.url).await.expect("connect"));
+    let t = store.create_tenant(tenant("deadlocked")).await.expect("create");
+    let generated = key::generate();
+    let record = ApiKey {
+        id: obleth_core::new_id("key_"),
+        tenant_id: t.id.clone(),
+        name: None,
+        prefix: generated.prefix,
+        created_at: now_millis(),
+        expires_at: None,
+        revoked_at: None,
+    };
+    store.insert_key(&record, generated.hash).await.expect("key");
+
+    let mut other = server_connection(&db.url).await;
+    sqlx::raw_sql("SET deadlock_timeout = '20s'; BEGIN").execute(&mut other).await.expect("begin");
+    sqlx::query("SELECT 1 FROM api_keys WHERE id = $1 FOR UPDATE")
+        .bind(&record.id)
+        .execute(&mut other)
+        .await
+        .expect("lock the key");
+    let delete = tokio::spawn({
+        let (store, id) = (store.clone(), t.id.clone());
+        async move { store.delete_tenant(&id).await }
+    });
+    // Until the delete waits for the key's lock.
+    let mut watcher = server_connection(&db.url).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .expect("pg_stat_activity");
+        if waiting > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the delete never waited for the key");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sqlx::query("SELECT 1 FROM tenants WHERE id = $1 FOR KEY SHARE")
+        .bind(&t.id)
+        .execute(&mut other)
+        .await
+        .expect("the delete, not this session, is the deadlock's victim");
+    sqlx::raw_sql("COMMIT").execute(&mut other).await.expect("commit");
+    let (deleted, hashes) = delete.await.expect("join").expect("the delete, run again after the deadlock");
+    assert_eq!((deleted.id, hashes), (t.id, vec![generated.hash]));
+    store.close().await;
+}
+
 /// Postgres text cannot hold NUL; such input is refused as invalid, not a server error.
 #[tokio::test]
 async fn nul_characters_are_invalid_input() {

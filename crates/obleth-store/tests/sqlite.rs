@@ -45,3 +45,40 @@ async fn connect_rejects_unknown_schemes_without_echoing_them() {
         }
     }
 }
+
+/// Another connection holding SQLite's write lock: a delete waits for it (the store's
+/// busy timeout), and if it is held past that, answers unavailable (503), never a server
+/// error, and changes nothing.
+#[tokio::test]
+async fn a_held_write_lock_is_waited_for_then_unavailable() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("cp.db").display());
+    let store = std::sync::Arc::new(SqliteStore::connect(&url).await.expect("connect"));
+    for name in ["waits", "held"] {
+        store
+            .create_tenant(serde_json::from_value(serde_json::json!({ "name": name })).expect("json"))
+            .await
+            .expect("create");
+    }
+    let mut other = sqlx::SqliteConnection::connect(&url).await.expect("second connection");
+
+    // Released within the busy timeout: the delete waits, then goes through.
+    sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut other).await.expect("lock");
+    let delete = tokio::spawn({
+        let store = store.clone();
+        async move { store.delete_tenant("waits").await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    sqlx::raw_sql("COMMIT").execute(&mut other).await.expect("unlock");
+    delete.await.expect("join").expect("the delete waited for the lock");
+
+    // Held past it (5 s): unavailable, and the tenant is still there.
+    sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut other).await.expect("lock");
+    match store.delete_tenant("held").await {
+        Err(obleth_store::StoreError::Unavailable(m)) => assert!(m.contains("busy"), "{m}"),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    sqlx::raw_sql("ROLLBACK").execute(&mut other).await.expect("unlock");
+    store.delete_tenant("held").await.expect("once the lock is free");
+}
