@@ -298,16 +298,27 @@ pub async fn start(
             let scheduler = fairshare.clone();
             let budget = budget.clone();
             let ledger = ledger.clone();
-            let before_render = move || {
-                obleth_scheduler::telemetry::publish(&scheduler.state());
+            let series = config.metrics.series;
+            let render = move || {
+                // Sampled gauges are refreshed first; the scheduler's per-tenant and
+                // per-group families are rendered from the same snapshot, after the
+                // registry's text (bounded, and gone with their tenant or group).
+                let state = scheduler.state();
+                obleth_scheduler::telemetry::publish(&state);
                 budget.publish();
                 if let Some(ledger) = &ledger {
                     obleth_ledger::telemetry::publish(&ledger.status());
                 }
+                let mut body = handle.render();
+                if !body.is_empty() && !body.ends_with('\n') {
+                    body.push('\n');
+                }
+                obleth_scheduler::telemetry::render(&state, series, &mut body);
+                body
             };
             tasks.spawn(obleth_gateway::serve(
                 listener,
-                telemetry::router(handle, before_render),
+                telemetry::router(render, config.metrics.token.clone()),
                 drained(shutdown.clone()),
             ));
             Some(addr)
