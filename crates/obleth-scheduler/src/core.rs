@@ -91,7 +91,9 @@
 //! lives, so the indexes held by queues, sets and in-flight records need no fix-up, and
 //! an entry leaves only when nothing refers to it. A tenant that comes back after it
 //! left starts afresh: its counter is lifted to its group's floor as for any returning
-//! tenant (no banking), so forgetting it costs no fairness.
+//! tenant (no banking), so forgetting it costs no fairness. A tenant created under the
+//! name of a deleted one that still has work shares that entry (names are the key)
+//! until all of it is done; the entry then leaves, and the next request starts afresh.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;

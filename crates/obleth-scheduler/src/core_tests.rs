@@ -736,9 +736,6 @@ fn check(s: &Scheduler) {
     for (_, m) in &s.models {
         assert!(m.cap.is_none_or(|c| m.in_flight <= c), "model cap exceeded");
     }
-    for (_, t) in &s.tenants {
-        assert!(t.max_in_flight.is_none_or(|c| t.in_flight <= c), "tenant cap exceeded");
-    }
     check_indexes(s);
     if s.used < s.config.slots {
         // Work conservation: no eligible request may wait while a slot is free.
@@ -843,6 +840,8 @@ fn run_ops(mode: Mode, slots: u32, ops: Vec<Op>) {
     for op in ops {
         now += Duration::from_millis(100);
         let before: HashMap<Arc<str>, u32> = s.groups.iter().map(|(_, g)| (g.name.clone(), g.in_flight)).collect();
+        let tenants_before: HashMap<Arc<str>, u32> =
+            s.tenants.iter().map(|(_, t)| (t.name.clone(), t.in_flight)).collect();
         let grants = match op {
             Op::Submit { tenant, cost, model } => {
                 store.alive[tenant as usize] = true;
@@ -928,10 +927,16 @@ fn run_ops(mode: Mode, slots: u32, ops: Vec<Op>) {
             in_flight.push(g.ticket);
         }
         check(&s);
-        // A group's max_slots: no admission while at it (lowering it interrupts nothing).
+        // A group's max_slots and a tenant's max_in_flight: no admission while at them
+        // (lowering them interrupts nothing).
         for (_, group) in &s.groups {
             if before.get(&group.name).is_some_and(|&b| group.in_flight > b) {
                 assert!(group.max.is_none_or(|m| group.in_flight <= m), "group {} admitted past its max", group.name);
+            }
+        }
+        for (_, t) in &s.tenants {
+            if t.in_flight > tenants_before.get(&t.name).copied().unwrap_or(0) {
+                assert!(t.max_in_flight.is_none_or(|c| t.in_flight <= c), "{} admitted past its cap", t.name);
             }
         }
         // An entry without work stands for a tenant the store has: under its current
