@@ -44,6 +44,8 @@ impl AdmissionClass {
 pub struct AdmissionRequest {
     /// The tenant's name (unique; the scheduler's key and what its API shows).
     pub tenant: String,
+    /// The tenant's id in the store (how deletions and renames name it; empty: unknown).
+    pub tenant_id: String,
     pub group: String,
     pub tenant_weight: u32,
     pub tenant_max_in_flight: Option<u32>,

@@ -172,6 +172,7 @@ async fn forward(
         .admission
         .admit(AdmissionRequest {
             tenant: caller.tenant.name.clone(),
+            tenant_id: caller.tenant.id.clone(),
             group: caller.tenant.group.clone(),
             tenant_weight: caller.tenant.weight,
             tenant_max_in_flight: caller.tenant.quota.max_in_flight,

@@ -76,12 +76,31 @@
 //!
 //! Invariant (checked by property tests): after every operation, either all slots are
 //! used or no eligible request waits.
+//!
+//! # Forgetting
+//! The core holds only what is in use, so that its size follows the live control plane
+//! and not its history. A deleted tenant ([`Scheduler::remove_tenant`], by id) leaves
+//! at once if it has nothing queued or in flight; otherwise it is marked, its queued
+//! requests are still served in their turn and its running ones finish normally, and it
+//! leaves when the last one is done. A group leaves when it has no tenants and nothing
+//! queued or in flight (its configured weight and limits are kept by name, so a group
+//! that comes back gets them again). A model's state (its cap and in-flight count) is
+//! dropped when a change to it is announced ([`Scheduler::forget_model`]) and it has no
+//! request queued or in flight, or when its last one ends; the next request rebuilds it.
+//! Tenants, groups and models live in slabs: an entry's index never changes while it
+//! lives, so the indexes held by queues, sets and in-flight records need no fix-up, and
+//! an entry leaves only when nothing refers to it. A tenant that comes back after it
+//! left starts afresh: its counter is lifted to its group's floor as for any returning
+//! tenant (no banking), so forgetting it costs no fairness. A tenant created under the
+//! name of a deleted one that still has work shares that entry (names are the key)
+//! until all of it is done; the entry then leaves, and the next request starts afresh.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
+use slab::Slab;
 
 /// How tenants compete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -147,6 +166,9 @@ pub struct Tokens {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TenantSpec {
     pub name: Arc<str>,
+    /// The tenant's id in the store, if known: deletions name tenants by id, and a
+    /// tenant that shows up under a new name (renamed) is the same tenant.
+    pub id: Option<Arc<str>>,
     pub weight: u32,
     pub group: Arc<str>,
     pub max_in_flight: Option<u32>,
@@ -236,6 +258,9 @@ struct Waiting {
 #[derive(Debug)]
 struct Tenant {
     name: Arc<str>,
+    id: Option<Arc<str>>,
+    /// Deleted from the store: leaves once nothing is queued or in flight.
+    deleted: bool,
     /// The group name as configured (in weighted mode all tenants share group 0).
     group_name: Arc<str>,
     weight: f64,
@@ -260,6 +285,8 @@ struct Tenant {
 struct Group {
     name: Arc<str>,
     weight: f64,
+    /// Tenants whose group this is (a group leaves when it has none and is idle).
+    members: usize,
     /// As configured.
     limits: GroupLimits,
     /// The reservation in this pool (scaled; 0: none).
@@ -284,6 +311,7 @@ impl Group {
         Group {
             name,
             weight,
+            members: 0,
             limits: GroupLimits::default(),
             reserved: 0,
             max: None,
@@ -331,8 +359,13 @@ impl Group {
 
 #[derive(Debug)]
 struct Model {
+    name: Arc<str>,
     cap: Option<u32>,
     in_flight: u32,
+    /// Requests waiting for this model.
+    queued: usize,
+    /// A change was announced: leaves once nothing is queued or in flight.
+    retired: bool,
 }
 
 #[derive(Debug)]
@@ -360,9 +393,11 @@ pub struct Counts {
 #[derive(Debug)]
 pub struct Scheduler {
     config: Config,
-    tenants: Vec<Tenant>,
+    tenants: Slab<Tenant>,
     tenant_index: HashMap<Arc<str>, usize>,
-    groups: Vec<Group>,
+    /// Tenants by store id (those whose requests carried one and are not deleted).
+    tenant_ids: HashMap<Arc<str>, usize>,
+    groups: Slab<Group>,
     group_index: HashMap<Arc<str>, usize>,
     /// Weights of groups set by the operator; others weigh [`DEFAULT_GROUP_WEIGHT`].
     group_weights: HashMap<Arc<str>, u32>,
@@ -372,7 +407,7 @@ pub struct Scheduler {
     any_reservation: bool,
     /// The pool the group limits are set for: `config.slots` at creation.
     reference_slots: u32,
-    models: Vec<Model>,
+    models: Slab<Model>,
     model_index: HashMap<Arc<str>, usize>,
     /// Groups with an eligible tenant, by group counter.
     ready_groups: BTreeSet<(Key, usize)>,
@@ -399,15 +434,16 @@ impl Scheduler {
         let reference_slots = config.slots;
         let mut s = Scheduler {
             config,
-            tenants: Vec::new(),
+            tenants: Slab::new(),
             tenant_index: HashMap::new(),
-            groups: Vec::new(),
+            tenant_ids: HashMap::new(),
+            groups: Slab::new(),
             group_index: HashMap::new(),
             group_weights: HashMap::new(),
             group_limits: HashMap::new(),
             any_reservation: false,
             reference_slots,
-            models: Vec::new(),
+            models: Slab::new(),
             model_index: HashMap::new(),
             ready_groups: BTreeSet::new(),
             in_flight: HashMap::new(),
@@ -482,6 +518,7 @@ impl Scheduler {
         self.waiting.insert(ticket, t);
         self.queued += 1;
         self.groups[g].queued += 1;
+        self.models[model].queued += 1;
         self.refresh_tenant(t);
         self.refresh_caps_if_needed(g, false);
 
@@ -509,15 +546,18 @@ impl Scheduler {
             return (false, vec![]);
         };
         let pos = self.tenants[t].queue.iter().position(|w| w.ticket == ticket);
-        if let Some(pos) = pos {
-            self.tenants[t].queue.remove(pos);
-        }
+        let model = pos.and_then(|pos| self.tenants[t].queue.remove(pos)).map(|w| w.model);
         self.queued -= 1;
         let g = self.tenants[t].group;
         self.groups[g].queued -= 1;
         self.counts.cancelled += 1;
         self.refresh_tenant(t);
         self.refresh_caps_if_needed(g, true);
+        if let Some(m) = model {
+            self.models[m].queued -= 1;
+            self.forget_model_if_done(m);
+        }
+        self.forget_tenant_if_done(t);
         let mut grants = Vec::new();
         self.dispatch(now, &mut grants);
         (true, grants)
@@ -539,7 +579,10 @@ impl Scheduler {
         tenant.in_flight -= 1;
         tenant.counter += cost / tenant.weight - f.reserved_tenant;
         tenant.served += cost;
-        if let Some(unsynced) = &mut self.unsynced {
+        if let Some(unsynced) = &mut self.unsynced
+            && cost > 0.0
+        {
+            // Listed exactly while it has unsynced work (free work would list it twice).
             if tenant.unsynced == 0.0 {
                 unsynced.push(f.tenant);
             }
@@ -566,6 +609,10 @@ impl Scheduler {
         self.refresh_tenant(f.tenant);
         self.refresh_group_ready(f.group);
         self.refresh_caps_if_needed(f.group, true);
+        // The request may have been the last thing keeping any of them.
+        self.forget_tenant_if_done(f.tenant);
+        self.forget_group_if_done(f.group);
+        self.forget_model_if_done(f.model);
         let mut grants = Vec::new();
         self.dispatch(now, &mut grants);
         grants
@@ -589,7 +636,11 @@ impl Scheduler {
 
     /// Tenants with requests queued or in flight here.
     pub fn active_tenants(&self) -> Vec<Arc<str>> {
-        self.tenants.iter().filter(|t| !t.queue.is_empty() || t.in_flight > 0).map(|t| t.name.clone()).collect()
+        self.tenants
+            .iter()
+            .filter(|(_, t)| !t.queue.is_empty() || t.in_flight > 0)
+            .map(|(_, t)| t.name.clone())
+            .collect()
     }
 
     /// Work served to `tenant` elsewhere (by the cluster's other pods), in cost units:
@@ -653,9 +704,24 @@ impl Scheduler {
         grants
     }
 
-    /// Applies a tenant change (weight, group, caps) now, not at its next request.
+    /// The store forgot a group's settings (the group was deleted): it weighs
+    /// [`DEFAULT_GROUP_WEIGHT`] again and has no limits. Its tenants keep it (they name
+    /// it until they are changed).
+    pub fn reset_group(&mut self, now: Duration, group: &str) -> Vec<Grant> {
+        self.group_weights.remove(group);
+        if let Some(&g) = self.group_index.get(group)
+            && self.config.mode == Mode::Hierarchical
+        {
+            self.groups[g].weight = DEFAULT_GROUP_WEIGHT as f64;
+            self.recompute_caps();
+        }
+        self.set_group_limits(now, group, GroupLimits::default())
+    }
+
+    /// Applies a tenant change (weight, group, caps, name) now, not at its next request.
+    /// A tenant this scheduler does not hold is not added.
     pub fn update_tenant(&mut self, now: Duration, spec: &TenantSpec) -> Vec<Grant> {
-        if self.tenant_index.contains_key(&spec.name) {
+        if self.find_tenant(spec).is_some() {
             self.upsert_tenant(spec);
         }
         let mut grants = Vec::new();
@@ -663,12 +729,32 @@ impl Scheduler {
         grants
     }
 
+    /// A tenant was deleted from the store. It leaves now if it has nothing queued or in
+    /// flight; otherwise its requests are served and finish as usual and it leaves after
+    /// the last one (see the module doc). Removing it frees no slot, so nothing is
+    /// admitted by this call.
+    pub fn remove_tenant(&mut self, id: &str) {
+        let Some(t) = self.tenant_ids.remove(id) else { return };
+        self.tenants[t].deleted = true;
+        self.forget_tenant_if_done(t);
+    }
+
+    /// A model was changed or deleted in the registry: its state here (cap, counts) is
+    /// dropped once it has nothing queued or in flight, and rebuilt from the next request
+    /// for it.
+    pub fn forget_model(&mut self, name: &str) {
+        let Some(&m) = self.model_index.get(name) else { return };
+        self.models[m].retired = true;
+        self.forget_model_if_done(m);
+    }
+
     /// Resizes the pool (a pod's share of a cluster-wide cap changes as pods come and go).
     /// Lowering it below the slots in use admits nothing until enough are released;
     /// nothing running is interrupted.
     pub fn set_slots(&mut self, now: Duration, slots: u32) -> Vec<Grant> {
         self.config.slots = slots;
-        for g in 0..self.groups.len() {
+        let groups: Vec<usize> = self.groups.iter().map(|(g, _)| g).collect();
+        for g in groups {
             self.groups[g].scale_limits(slots, self.reference_slots);
             self.refresh_group_ready(g);
         }
@@ -782,6 +868,7 @@ impl Scheduler {
         group.queued -= 1;
 
         self.models[w.model].in_flight += 1;
+        self.models[w.model].queued -= 1;
         self.used += 1;
         self.queued -= 1;
         self.in_flight.insert(
@@ -836,7 +923,6 @@ impl Scheduler {
     fn group_floor(&self, g: usize) -> Option<f64> {
         self.groups
             .iter()
-            .enumerate()
             .filter(|(i, other)| *i != g && other.is_active())
             .map(|(_, other)| other.counter)
             .min_by(f64::total_cmp)
@@ -907,8 +993,8 @@ impl Scheduler {
     /// one, taken from the largest cap. With every group backlogged and requests of
     /// similar size, this is the split the picking rules converge to.
     fn recompute_caps(&mut self) {
-        let active: Vec<usize> = (0..self.groups.len()).filter(|&g| self.groups[g].is_active()).collect();
-        for group in &mut self.groups {
+        let active: Vec<usize> = self.groups.iter().filter(|(_, g)| g.is_active()).map(|(g, _)| g).collect();
+        for (_, group) in self.groups.iter_mut() {
             group.cap = 0;
         }
         if active.is_empty() {
@@ -1004,8 +1090,7 @@ impl Scheduler {
             group.limits = self.group_limits.get(name).copied().unwrap_or_default();
             group.scale_limits(self.config.slots, self.reference_slots);
         }
-        self.groups.push(group);
-        let g = self.groups.len() - 1;
+        let g = self.groups.insert(group);
         self.group_index.insert(name.clone(), g);
         g
     }
@@ -1017,20 +1102,36 @@ impl Scheduler {
                 m
             }
             None => {
-                self.models.push(Model { cap, in_flight: 0 });
-                self.model_index.insert(name.clone(), self.models.len() - 1);
-                self.models.len() - 1
+                let m = self.models.insert(Model { name: name.clone(), cap, in_flight: 0, queued: 0, retired: false });
+                self.model_index.insert(name.clone(), m);
+                m
             }
         }
     }
 
+    /// The tenant `spec` describes, if held: by name, or by id under an earlier name (a
+    /// renamed tenant, which is renamed here too).
+    fn find_tenant(&mut self, spec: &TenantSpec) -> Option<usize> {
+        if let Some(&t) = self.tenant_index.get(&spec.name) {
+            return Some(t);
+        }
+        let &t = self.tenant_ids.get(spec.id.as_ref()?)?;
+        let old = std::mem::replace(&mut self.tenants[t].name, spec.name.clone());
+        self.tenant_index.remove(&old);
+        self.tenant_index.insert(spec.name.clone(), t);
+        Some(t)
+    }
+
     fn upsert_tenant(&mut self, spec: &TenantSpec) -> usize {
         let group_name = if self.config.mode == Mode::Weighted { Arc::from(ALL) } else { spec.group.clone() };
-        let g = self.group_idx(&group_name);
         let weight = spec.weight.max(1) as f64;
-        let Some(&t) = self.tenant_index.get(&spec.name) else {
-            self.tenants.push(Tenant {
+        let Some(t) = self.find_tenant(spec) else {
+            let g = self.group_idx(&group_name);
+            self.groups[g].members += 1;
+            let t = self.tenants.insert(Tenant {
                 name: spec.name.clone(),
+                id: spec.id.clone(),
+                deleted: false,
                 group_name: spec.group.clone(),
                 weight,
                 group: g,
@@ -1047,10 +1148,24 @@ impl Scheduler {
                 recent_at: Duration::ZERO,
                 output_prediction: None,
             });
-            let t = self.tenants.len() - 1;
             self.tenant_index.insert(spec.name.clone(), t);
+            self.index_id(t);
             return t;
         };
+        if let Some(id) = &spec.id
+            && self.tenants[t].id.as_ref() != Some(id)
+        {
+            // The name now belongs to another tenant of the store (the old one was
+            // renamed or deleted and the name reused): the entry follows the new id.
+            if let Some(old) = self.tenants[t].id.replace(id.clone())
+                && self.tenant_ids.get(&old) == Some(&t)
+            {
+                self.tenant_ids.remove(&old);
+            }
+            // May retire another entry, and with it its group: groups are looked up after.
+            self.index_id(t);
+        }
+        let g = self.group_idx(&group_name);
         let tenant = &mut self.tenants[t];
         tenant.weight = weight;
         tenant.max_in_flight = spec.max_in_flight;
@@ -1061,6 +1176,21 @@ impl Scheduler {
         }
         self.refresh_tenant(t);
         t
+    }
+
+    /// Indexes tenant `t` by its id. Another entry indexed by the same id is a name the
+    /// tenant had before (it was renamed): that entry is retired like a deleted tenant.
+    fn index_id(&mut self, t: usize) {
+        let Some(id) = self.tenants[t].id.clone() else { return };
+        if self.tenants[t].deleted {
+            return;
+        }
+        if let Some(other) = self.tenant_ids.insert(id, t)
+            && other != t
+        {
+            self.tenants[other].deleted = true;
+            self.forget_tenant_if_done(other);
+        }
     }
 
     /// Moves a tenant to another group. Its requests in flight stay accounted to the old
@@ -1075,14 +1205,78 @@ impl Scheduler {
             self.groups[from].active.remove(&(k, t));
         }
         self.groups[from].queued -= queued;
+        self.groups[from].members -= 1;
         self.refresh_group_ready(from);
         let was_active = self.groups[to].is_active();
         self.tenants[t].group = to;
         self.groups[to].queued += queued;
+        self.groups[to].members += 1;
         if !was_active && queued > 0 {
             self.lift_group(to);
         }
         self.recompute_caps();
+        self.forget_group_if_done(from);
+    }
+
+    // === forgetting ===
+
+    /// Removes tenant `t` if it was deleted and nothing of it is queued or in flight. By
+    /// then it is in no ready or active set (those hold tenants with work), no queue and
+    /// no in-flight record refers to it, so only the name and id indexes, the unsynced
+    /// list and its group's membership do.
+    fn forget_tenant_if_done(&mut self, t: usize) {
+        let Some(tenant) = self.tenants.get(t) else { return };
+        if !tenant.deleted || !tenant.queue.is_empty() || tenant.in_flight > 0 {
+            return;
+        }
+        let tenant = self.tenants.remove(t);
+        debug_assert!(tenant.ready_key.is_none() && tenant.active_key.is_none());
+        if self.tenant_index.get(&tenant.name) == Some(&t) {
+            self.tenant_index.remove(&tenant.name);
+        }
+        if let Some(id) = &tenant.id
+            && self.tenant_ids.get(id) == Some(&t)
+        {
+            self.tenant_ids.remove(id);
+        }
+        if let Some(unsynced) = &mut self.unsynced {
+            // Its slot may be reused: its work must not be reported under another name.
+            unsynced.retain(|&u| u != t);
+        }
+        self.groups[tenant.group].members -= 1;
+        self.forget_group_if_done(tenant.group);
+    }
+
+    /// Removes group `g` if it has no tenants and nothing queued or in flight (its
+    /// configured weight and limits stay in `group_weights` and `group_limits`). The one
+    /// group of weighted mode stays.
+    fn forget_group_if_done(&mut self, g: usize) {
+        if self.config.mode == Mode::Weighted {
+            return;
+        }
+        let Some(group) = self.groups.get(g) else { return };
+        if group.members > 0 || group.is_active() {
+            return;
+        }
+        let group = self.groups.remove(g);
+        if let Some(k) = group.ready_key {
+            self.ready_groups.remove(&(k, g));
+        }
+        self.group_index.remove(&group.name);
+        if group.cap > 0 {
+            self.recompute_caps();
+        }
+    }
+
+    /// Removes model `m` if a change to it was announced and nothing is queued or in
+    /// flight for it.
+    fn forget_model_if_done(&mut self, m: usize) {
+        let Some(model) = self.models.get(m) else { return };
+        if !model.retired || model.queued > 0 || model.in_flight > 0 {
+            return;
+        }
+        let model = self.models.remove(m);
+        self.model_index.remove(&model.name);
     }
 
     // === introspection ===
@@ -1091,11 +1285,12 @@ impl Scheduler {
     pub fn snapshot(&self, now: Duration) -> Snapshot {
         let half_life = self.config.share_half_life;
         let decayed = |recent: f64, at: Duration| recent * decay_factor(now.saturating_sub(at), half_life);
-        let total_recent: f64 = self.tenants.iter().map(|t| decayed(t.recent, t.recent_at)).sum();
-        let group_recent: f64 = self.groups.iter().map(|g| decayed(g.recent, g.recent_at)).sum();
-        let active_group_weight: f64 = self.groups.iter().filter(|g| g.is_active()).map(|g| g.weight).sum();
-        let mut active_tenant_weight = vec![0.0; self.groups.len()];
-        for t in &self.tenants {
+        let total_recent: f64 = self.tenants.iter().map(|(_, t)| decayed(t.recent, t.recent_at)).sum();
+        let group_recent: f64 = self.groups.iter().map(|(_, g)| decayed(g.recent, g.recent_at)).sum();
+        let active_group_weight: f64 = self.groups.iter().filter(|(_, g)| g.is_active()).map(|(_, g)| g.weight).sum();
+        // Indexed by group slot (slots of groups that left are unused).
+        let mut active_tenant_weight = vec![0.0; self.groups.iter().map(|(g, _)| g + 1).max().unwrap_or(0)];
+        for (_, t) in &self.tenants {
             if t.ready_key.is_some() || t.in_flight > 0 || !t.queue.is_empty() {
                 active_tenant_weight[t.group] += t.weight;
             }
@@ -1104,7 +1299,7 @@ impl Scheduler {
         let groups = self
             .groups
             .iter()
-            .map(|g| GroupView {
+            .map(|(_, g)| GroupView {
                 name: g.name.to_string(),
                 weight: g.weight,
                 reserved_slots: g.limits.reserved_slots,
@@ -1122,7 +1317,7 @@ impl Scheduler {
         let tenants = self
             .tenants
             .iter()
-            .map(|t| {
+            .map(|(_, t)| {
                 let active = !t.queue.is_empty() || t.in_flight > 0;
                 let group = &self.groups[t.group];
                 let group_share = match self.config.mode {

@@ -22,7 +22,14 @@ fn cfg(mode: Mode, slots: u32) -> Config {
 }
 
 fn spec(name: &str, weight: u32, group: &str) -> TenantSpec {
-    TenantSpec { name: name.into(), weight, group: group.into(), max_in_flight: None, never_degrade: false }
+    TenantSpec {
+        name: name.into(),
+        id: Some(format!("id-{name}").into()),
+        weight,
+        group: group.into(),
+        max_in_flight: None,
+        never_degrade: false,
+    }
 }
 
 fn req(tenant: TenantSpec, cost: u64) -> Request {
@@ -444,6 +451,165 @@ fn limits_scale_with_the_pods_share_of_the_pool() {
     assert_eq!(s.used(), 6);
 }
 
+// === forgetting ===
+
+fn tenant_names(s: &Scheduler) -> Vec<String> {
+    let mut names: Vec<String> = s.snapshot(T0).tenants.into_iter().map(|t| t.name).collect();
+    names.sort();
+    names
+}
+
+fn group_names(s: &Scheduler) -> Vec<String> {
+    let mut names: Vec<String> = s.snapshot(T0).groups.into_iter().map(|g| g.name).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_deleted_idle_tenant_leaves_with_its_empty_group_and_the_group_keeps_its_settings() {
+    let mut s = Scheduler::new(cfg(Mode::Hierarchical, 4));
+    s.set_group_weight("solo", 7);
+    s.set_group_limits(T0, "solo", limits(Some(1), Some(2)));
+    for (name, group) in [("a", "solo"), ("b", "shared"), ("c", "shared")] {
+        let g = admitted(s.submit(T0, req(spec(name, 1, group), 10)).0);
+        s.complete(secs(1), g.ticket, None);
+    }
+    assert_eq!(tenant_names(&s), ["a", "b", "c"]);
+    s.remove_tenant("id-a");
+    s.remove_tenant("id-b");
+    s.remove_tenant("id-nobody");
+    assert_eq!(tenant_names(&s), ["c"]);
+    assert_eq!(group_names(&s), ["shared"], "a group with no tenant left goes");
+    check(&s);
+    // The group is configured in the store still: populated again, it has its settings.
+    admitted(s.submit(secs(2), req(spec("d", 1, "solo"), 10)).0);
+    let solo = s.snapshot(T0).groups.into_iter().find(|g| g.name == "solo").expect("solo");
+    assert_eq!((solo.weight, solo.reserved_slots, solo.max_slots), (7.0, Some(1), Some(2)));
+}
+
+#[test]
+fn a_deleted_busy_tenant_is_served_then_leaves() {
+    let mut s = Scheduler::new(cfg(Mode::Hierarchical, 1));
+    let running = admitted(s.submit(T0, req(spec("a", 1, "g"), 10)).0);
+    let waiting = queued(s.submit(T0, req(spec("a", 1, "g"), 10)).0);
+    s.remove_tenant("id-a");
+    check(&s);
+    assert_eq!(tenant_names(&s), ["a"], "kept while it has work");
+    // Its running request finishes, and its queued one is served, not dropped.
+    let next = s.complete(secs(1), running.ticket, None);
+    assert_eq!(next.iter().map(|g| g.ticket).collect::<Vec<_>>(), [waiting]);
+    assert_eq!(tenant_names(&s), ["a"]);
+    check(&s);
+    assert!(s.complete(secs(2), waiting, None).is_empty());
+    assert!(tenant_names(&s).is_empty(), "gone with its last request");
+    assert!(group_names(&s).is_empty(), "and its group with it");
+    check(&s);
+}
+
+#[test]
+fn a_cancelled_last_request_lets_a_deleted_tenant_go() {
+    let mut s = Scheduler::new(cfg(Mode::Weighted, 1));
+    let running = admitted(s.submit(T0, req(spec("b", 1, "g"), 10)).0);
+    let waiting = queued(s.submit(T0, req(spec("a", 1, "g"), 10)).0);
+    s.remove_tenant("id-a");
+    assert_eq!(tenant_names(&s), ["a", "b"]);
+    assert!(s.cancel(secs(1), waiting).0);
+    assert_eq!(tenant_names(&s), ["b"]);
+    assert_eq!(group_names(&s), ["*"], "weighted mode's one group stays");
+    s.remove_tenant("id-b");
+    s.complete(secs(2), running.ticket, None);
+    assert!(tenant_names(&s).is_empty());
+    assert_eq!(group_names(&s), ["*"]);
+}
+
+#[test]
+fn a_tenant_that_comes_back_starts_level_with_the_others() {
+    let mut s = Scheduler::new(cfg(Mode::Weighted, 1));
+    let a = admitted(s.submit(T0, req(spec("a", 1, "g"), 1000)).0);
+    s.complete(secs(1), a.ticket, None);
+    s.remove_tenant("id-a");
+    let b = admitted(s.submit(secs(2), req(spec("b", 1, "g"), 10)).0);
+    // A new tenant of the same name: a fresh entry, lifted to the active floor.
+    queued(s.submit(secs(2), req(spec("a", 1, "g"), 10)).0);
+    let snap = s.snapshot(secs(2));
+    let a = snap.tenants.iter().find(|t| t.name == "a").expect("a");
+    assert_eq!((a.served_tokens, a.share_score), (0.0, 10.0), "no history, level with b");
+    s.complete(secs(3), b.ticket, None);
+}
+
+#[test]
+fn a_group_deleted_from_the_store_weighs_the_default_again() {
+    let mut s = Scheduler::new(cfg(Mode::Hierarchical, 4));
+    s.set_group_weight("g", 9);
+    s.set_group_limits(T0, "g", limits(None, Some(1)));
+    s.submit(T0, req(spec("a", 1, "g"), 10));
+    s.submit(T0, req(spec("a", 1, "g"), 10));
+    assert_eq!((s.used(), s.queued()), (1, 1));
+    // Its limit goes with it: the waiting request is admitted at once.
+    assert_eq!(s.reset_group(secs(1), "g").len(), 1);
+    let g = s.snapshot(T0).groups.into_iter().find(|g| g.name == "g").expect("g");
+    assert_eq!((g.weight, g.max_slots), (DEFAULT_GROUP_WEIGHT as f64, None));
+    assert!(s.group_weights.is_empty() && s.group_limits.is_empty(), "nothing kept for a deleted group");
+}
+
+#[test]
+fn a_renamed_tenant_keeps_its_entry_under_the_new_name() {
+    let mut s = Scheduler::new(cfg(Mode::Hierarchical, 1));
+    let g = admitted(s.submit(T0, req(spec("old", 1, "g"), 10)).0);
+    s.complete(secs(1), g.ticket, None);
+    let renamed = TenantSpec { name: "new".into(), ..spec("old", 1, "g") };
+    s.update_tenant(secs(2), &renamed);
+    let snap = s.snapshot(T0);
+    assert_eq!(tenant_names(&s), ["new"]);
+    assert_eq!(snap.tenants[0].served_tokens, 10.0, "the same tenant, history kept");
+    // Deleting it by id finds it under its new name.
+    s.remove_tenant("id-old");
+    assert!(tenant_names(&s).is_empty());
+    check(&s);
+}
+
+#[test]
+fn a_name_taken_over_by_another_tenant_retires_the_old_entry() {
+    let mut s = Scheduler::new(cfg(Mode::Hierarchical, 2));
+    for (name, group) in [("a", "ga"), ("b", "gb")] {
+        let g = admitted(s.submit(T0, req(spec(name, 1, group), 10)).0);
+        s.complete(secs(1), g.ticket, None);
+    }
+    // In the store b was deleted and a renamed to b; a request of a (under its new name)
+    // arrives before this pod heard of either change.
+    let a_as_b = TenantSpec { name: "b".into(), ..spec("a", 1, "ga") };
+    let g = admitted(s.submit(secs(2), req(a_as_b, 10)).0);
+    assert_eq!(tenant_names(&s), ["b"], "the entry under a's old name left");
+    assert_eq!(group_names(&s), ["ga"], "b moved to a's group, which it keeps");
+    check(&s);
+    s.remove_tenant("id-b");
+    assert_eq!(tenant_names(&s), ["b"], "b's old id names nothing here any more");
+    s.remove_tenant("id-a");
+    s.complete(secs(3), g.ticket, None);
+    assert!(tenant_names(&s).is_empty());
+}
+
+#[test]
+fn a_changed_model_is_rebuilt_from_the_next_request_once_idle() {
+    let mut s = Scheduler::new(cfg(Mode::Weighted, 4));
+    let mut r = req(spec("a", 1, "g"), 10);
+    r.model = "big".into();
+    r.model_slots = Some(1);
+    let first = admitted(s.submit(T0, r.clone()).0);
+    queued(s.submit(T0, r.clone()).0);
+    s.forget_model("big");
+    assert!(s.model_index.contains_key("big"), "kept while it has work");
+    let second = s.complete(secs(1), first.ticket, None);
+    assert!(s.model_index.contains_key("big"));
+    s.complete(secs(2), second[0].ticket, None);
+    assert!(s.model_index.is_empty(), "dropped with its last request");
+    // Rebuilt with the cap the request carries now.
+    r.model_slots = Some(2);
+    admitted(s.submit(secs(3), r.clone()).0);
+    admitted(s.submit(secs(3), r).0);
+    check(&s);
+}
+
 // === properties ===
 
 #[derive(Debug, Clone)]
@@ -470,6 +636,39 @@ enum Op {
         reserved: u8,
         max: u8,
     },
+    /// The tenant is deleted from the store; its next submission recreates it (new id).
+    /// `late`: the scheduler hears of it only at the next `Deliver` (from another pod,
+    /// after requests that already carry what came next).
+    Delete {
+        tenant: u8,
+        late: bool,
+    },
+    /// Late deletions arrive.
+    Deliver,
+    /// The tenant is renamed in the store (same id): to a new name, or to the name of
+    /// tenant `take` if that one is deleted (a freed name reused). `notify`: the change
+    /// is announced; otherwise the scheduler learns it from the next request.
+    Rename {
+        tenant: u8,
+        take: Option<u8>,
+        notify: bool,
+    },
+    /// The tenant moves to group `g{group}` (its next request or a change says so).
+    Regroup {
+        tenant: u8,
+        group: u8,
+        notify: bool,
+    },
+    /// A change to model `m{model}` is announced.
+    ForgetModel {
+        model: u8,
+    },
+    /// Group `g{group}` is deleted from the store.
+    ResetGroup {
+        group: u8,
+    },
+    /// The cluster's exchange of served work.
+    TakeServed,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -479,12 +678,49 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<u16>().prop_map(|pick| Op::Cancel { pick }),
         1 => (0u8..6, 1u8..20).prop_map(|(tenant, weight)| Op::Reweigh { tenant, weight }),
         1 => (0u8..3, 0u8..4, 0u8..4).prop_map(|(group, reserved, max)| Op::Limits { group, reserved, max }),
+        1 => (0u8..6, any::<bool>()).prop_map(|(tenant, late)| Op::Delete { tenant, late }),
+        1 => Just(Op::Deliver),
+        1 => (0u8..6, proptest::option::of(0u8..6), any::<bool>())
+            .prop_map(|(tenant, take, notify)| Op::Rename { tenant, take, notify }),
+        1 => (0u8..6, 0u8..4, any::<bool>()).prop_map(|(tenant, group, notify)| Op::Regroup { tenant, group, notify }),
+        1 => (0u8..3).prop_map(|model| Op::ForgetModel { model }),
+        1 => (0u8..3).prop_map(|group| Op::ResetGroup { group }),
+        1 => Just(Op::TakeServed),
     ]
+}
+
+/// The store as the property tests see it: each tenant's current name, id and weight
+/// (ids change when a tenant is deleted and created again, names when it is renamed).
+struct Tenants {
+    weights: [u8; 6],
+    groups: [u8; 6],
+    /// Deletions of each tenant so far (its id's generation).
+    generation: [u32; 6],
+    names: [String; 6],
+    /// Names given so far (new names are `n{renames}`).
+    renames: u32,
+    /// In the store (created by its first submission after a deletion).
+    alive: [bool; 6],
+    /// Ids deleted whose deletion the scheduler has not heard of yet.
+    late: Vec<Arc<str>>,
+}
+
+impl Tenants {
+    fn spec(&self, i: u8) -> TenantSpec {
+        let i = i as usize;
+        TenantSpec {
+            name: self.names[i].as_str().into(),
+            id: Some(format!("id{i}.{}", self.generation[i]).into()),
+            group: format!("g{}", self.groups[i]).into(),
+            ..tenant_spec(i as u8, self.weights[i])
+        }
+    }
 }
 
 fn tenant_spec(i: u8, weight: u8) -> TenantSpec {
     TenantSpec {
         name: format!("t{i}").into(),
+        id: Some(format!("id{i}").into()),
         weight: weight as u32,
         group: format!("g{}", i % 3).into(),
         max_in_flight: (i == 5).then_some(2),
@@ -496,16 +732,14 @@ fn tenant_spec(i: u8, weight: u8) -> TenantSpec {
 fn check(s: &Scheduler) {
     assert!(s.used <= s.config.slots, "capacity exceeded");
     assert_eq!(s.used as usize, s.in_flight.len());
-    assert_eq!(s.queued, s.tenants.iter().map(|t| t.queue.len()).sum::<usize>());
-    for m in &s.models {
+    assert_eq!(s.queued, s.tenants.iter().map(|(_, t)| t.queue.len()).sum::<usize>());
+    for (_, m) in &s.models {
         assert!(m.cap.is_none_or(|c| m.in_flight <= c), "model cap exceeded");
     }
-    for t in &s.tenants {
-        assert!(t.max_in_flight.is_none_or(|c| t.in_flight <= c), "tenant cap exceeded");
-    }
+    check_indexes(s);
     if s.used < s.config.slots {
         // Work conservation: no eligible request may wait while a slot is free.
-        for t in &s.tenants {
+        for (_, t) in &s.tenants {
             let Some(head) = t.queue.front() else { continue };
             let tenant_ok = t.max_in_flight.is_none_or(|c| t.in_flight < c);
             let group_ok = s.groups[t.group].is_open();
@@ -515,32 +749,103 @@ fn check(s: &Scheduler) {
         }
     }
     if s.config.mode == Mode::Hierarchical {
-        let active = s.groups.iter().filter(|g| g.is_active()).count() as u32;
-        for g in &s.groups {
+        let active = s.groups.iter().filter(|(_, g)| g.is_active()).count() as u32;
+        for (_, g) in &s.groups {
             assert_eq!(g.is_active(), g.cap > 0, "group {} cap {} active {}", g.name, g.cap, g.is_active());
             assert!(g.max.is_none_or(|m| g.cap <= m), "group {} cap {} above its max {:?}", g.name, g.cap, g.max);
         }
         if active > 0 && active <= s.config.slots {
-            let room: u64 = s.groups.iter().filter(|g| g.is_active()).map(|g| g.max.unwrap_or(u32::MAX) as u64).sum();
-            let caps: u32 = s.groups.iter().map(|g| g.cap).sum();
+            let room: u64 =
+                s.groups.iter().filter(|(_, g)| g.is_active()).map(|(_, g)| g.max.unwrap_or(u32::MAX) as u64).sum();
+            let caps: u32 = s.groups.iter().map(|(_, g)| g.cap).sum();
             assert_eq!(caps as u64, room.min(s.config.slots as u64));
         }
     }
 }
 
+/// Every index agrees with the entries, and nothing is held that nothing needs: a
+/// deleted tenant, a retired model or a group without tenants is there only while it has
+/// work queued or in flight.
+fn check_indexes(s: &Scheduler) {
+    assert_eq!(s.tenant_index.len(), s.tenants.len());
+    for (t, tenant) in &s.tenants {
+        assert_eq!(s.tenant_index.get(&tenant.name), Some(&t), "name index of {}", tenant.name);
+        assert!(s.groups.contains(tenant.group), "{} in a group that left", tenant.name);
+        let busy = !tenant.queue.is_empty() || tenant.in_flight > 0;
+        assert!(!tenant.deleted || busy, "deleted tenant {} kept while idle", tenant.name);
+        if let Some(id) = &tenant.id
+            && !tenant.deleted
+        {
+            assert_eq!(s.tenant_ids.get(id), Some(&t), "id index of {}", tenant.name);
+        }
+        for w in &tenant.queue {
+            assert_eq!(s.waiting.get(&w.ticket), Some(&t));
+            assert!(s.models.contains(w.model));
+        }
+    }
+    for (id, &t) in &s.tenant_ids {
+        let tenant = &s.tenants[t];
+        assert!(tenant.id.as_ref() == Some(id) && !tenant.deleted, "id {id} indexes the wrong tenant");
+    }
+    assert_eq!(s.waiting.len(), s.queued);
+    for f in s.in_flight.values() {
+        assert!(s.tenants.contains(f.tenant) && s.groups.contains(f.group) && s.models.contains(f.model));
+    }
+    assert_eq!(s.group_index.len(), s.groups.len());
+    for (g, group) in &s.groups {
+        assert_eq!(s.group_index.get(&group.name), Some(&g));
+        let members = s.tenants.iter().filter(|(_, t)| t.group == g).count();
+        assert_eq!(group.members, members, "members of {}", group.name);
+        if s.config.mode == Mode::Hierarchical {
+            assert!(members > 0 || group.is_active(), "group {} kept with no tenants and no work", group.name);
+        }
+        for &(_, t) in group.ready.iter().chain(&group.active) {
+            assert_eq!(s.tenants.get(t).map(|t| t.group), Some(g), "group {} lists a tenant not in it", group.name);
+        }
+    }
+    for &(_, g) in &s.ready_groups {
+        assert!(s.groups.contains(g));
+    }
+    assert_eq!(s.model_index.len(), s.models.len());
+    for (m, model) in &s.models {
+        assert_eq!(s.model_index.get(&model.name), Some(&m));
+        let queued: usize = s.tenants.iter().map(|(_, t)| t.queue.iter().filter(|w| w.model == m).count()).sum();
+        let in_flight = s.in_flight.values().filter(|f| f.model == m).count();
+        assert_eq!((model.queued, model.in_flight as usize), (queued, in_flight), "counts of model {}", model.name);
+        assert!(!model.retired || queued + in_flight > 0, "retired model {} kept while idle", model.name);
+    }
+    if let Some(unsynced) = &s.unsynced {
+        let distinct: std::collections::HashSet<&usize> = unsynced.iter().collect();
+        assert_eq!(distinct.len(), unsynced.len(), "a tenant listed twice as unsynced");
+        assert!(unsynced.iter().all(|&t| s.tenants.contains(t)), "an unsynced tenant left");
+    }
+}
+
 fn run_ops(mode: Mode, slots: u32, ops: Vec<Op>) {
-    let mut s = Scheduler::new(cfg(mode, slots));
+    // Short queues, so that refusals happen too.
+    let mut s = Scheduler::new(Config { max_queue_per_tenant: 5, max_queue: 16, ..cfg(mode, slots) });
     s.set_group_weight("g0", 3);
-    let mut weights = [1u8, 2, 3, 4, 5, 6];
+    let mut store = Tenants {
+        weights: [1, 2, 3, 4, 5, 6],
+        groups: [0, 1, 2, 0, 1, 2],
+        generation: [0; 6],
+        names: std::array::from_fn(|i| format!("t{i}")),
+        renames: 0,
+        alive: [true; 6],
+        late: vec![],
+    };
     let mut in_flight: Vec<Ticket> = vec![];
     let mut waiting: Vec<Ticket> = vec![];
     let mut now = T0;
     for op in ops {
         now += Duration::from_millis(100);
-        let before: Vec<u32> = s.groups.iter().map(|g| g.in_flight).collect();
+        let before: HashMap<Arc<str>, u32> = s.groups.iter().map(|(_, g)| (g.name.clone(), g.in_flight)).collect();
+        let tenants_before: HashMap<Arc<str>, u32> =
+            s.tenants.iter().map(|(_, t)| (t.name.clone(), t.in_flight)).collect();
         let grants = match op {
             Op::Submit { tenant, cost, model } => {
-                let mut r = req(tenant_spec(tenant, weights[tenant as usize]), cost as u64);
+                store.alive[tenant as usize] = true;
+                let mut r = req(store.spec(tenant), cost as u64);
                 r.model = format!("m{model}").into();
                 r.model_slots = (model == 2).then_some(1);
                 let (sub, others) = s.submit(now, r);
@@ -560,9 +865,10 @@ fn run_ops(mode: Mode, slots: u32, ops: Vec<Op>) {
                 let (_, grants) = s.cancel(now, t);
                 grants
             }
-            Op::Reweigh { tenant, weight } => {
-                weights[tenant as usize] = weight;
-                s.update_tenant(now, &tenant_spec(tenant, weight))
+            // Changes are announced for tenants the store has.
+            Op::Reweigh { tenant, weight } if store.alive[tenant as usize] => {
+                store.weights[tenant as usize] = weight;
+                s.update_tenant(now, &store.spec(tenant))
             }
             Op::Limits { group, reserved, max } => {
                 let some = |v: u8| (v > 0).then_some(v as u32);
@@ -571,6 +877,49 @@ fn run_ops(mode: Mode, slots: u32, ops: Vec<Op>) {
                 let reserved = some(reserved).map(|r| max.map_or(r, |m| r.min(m)));
                 s.set_group_limits(now, &format!("g{group}"), limits(reserved, max))
             }
+            Op::Delete { tenant, late } => {
+                let id = store.spec(tenant).id.expect("id");
+                if late {
+                    store.late.push(id);
+                } else {
+                    s.remove_tenant(&id);
+                }
+                store.generation[tenant as usize] += 1;
+                store.alive[tenant as usize] = false;
+                vec![]
+            }
+            Op::Rename { tenant, take, notify } if store.alive[tenant as usize] => {
+                let (i, fresh) = (tenant as usize, format!("n{}", store.renames));
+                store.renames += 1;
+                match take.map(|j| j as usize) {
+                    // Names are unique in the store: the deleted tenant gets another when it
+                    // comes back.
+                    Some(j) if j != i && !store.alive[j] => {
+                        store.names[i] = std::mem::replace(&mut store.names[j], fresh);
+                    }
+                    _ => store.names[i] = fresh,
+                }
+                if notify { s.update_tenant(now, &store.spec(tenant)) } else { vec![] }
+            }
+            Op::Regroup { tenant, group, notify } if store.alive[tenant as usize] => {
+                store.groups[tenant as usize] = group;
+                if notify { s.update_tenant(now, &store.spec(tenant)) } else { vec![] }
+            }
+            Op::ForgetModel { model } => {
+                s.forget_model(&format!("m{model}"));
+                vec![]
+            }
+            Op::ResetGroup { group } => s.reset_group(now, &format!("g{group}")),
+            Op::Deliver => {
+                for id in store.late.drain(..) {
+                    s.remove_tenant(&id);
+                }
+                vec![]
+            }
+            Op::TakeServed => {
+                s.take_served();
+                vec![]
+            }
             _ => vec![],
         };
         for g in grants {
@@ -578,13 +927,59 @@ fn run_ops(mode: Mode, slots: u32, ops: Vec<Op>) {
             in_flight.push(g.ticket);
         }
         check(&s);
-        // A group's max_slots: no admission while at it (lowering it interrupts nothing).
-        for (g, group) in s.groups.iter().enumerate() {
-            if before.get(g).is_some_and(|&b| group.in_flight > b) {
+        // A group's max_slots and a tenant's max_in_flight: no admission while at them
+        // (lowering them interrupts nothing).
+        for (_, group) in &s.groups {
+            if before.get(&group.name).is_some_and(|&b| group.in_flight > b) {
                 assert!(group.max.is_none_or(|m| group.in_flight <= m), "group {} admitted past its max", group.name);
             }
         }
+        for (_, t) in &s.tenants {
+            if t.in_flight > tenants_before.get(&t.name).copied().unwrap_or(0) {
+                assert!(t.max_in_flight.is_none_or(|c| t.in_flight <= c), "{} admitted past its cap", t.name);
+            }
+        }
+        // An entry without work stands for a tenant the store has: under its current
+        // name, or (renamed without a word to the scheduler yet) its current id; and no
+        // two such entries stand for the same tenant.
+        let mut stands_for = std::collections::HashSet::new();
+        for (_, t) in s.tenants.iter().filter(|(_, t)| t.queue.is_empty() && t.in_flight == 0) {
+            if t.id.as_ref().is_some_and(|id| store.late.contains(id)) && !t.deleted {
+                continue; // the scheduler has not heard of its deletion yet
+            }
+            let i = (0..6u8).find(|&i| {
+                let current = store.spec(i);
+                store.alive[i as usize] && (current.name == t.name || (!t.deleted && current.id == t.id))
+            });
+            let i = i.unwrap_or_else(|| panic!("{} outlived its tenant", t.name));
+            assert!(stands_for.insert(i), "two idle entries for tenant {i}");
+        }
     }
+    // Everything deleted and every request finished: nothing is left.
+    for id in store.late.drain(..) {
+        s.remove_tenant(&id);
+    }
+    for i in 0..6u8 {
+        s.remove_tenant(&store.spec(i).id.expect("id"));
+    }
+    for m in 0..3 {
+        s.forget_model(&format!("m{m}"));
+    }
+    check(&s);
+    while let Some(t) = in_flight.pop() {
+        for g in s.complete(now, t, None) {
+            waiting.retain(|w| *w != g.ticket);
+            in_flight.push(g.ticket);
+        }
+        check(&s);
+    }
+    for t in waiting.drain(..) {
+        assert!(!s.cancel(now, t).0, "a waiting request outlived every completion");
+    }
+    assert_eq!((s.tenants.len(), s.models.len(), s.used, s.queued), (0, 0, 0, 0));
+    assert_eq!(s.groups.len(), if mode == Mode::Weighted { 1 } else { 0 });
+    let snap = s.snapshot(now);
+    assert!(snap.tenants.is_empty() && snap.groups.len() == s.groups.len());
 }
 
 proptest! {

@@ -170,6 +170,7 @@ fn to_request(r: AdmissionRequest) -> Request {
     Request {
         tenant: TenantSpec {
             name: r.tenant.into(),
+            id: (!r.tenant_id.is_empty()).then(|| r.tenant_id.into()),
             weight: r.tenant_weight,
             group: r.group.into(),
             max_in_flight: r.tenant_max_in_flight,
@@ -280,9 +281,11 @@ impl Drop for Permit {
     }
 }
 
-/// Live changes: a tenant's weight, group or caps, and a group's weight and slot limits,
-/// apply to the next pick without waiting for the tenant's next request; a deleted group
-/// returns to the default weight and loses its limits.
+/// Live changes: a tenant's weight, group, caps or name, and a group's weight and slot
+/// limits, apply to the next pick without waiting for the tenant's next request; a
+/// deleted group returns to the default weight and loses its limits. Deleted tenants and
+/// changed models leave the scheduler (once their requests are done; see the core's
+/// module doc), so they leave its snapshot and metrics too.
 impl ChangeNotifier for Fairshare {
     fn notify(&self, event: ChangeEvent) {
         match event {
@@ -291,6 +294,7 @@ impl ChangeNotifier for Fairshare {
                 let now = self.shared.now();
                 let spec = TenantSpec {
                     name: t.name.as_str().into(),
+                    id: Some(t.id.as_str().into()),
                     weight: t.weight,
                     group: t.group.as_str().into(),
                     max_in_flight: t.quota.max_in_flight,
@@ -299,15 +303,19 @@ impl ChangeNotifier for Fairshare {
                 let grants = state.core.update_tenant(now, &spec);
                 deliver(&self.shared, &mut state, now, grants);
             }
-            ChangeEvent::Group { name, weight, reserved_slots, max_slots } => {
-                self.set_group_weight(&name, weight.unwrap_or(crate::core::DEFAULT_GROUP_WEIGHT));
-                let limits = match weight {
-                    Some(_) => GroupLimits { reserved_slots, max_slots },
-                    None => GroupLimits::default(),
-                };
-                self.set_group_limits(&name, limits);
+            ChangeEvent::Tenant { id, tenant: None } => self.shared.lock().core.remove_tenant(&id),
+            ChangeEvent::Group { name, weight: Some(weight), reserved_slots, max_slots } => {
+                self.set_group_weight(&name, weight);
+                self.set_group_limits(&name, GroupLimits { reserved_slots, max_slots });
             }
-            _ => {}
+            ChangeEvent::Group { name, weight: None, .. } => {
+                let mut state = self.shared.lock();
+                let now = self.shared.now();
+                let grants = state.core.reset_group(now, &name);
+                deliver(&self.shared, &mut state, now, grants);
+            }
+            ChangeEvent::Model { name } => self.shared.lock().core.forget_model(&name),
+            ChangeEvent::Key { .. } | ChangeEvent::Resync => {}
         }
     }
 }

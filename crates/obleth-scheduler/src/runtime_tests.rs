@@ -18,6 +18,7 @@ fn fairshare(slots: u32, queue_timeout: Duration) -> Fairshare {
 fn req(tenant: &str) -> AdmissionRequest {
     AdmissionRequest {
         tenant: tenant.into(),
+        tenant_id: format!("id-{tenant}"),
         group: "g".into(),
         tenant_weight: 1,
         tenant_max_in_flight: None,
@@ -196,4 +197,24 @@ async fn group_limits_apply_live_and_go_with_the_group() {
     let g = f.state().groups.into_iter().find(|g| g.name == "g").expect("group");
     assert_eq!((g.max_slots, g.reserved_slots), (None, None));
     drop((first, second));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deleted_tenant_leaves_the_snapshot_when_its_last_request_ends() {
+    let f = fairshare(2, Duration::from_secs(60));
+    drop(f.admit(req("idle")).await.expect("admit"));
+    let held = f.admit(req("busy")).await.expect("admit");
+    let names = |f: &Fairshare| f.state().tenants.into_iter().map(|t| t.name).collect::<Vec<_>>();
+    assert_eq!(names(&f), ["idle", "busy"]);
+    // Deletions name tenants by id, as the admin API and the cluster bus announce them.
+    f.notify(ChangeEvent::Tenant { id: "id-idle".into(), tenant: None });
+    f.notify(ChangeEvent::Tenant { id: "id-busy".into(), tenant: None });
+    assert_eq!(names(&f), ["busy"], "kept while its request runs");
+    drop(held);
+    let s = f.state();
+    assert!(s.tenants.is_empty() && s.groups.is_empty(), "{s:?}");
+    // A model change drops the model's state; the next request rebuilds it.
+    f.notify(ChangeEvent::Model { name: "m".into() });
+    drop(f.admit(req("again")).await.expect("admit"));
+    assert_eq!(names(&f), ["again"]);
 }

@@ -1,9 +1,22 @@
-//! Scheduler gauges, published from a snapshot when Prometheus scrapes (so the hot path
-//! pays nothing for them).
+//! Scheduler metrics, read from a snapshot when Prometheus scrapes (so the hot path pays
+//! nothing for them).
+//!
+//! The pool-wide gauges go through the `metrics` registry ([`publish`]). The per-group
+//! and per-tenant families are rendered here, straight from the snapshot, and appended
+//! to the exporter's text ([`render`]): the registry keeps every series it was ever
+//! given, so a tenant that left the scheduler would stay in `/metrics` until restart,
+//! and 10,000 tenants would make every scrape megabytes long. Rendered from the
+//! snapshot, a series lives exactly as long as its tenant or group does here, and only
+//! the most active ones get series of their own: the rest are summed into one series
+//! labelled `other`, so a family has at most `limit + 1` series whatever the number of
+//! tenants.
+
+use std::cmp::Ordering;
+use std::fmt::Write;
 
 use metrics::gauge;
 
-use crate::core::Snapshot;
+use crate::core::{GroupView, Snapshot, TenantView};
 
 pub mod names {
     pub const SLOTS: &str = "obleth_scheduler_slots";
@@ -17,26 +30,191 @@ pub mod names {
     pub const TENANT_SHARE: &str = "obleth_scheduler_tenant_share";
 }
 
-/// Sets every scheduler gauge from `s`.
+/// The `tenant` (or `group`) label of the series that sums those without series of their
+/// own. A tenant or group that is really called `other` is always counted in it, so that
+/// no two series carry the same labels.
+pub const OTHER: &str = "other";
+
+/// How many tenants and groups get series of their own (the others are summed into
+/// `other`); 0: only `other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesLimits {
+    pub tenants: usize,
+    pub groups: usize,
+}
+
+impl Default for SeriesLimits {
+    fn default() -> Self {
+        SeriesLimits { tenants: 100, groups: 100 }
+    }
+}
+
+/// Sets the pool-wide gauges from `s` (a fixed set of series).
 pub fn publish(s: &Snapshot) {
     gauge!(names::SLOTS, "state" => "used").set(s.slots_used as f64);
     gauge!(names::SLOTS, "state" => "total").set(s.slots_total as f64);
     gauge!(names::QUEUED).set(s.queued as f64);
-    for g in &s.groups {
-        gauge!(names::GROUP_SLOTS, "group" => g.name.clone(), "state" => "cap").set(g.cap as f64);
-        gauge!(names::GROUP_SLOTS, "group" => g.name.clone(), "state" => "used").set(g.in_flight as f64);
-        // The limits in this pool: 0 reserved when none, the whole pool when uncapped.
-        gauge!(names::GROUP_SLOTS, "group" => g.name.clone(), "state" => "reserved")
-            .set(g.pool_reserved_slots.unwrap_or(0) as f64);
-        gauge!(names::GROUP_SLOTS, "group" => g.name.clone(), "state" => "max")
-            .set(g.pool_max_slots.unwrap_or(s.slots_total) as f64);
-        gauge!(names::GROUP_QUEUED, "group" => g.name.clone()).set(g.queued as f64);
+}
+
+/// Appends the per-group and per-tenant families of `s` to `out`, in the Prometheus text
+/// format (each family once, with its `HELP` and `TYPE`).
+///
+/// Which get series of their own: the `limits` most active (requests in flight plus
+/// queued, then the share of recent service, then by name). The `other` series of a
+/// family holds, for the rest: the sum of their counts (slots, queued, in flight) and
+/// of their target and actual shares (so shares still add up to 1 over a family), and
+/// for `share_score` the lowest score among those with requests queued or in flight
+/// (the one that would be served first), 0 when none has any.
+pub fn render(s: &Snapshot, limits: SeriesLimits, out: &mut String) {
+    let groups =
+        split(&s.groups, limits.groups, |g| &g.name, |g| (g.in_flight as u64 + g.queued as u64, g.actual_share));
+    let tenants =
+        split(&s.tenants, limits.tenants, |t| &t.name, |t| (t.in_flight as u64 + t.queued as u64, t.actual_share));
+
+    // A group's `max` is the whole pool when it has no cap of its own.
+    let max = |g: &GroupView| g.pool_max_slots.unwrap_or(s.slots_total) as f64;
+    let reserved = |g: &GroupView| g.pool_reserved_slots.unwrap_or(0) as f64;
+    family(
+        out,
+        names::GROUP_SLOTS,
+        "Slots of each fairshare group by state: cap (its expected split), used, reserved and max (this pod's figures)",
+    );
+    for (state, value) in [
+        ("cap", &(|g: &GroupView| g.cap as f64) as &dyn Fn(&GroupView) -> f64),
+        ("used", &|g: &GroupView| g.in_flight as f64),
+        ("reserved", &reserved),
+        ("max", &max),
+    ] {
+        for g in &groups.own {
+            sample(out, names::GROUP_SLOTS, &[("group", &g.name), ("state", state)], value(g));
+        }
+        sample(out, names::GROUP_SLOTS, &[("group", OTHER), ("state", state)], groups.sum(value));
     }
-    for t in &s.tenants {
-        gauge!(names::TENANT_QUEUED, "tenant" => t.name.clone()).set(t.queued as f64);
-        gauge!(names::TENANT_IN_FLIGHT, "tenant" => t.name.clone()).set(t.in_flight as f64);
-        gauge!(names::TENANT_SHARE_SCORE, "tenant" => t.name.clone()).set(t.share_score);
-        gauge!(names::TENANT_SHARE, "tenant" => t.name.clone(), "kind" => "target").set(t.target_share);
-        gauge!(names::TENANT_SHARE, "tenant" => t.name.clone(), "kind" => "actual").set(t.actual_share);
+    family(out, names::GROUP_QUEUED, "Requests waiting, per fairshare group");
+    for g in &groups.own {
+        sample(out, names::GROUP_QUEUED, &[("group", &g.name)], g.queued as f64);
+    }
+    sample(out, names::GROUP_QUEUED, &[("group", OTHER)], groups.sum(|g| g.queued as f64));
+
+    family(out, names::TENANT_QUEUED, "Requests waiting, per tenant");
+    for t in &tenants.own {
+        sample(out, names::TENANT_QUEUED, &[("tenant", &t.name)], t.queued as f64);
+    }
+    sample(out, names::TENANT_QUEUED, &[("tenant", OTHER)], tenants.sum(|t| t.queued as f64));
+
+    family(out, names::TENANT_IN_FLIGHT, "Requests in flight, per tenant");
+    for t in &tenants.own {
+        sample(out, names::TENANT_IN_FLIGHT, &[("tenant", &t.name)], t.in_flight as f64);
+    }
+    sample(out, names::TENANT_IN_FLIGHT, &[("tenant", OTHER)], tenants.sum(|t| t.in_flight as f64));
+
+    family(out, names::TENANT_SHARE_SCORE, "Weighted work served, per tenant (the lowest is served next)");
+    for t in &tenants.own {
+        sample(out, names::TENANT_SHARE_SCORE, &[("tenant", &t.name)], t.share_score);
+    }
+    let busy_score = tenants
+        .rest
+        .iter()
+        .filter(|t| t.queued > 0 || t.in_flight > 0)
+        .map(|t| t.share_score)
+        .min_by(f64::total_cmp)
+        .unwrap_or(0.0);
+    sample(out, names::TENANT_SHARE_SCORE, &[("tenant", OTHER)], busy_score);
+
+    family(out, names::TENANT_SHARE, "Share of the pool per tenant: target (entitled) and actual (recent service)");
+    for (kind, value) in [
+        ("target", &(|t: &TenantView| t.target_share) as &dyn Fn(&TenantView) -> f64),
+        ("actual", &|t: &TenantView| t.actual_share),
+    ] {
+        for t in &tenants.own {
+            sample(out, names::TENANT_SHARE, &[("tenant", &t.name), ("kind", kind)], value(t));
+        }
+        sample(out, names::TENANT_SHARE, &[("tenant", OTHER), ("kind", kind)], tenants.sum(value));
     }
 }
+
+/// Entries with series of their own (by name, so that scrapes list them in a stable
+/// order) and the rest.
+struct Split<'a, T> {
+    own: Vec<&'a T>,
+    rest: Vec<&'a T>,
+}
+
+impl<T> Split<'_, T> {
+    fn sum(&self, value: impl Fn(&T) -> f64) -> f64 {
+        // From +0: `Sum` starts at -0, which an empty `other` would show.
+        self.rest.iter().fold(0.0, |sum, x| sum + value(x))
+    }
+}
+
+/// The `limit` most active of `items` (by `activity`: work, then recent share; ties by
+/// name), and the rest. Linear in the number of items plus `limit log limit`.
+fn split<'a, T>(
+    items: &'a [T],
+    limit: usize,
+    name: impl Fn(&T) -> &String,
+    activity: impl Fn(&T) -> (u64, f64),
+) -> Split<'a, T> {
+    let (mut own, mut rest): (Vec<&T>, Vec<&T>) = items.iter().partition(|x| name(x) != OTHER);
+    if own.len() > limit {
+        let most_active_first = |a: &&T, b: &&T| -> Ordering {
+            let ((wa, sa), (wb, sb)) = (activity(a), activity(b));
+            wb.cmp(&wa).then(sb.total_cmp(&sa)).then_with(|| name(a).cmp(name(b)))
+        };
+        if limit > 0 {
+            own.select_nth_unstable_by(limit - 1, most_active_first);
+        }
+        rest.extend(own.drain(limit..));
+    }
+    own.sort_unstable_by(|a, b| name(a).cmp(name(b)));
+    Split { own, rest }
+}
+
+fn family(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+}
+
+fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
+    out.push_str(name);
+    out.push('{');
+    for (i, (label, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(label);
+        out.push_str("=\"");
+        escape_label(v, out);
+        out.push('"');
+    }
+    out.push_str("} ");
+    push_value(value, out);
+    out.push('\n');
+}
+
+/// Label values escape backslash, double quote and line feed (the text format's rule).
+fn escape_label(v: &str, out: &mut String) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Values as the text format spells them (Rust prints infinities as `inf`).
+fn push_value(v: f64, out: &mut String) {
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
+
+#[cfg(test)]
+#[path = "telemetry_tests.rs"]
+mod tests;

@@ -53,6 +53,7 @@ impl Saturated {
         let specs: Vec<TenantSpec> = (0..tenants)
             .map(|i| TenantSpec {
                 name: format!("t{i}").into(),
+                id: None,
                 weight: [1, 2, 5, 10][rng.random_range(0..4)],
                 group: format!("g{}", i % GROUPS).into(),
                 max_in_flight: None,

@@ -92,6 +92,7 @@ impl FairsharePolicy {
             .iter()
             .map(|t| TenantSpec {
                 name: t.name.as_str().into(),
+                id: None,
                 weight: t.weight,
                 group: t.group.as_str().into(),
                 max_in_flight: None,

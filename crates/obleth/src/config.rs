@@ -45,6 +45,7 @@ struct RawConfig {
     budget: RawBudget,
     ledger: RawLedger,
     cluster: RawCluster,
+    metrics: RawMetrics,
     log: RawLog,
 }
 
@@ -340,6 +341,22 @@ impl Default for RawLedger {
     }
 }
 
+/// The metrics listener: who may scrape it, and how many series per tenant and group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMetrics {
+    token: Option<SecretString>,
+    tenant_series: usize,
+    group_series: usize,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        let d = obleth_scheduler::telemetry::SeriesLimits::default();
+        RawMetrics { token: None, tenant_series: d.tenants, group_series: d.groups }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawLog {
@@ -374,6 +391,7 @@ pub struct Config {
     pub ledger: Ledger,
     /// `None`: one gateway; changes stay in this process.
     pub cluster: Option<Cluster>,
+    pub metrics: Metrics,
     pub log_level: String,
 }
 
@@ -383,6 +401,15 @@ pub struct Connections {
     pub data: obleth_gateway::listener::ConnectionLimits,
     pub admin: obleth_gateway::listener::ConnectionLimits,
     pub metrics: obleth_gateway::listener::ConnectionLimits,
+}
+
+/// The metrics listener.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// `Some`: `/metrics` answers only `Authorization: Bearer <token>`.
+    pub token: Option<SecretString>,
+    /// Tenants and groups with series of their own; the rest are summed as `other`.
+    pub series: obleth_scheduler::telemetry::SeriesLimits,
 }
 
 /// How the pods of one deployment share control-plane changes.
@@ -563,6 +590,9 @@ const ENV_KEYS: &[EnvKey] = &[
     EnvKey("OBLETH_CLUSTER_SHARED_CACHE_TTL", "cluster", "shared_cache_ttl", Kind::Str),
     EnvKey("OBLETH_CLUSTER_SHARE_SERVED", "cluster", "share_served", Kind::Bool),
     EnvKey("OBLETH_CLUSTER_SERVED_INTERVAL", "cluster", "served_interval", Kind::Str),
+    EnvKey("OBLETH_METRICS_TOKEN", "metrics", "token", Kind::Str),
+    EnvKey("OBLETH_METRICS_TENANT_SERIES", "metrics", "tenant_series", Kind::Int),
+    EnvKey("OBLETH_METRICS_GROUP_SERIES", "metrics", "group_series", Kind::Int),
     EnvKey("OBLETH_LOG_LEVEL", "log", "level", Kind::Str),
 ];
 
@@ -816,6 +846,16 @@ impl RawConfig {
                 })
             }
         };
+        if let Some(token) = &self.metrics.token {
+            check_admin_token(token.expose_secret()).map_err(|m| invalid("metrics.token", m))?;
+        }
+        let metrics = Metrics {
+            token: self.metrics.token,
+            series: obleth_scheduler::telemetry::SeriesLimits {
+                tenants: self.metrics.tenant_series,
+                groups: self.metrics.group_series,
+            },
+        };
         if self.log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
             return Err(invalid(
                 "log.level",
@@ -852,6 +892,7 @@ impl RawConfig {
             budget,
             ledger,
             cluster,
+            metrics,
             log_level: self.log.level,
         })
     }
@@ -1024,6 +1065,7 @@ pub struct Redacted<'a> {
     budget_redis_url: Option<String>,
     ledger_backend: String,
     ledger_wal_dir: String,
+    metrics_token: &'a str,
 }
 
 impl Config {
@@ -1047,6 +1089,7 @@ impl Config {
                 LedgerBackend::ClickHouse(c) => format!("clickhouse {} ({}.{})", c.url, c.database, c.table),
             },
             ledger_wal_dir: self.ledger.wal_dir.display().to_string(),
+            metrics_token: secret(&self.metrics.token),
         }
     }
 }

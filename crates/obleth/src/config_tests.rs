@@ -163,3 +163,32 @@ fn secrets_are_never_printed() {
         assert!(!text.contains("sk-upstream-secret"), "{text}");
     }
 }
+
+#[test]
+fn the_metrics_section() {
+    let c = Config::from_parts("", "f", env(&[])).expect("defaults");
+    assert!(c.metrics.token.is_none());
+    assert_eq!(c.metrics.series, obleth_scheduler::telemetry::SeriesLimits { tenants: 100, groups: 100 });
+    let text = "[metrics]\ntoken = \"file-token-Zr4Wq9Lm2Xv7Kp3Tn8BcQ5\"\ntenant_series = 20\n";
+    let c = Config::from_parts(
+        text,
+        "f",
+        env(&[("OBLETH_METRICS_TOKEN", "env-token-Hs6Dj1Fq8Yw3Ng5Ve9RaPk4M"), ("OBLETH_METRICS_GROUP_SERIES", "0")]),
+    )
+    .expect("config");
+    assert_eq!(
+        c.metrics.token.as_ref().map(|t| t.expose_secret().to_owned()).as_deref(),
+        Some("env-token-Hs6Dj1Fq8Yw3Ng5Ve9RaPk4M")
+    );
+    assert_eq!(c.metrics.series, obleth_scheduler::telemetry::SeriesLimits { tenants: 20, groups: 0 });
+    assert!(!format!("{c:?}").contains("env-token"), "the token is a secret");
+    assert_eq!(serde_json::to_value(c.redacted()).expect("json")["metrics_token"], "[set]");
+    for (text, field) in [
+        ("[metrics]\ntoken = \"short\"\n", "metrics.token"),
+        ("[metrics]\ntenant_series = -1\n", "tenant_series"),
+        ("[metrics]\nseries = 5\n", "series"),
+    ] {
+        let err = Config::from_parts(text, "f", env(&[])).expect_err(field);
+        assert!(err.to_string().contains(field), "{field}: {err}");
+    }
+}

@@ -318,20 +318,31 @@ pub async fn start(
             let scheduler = fairshare.clone();
             let budget = budget.clone();
             let ledger = ledger.clone();
+            let series = config.metrics.series;
             let connections = [data_connections.clone(), admin_connections.clone(), metrics_connections.clone()];
-            let before_render = move || {
+            let render = move || {
+                // Sampled gauges are refreshed first; the scheduler's per-tenant and
+                // per-group families are rendered from the same snapshot, after the
+                // registry's text (bounded, and gone with their tenant or group).
                 for c in &connections {
                     c.publish();
                 }
-                obleth_scheduler::telemetry::publish(&scheduler.state());
+                let state = scheduler.state();
+                obleth_scheduler::telemetry::publish(&state);
                 budget.publish();
                 if let Some(ledger) = &ledger {
                     obleth_ledger::telemetry::publish(&ledger.status());
                 }
+                let mut body = handle.render();
+                if !body.is_empty() && !body.ends_with('\n') {
+                    body.push('\n');
+                }
+                obleth_scheduler::telemetry::render(&state, series, &mut body);
+                body
             };
             tasks.spawn(listener::serve(
                 listener,
-                telemetry::router(handle, before_render),
+                telemetry::router(render, config.metrics.token.clone()),
                 metrics_connections.clone(),
                 drained(shutdown.clone()),
             ));

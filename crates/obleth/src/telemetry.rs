@@ -1,12 +1,17 @@
-//! Logging and the Prometheus endpoint (`:9091/metrics`).
+//! Logging and the Prometheus endpoint (`:9091/metrics`), optionally behind a bearer token.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use http::{HeaderMap, HeaderValue, StatusCode};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use obleth_gateway::ApiError;
 use obleth_gateway::telemetry::names;
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
 
 /// Installs the log subscriber. `level` is an `EnvFilter` directive; `RUST_LOG` wins.
 pub fn init_logging(level: &str) {
@@ -40,19 +45,52 @@ pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
     Ok(handle)
 }
 
-/// The metrics router. `before_render` refreshes gauges that are sampled, not counted.
-pub fn router(handle: PrometheusHandle, before_render: impl Fn() + Clone + Send + Sync + 'static) -> Router {
+/// The metrics router: `GET /metrics` answers `render()`. With a `token`, only requests
+/// that present it (`Authorization: Bearer <token>`, compared in constant time) get an
+/// answer; the others get 401 in the OpenAI error shape.
+pub fn router(render: impl Fn() -> String + Clone + Send + Sync + 'static, token: Option<SecretString>) -> Router {
     Router::new().route(
         "/metrics",
-        get(move || {
-            let handle = handle.clone();
-            let before_render = before_render.clone();
+        get(move |headers: HeaderMap| {
+            let render = render.clone();
+            let token = token.clone();
             async move {
-                before_render();
-                handle.render()
+                if let Some(token) = &token
+                    && !presents(&headers, token)
+                {
+                    return unauthorized();
+                }
+                render().into_response()
             }
         }),
     )
+}
+
+/// Whether the request carries `Authorization: Bearer <token>` (as the admin API checks
+/// its token).
+fn presents(headers: &HeaderMap, token: &SecretString) -> bool {
+    let presented = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or("");
+    !presented.is_empty() && bool::from(presented.as_bytes().ct_eq(token.expose_secret().as_bytes()))
+}
+
+fn unauthorized() -> Response {
+    let mut res = ApiError {
+        status: StatusCode::UNAUTHORIZED,
+        kind: "authentication_error",
+        code: "invalid_metrics_token",
+        message: "A valid metrics bearer token is required (metrics.token).".into(),
+        param: None,
+        retry_after: None,
+        rate_limits: None,
+    }
+    .into_response();
+    res.headers_mut().insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    res
 }
 
 /// Logs where a listener ended up.

@@ -134,6 +134,17 @@ async fn changes_reach_every_pod_within_a_second() {
         status_with(&b, &other_key).await == 403
     })
     .await;
+
+    // A deleted tenant leaves pod B's scheduler and its metrics within a second.
+    assert!(metric_lines(&b, "tenant=\"t1\"").await > 0);
+    call(&a.admin, "DELETE", "/api/v1/tenants/t1", None).await.unwrap();
+    let took = within(Duration::from_secs(1), "pod B's scheduler forgets the deleted tenant", || async {
+        tenant_weight(&b, "t1").await.is_none()
+    })
+    .await;
+    eprintln!("deletion reached pod B's scheduler in {took:?}");
+    assert_eq!(metric_lines(&b, "tenant=\"t1\"").await, 0, "its series left pod B's /metrics");
+    assert!(tenant_weight(&lone, "t1").await.is_some(), "without the channel the pod cannot know");
     for pod in [&mut a, &mut b, &mut lone] {
         pod.stop();
     }
@@ -422,6 +433,14 @@ async fn three_pods_behind_haproxy() {
     eprintln!("ClickHouse holds {} rows for {answered} requests answered or failed", v[0]);
     assert_eq!(v[0], v[1], "no request is counted twice");
     assert!(v[0] <= answered && v[0] as f64 >= answered as f64 * 0.95, "{} rows for {answered} requests", v[0]);
+}
+
+/// `GET /metrics` of a pod; how many of its lines contain `text`.
+async fn metric_lines(pod: &Gateway, text: &str) -> usize {
+    let addr = pod.env.iter().find(|(k, _)| k == "OBLETH_LISTEN_METRICS").unwrap().1.clone();
+    let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let (_, body) = get_status(&http, &format!("http://{addr}/metrics")).await;
+    body.lines().filter(|l| l.contains(text)).count()
 }
 
 /// `GET /metrics` of a pod; the value of the sample `name{labels}` (0 when absent).

@@ -6,6 +6,7 @@ use obleth_core::AdmissionRequest;
 pub fn req(tenant: &str) -> AdmissionRequest {
     AdmissionRequest {
         tenant: tenant.into(),
+        tenant_id: String::new(),
         group: "default".into(),
         tenant_weight: 1,
         tenant_max_in_flight: None,
