@@ -6,6 +6,7 @@
 mod support;
 
 mod admin_api;
+mod admin_input;
 mod admission;
 mod budgets;
 mod errors;
