@@ -7,6 +7,7 @@
 
 mod extract;
 pub mod openapi;
+mod upstream;
 mod usage;
 
 use std::sync::Arc;
@@ -44,6 +45,8 @@ pub struct AdminState {
     pub budget: Arc<obleth_budget::Budget>,
     /// The usage ledger, for `/api/v1/usage/*`; `None` when the process keeps none.
     pub ledger: Option<obleth_ledger::Ledger>,
+    /// Where models may send requests; checked when an `api_base` is set.
+    pub upstream_policy: Arc<obleth_core::upstream::UpstreamPolicy>,
 }
 
 /// The routes behind the admin token, as axum paths. The router is built from this
@@ -385,16 +388,26 @@ async fn rotate_key(
 
 /// A model as the admin API shows it: never the credential, only whether one is set.
 fn model_view(m: &Model) -> Value {
-    let mut v = json!(m);
+    let mut v = model_json(m);
     v["has_api_key"] = Value::Bool(m.api_key.is_some());
     v
 }
 
 /// A model as the audit trail records it: the credential only as `"[redacted]"`.
 fn model_audit(m: &Model) -> Value {
-    let mut v = json!(m);
+    let mut v = model_json(m);
     if m.api_key.is_some() {
         v["api_key"] = Value::String(REDACTED.into());
+    }
+    v
+}
+
+/// The model without credentials in its `api_base` (rows stored before such URLs were
+/// refused may still hold `user:password@` or a query).
+fn model_json(m: &Model) -> Value {
+    let mut v = json!(m);
+    if let Some(base) = &m.api_base {
+        v["api_base"] = Value::String(obleth_core::upstream::redact_api_base(base));
     }
     v
 }
@@ -415,6 +428,9 @@ async fn create_model(
     body: JsonBody<NewModel>,
 ) -> Result<(StatusCode, Json<Value>), AdminError> {
     let JsonBody(new) = body;
+    if let Some(base) = &new.api_base {
+        upstream::check_api_base(&s.upstream_policy, base).await?;
+    }
     let model = s.store.create_model(new).await?;
     audit(&s, &actor, "model.create", "model", &model.model_name, None, Some(model_audit(&model))).await;
     s.notifier.notify(ChangeEvent::Model { name: model.model_name.clone() });
@@ -433,6 +449,9 @@ async fn update_model(
     body: JsonBody<ModelPatch>,
 ) -> Result<Json<Value>, AdminError> {
     let JsonBody(patch) = body;
+    if let Some(Some(base)) = &patch.api_base {
+        upstream::check_api_base(&s.upstream_policy, base).await?;
+    }
     let key_replaced = matches!(patch.api_key, Some(Some(_)));
     let before = s.store.get_model(&name).await?;
     let model = s.store.update_model(&name, patch).await?;
@@ -694,5 +713,37 @@ impl IntoResponse for AdminError {
         };
         let body = json!({"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}});
         (self.status, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_a_stored_api_base_are_never_shown() {
+        // A row stored before api_base refused credentials and queries.
+        let m = Model {
+            model_name: "legacy".into(),
+            upstream_model: "legacy".into(),
+            api_base: Some("http://svc:hunter2@vllm.internal:8000/v1?token=abc123".into()),
+            api_key: Some(SecretString::from("sk-model-key")),
+            input_cost_per_token: 0.0,
+            output_cost_per_token: 0.0,
+            context_window: None,
+            enabled: true,
+            admission_weight: 1.0,
+            max_in_flight: None,
+            tags: vec![],
+            created_at: 0,
+            updated_at: 0,
+        };
+        for shown in [model_view(&m), model_audit(&m)] {
+            let text = shown.to_string();
+            assert!(!text.contains("hunter2") && !text.contains("abc123") && !text.contains("sk-model-key"), "{text}");
+            assert!(shown["api_base"].as_str().is_some_and(|b| b.contains("vllm.internal:8000/v1")), "{text}");
+        }
+        let clean = Model { api_base: Some("http://vllm.internal:8000/v1".into()), ..m };
+        assert_eq!(model_view(&clean)["api_base"], "http://vllm.internal:8000/v1");
     }
 }

@@ -12,3 +12,4 @@ mod budgets;
 mod errors;
 mod lifecycle;
 mod proxy;
+mod upstream_policy;
