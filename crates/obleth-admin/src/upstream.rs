@@ -48,7 +48,11 @@ pub(crate) async fn check_api_base(policy: &UpstreamPolicy, raw: &str) -> Result
     // Stricter than the data plane, which skips refused addresses and tries the others:
     // a name with any refused address is most likely a mistake worth hearing about now.
     for addr in addrs {
-        policy.check_addr(Some(name), addr).map_err(|r| refused(format!("{name} resolves to {}: ", addr.ip()), r))?;
+        policy.check_addr(Some(name), addr).map_err(|r| match r {
+            // Already says "name (address)".
+            Refusal::NotAllowed { .. } => refused(String::new(), r),
+            r => refused(format!("{name} resolves to {}: ", addr.ip()), r),
+        })?;
     }
     Ok(())
 }
