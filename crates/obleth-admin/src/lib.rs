@@ -5,14 +5,14 @@
 //! announced through the [`ChangeNotifier`] so that caches drop stale entries at once.
 //! Errors use the same `{"error":{…}}` shape as the data plane.
 
+mod extract;
 pub mod openapi;
+mod upstream;
 mod usage;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
@@ -22,12 +22,14 @@ use axum::{Json, Router};
 use obleth_core::{Admission, ApiKey, ChangeEvent, ChangeNotifier, Model, key, now_millis};
 use obleth_store::{
     AuditFilter, ControlPlaneStore, GroupSettings, KeyFilter, KeyRotation, ModelFilter, ModelPatch, NewAuditEntry,
-    NewModel, NewTenant, Page, PageRequest, StoreError, TenantFilter, TenantPatch,
+    NewModel, NewTenant, Page, StoreError, TenantFilter, TenantPatch,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
+
+use crate::extract::{JsonBody, OptionalJsonBody, Params, PathParam};
 
 /// What the admin API needs.
 #[derive(Clone)]
@@ -43,6 +45,8 @@ pub struct AdminState {
     pub budget: Arc<obleth_budget::Budget>,
     /// The usage ledger, for `/api/v1/usage/*`; `None` when the process keeps none.
     pub ledger: Option<obleth_ledger::Ledger>,
+    /// Where models may send requests; checked when an `api_base` is set.
+    pub upstream_policy: Arc<obleth_core::upstream::UpstreamPolicy>,
 }
 
 /// The routes behind the admin token, as axum paths. The router is built from this
@@ -176,26 +180,26 @@ async fn list_tenants(State(s): State<AdminState>, params: Params) -> Result<Jso
 async fn create_tenant(
     State(s): State<AdminState>,
     actor: Actor,
-    body: Result<Json<NewTenant>, JsonRejection>,
+    body: JsonBody<NewTenant>,
 ) -> Result<(StatusCode, Json<Value>), AdminError> {
-    let Json(new) = body?;
+    let JsonBody(new) = body;
     let tenant = s.store.create_tenant(new).await?;
     audit(&s, &actor, "tenant.create", "tenant", &tenant.id, None, Some(json!(tenant))).await;
     tracing::info!(tenant = %tenant.name, id = %tenant.id, "tenant created");
     Ok((StatusCode::CREATED, Json(json!(tenant))))
 }
 
-async fn get_tenant(State(s): State<AdminState>, Path(tenant): Path<String>) -> Result<Json<Value>, AdminError> {
+async fn get_tenant(State(s): State<AdminState>, PathParam(tenant): PathParam) -> Result<Json<Value>, AdminError> {
     Ok(Json(json!(s.store.get_tenant(&tenant).await?)))
 }
 
 async fn update_tenant(
     State(s): State<AdminState>,
-    Path(tenant): Path<String>,
+    PathParam(tenant): PathParam,
     actor: Actor,
-    body: Result<Json<TenantPatch>, JsonRejection>,
+    body: JsonBody<TenantPatch>,
 ) -> Result<Json<Value>, AdminError> {
-    let Json(patch) = body?;
+    let JsonBody(patch) = body;
     let before = s.store.get_tenant(&tenant).await?;
     let updated = s.store.update_tenant(&before.id, patch).await?;
     audit(&s, &actor, "tenant.update", "tenant", &updated.id, Some(json!(before)), Some(json!(updated))).await;
@@ -206,7 +210,7 @@ async fn update_tenant(
 
 async fn delete_tenant(
     State(s): State<AdminState>,
-    Path(tenant): Path<String>,
+    PathParam(tenant): PathParam,
     actor: Actor,
 ) -> Result<Json<Value>, AdminError> {
     let (deleted, hashes) = s.store.delete_tenant(&tenant).await?;
@@ -227,17 +231,17 @@ pub(crate) struct NewKey {
     name: Option<String>,
     /// Absolute expiry, Unix milliseconds.
     expires_at: Option<i64>,
-    /// Relative expiry, seconds from now (alternative to `expires_at`).
+    /// Relative expiry, seconds from now, at least 1 (alternative to `expires_at`).
     expires_in_secs: Option<u64>,
 }
 
 async fn create_key(
     State(s): State<AdminState>,
-    Path(tenant): Path<String>,
+    PathParam(tenant): PathParam,
     actor: Actor,
-    body: Option<Json<NewKey>>,
+    body: OptionalJsonBody<NewKey>,
 ) -> Result<(StatusCode, Json<Value>), AdminError> {
-    let new = body.map(|Json(b)| b).unwrap_or_default();
+    let OptionalJsonBody(new) = body;
     let tenant = s.store.get_tenant(&tenant).await?;
     let now = now_millis();
     let expires_at = match (new.expires_at, new.expires_in_secs) {
@@ -248,6 +252,8 @@ async fn create_key(
             return Err(AdminError::invalid("expires_at", "must be in the future"));
         }
         (Some(at), None) => Some(at),
+        // Zero would create a key that is expired at birth, as a past expires_at would.
+        (None, Some(0)) => return Err(AdminError::invalid("expires_in_secs", "must be at least 1")),
         (None, Some(secs)) => Some(now.saturating_add((secs.min(i64::MAX as u64 / 1000) as i64) * 1000)),
         (None, None) => None,
     };
@@ -277,7 +283,7 @@ async fn create_key(
 
 async fn list_tenant_keys(
     State(s): State<AdminState>,
-    Path(tenant): Path<String>,
+    PathParam(tenant): PathParam,
     params: Params,
 ) -> Result<Json<Value>, AdminError> {
     let mut params = params;
@@ -305,7 +311,7 @@ async fn list_keys(State(s): State<AdminState>, params: Params) -> Result<Json<V
 
 async fn revoke_key(
     State(s): State<AdminState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
     actor: Actor,
 ) -> Result<Json<Value>, AdminError> {
     let started = now_millis();
@@ -338,11 +344,11 @@ pub(crate) struct RotateBody {
 
 async fn rotate_key(
     State(s): State<AdminState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
     actor: Actor,
-    body: Option<Json<RotateBody>>,
+    body: OptionalJsonBody<RotateBody>,
 ) -> Result<(StatusCode, Json<Value>), AdminError> {
-    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let OptionalJsonBody(body) = body;
     let overlap = body.overlap_secs.unwrap_or(DEFAULT_ROTATION_OVERLAP_SECS);
     if overlap > MAX_ROTATION_OVERLAP_SECS {
         return Err(AdminError::invalid(
@@ -382,16 +388,26 @@ async fn rotate_key(
 
 /// A model as the admin API shows it: never the credential, only whether one is set.
 fn model_view(m: &Model) -> Value {
-    let mut v = json!(m);
+    let mut v = model_json(m);
     v["has_api_key"] = Value::Bool(m.api_key.is_some());
     v
 }
 
 /// A model as the audit trail records it: the credential only as `"[redacted]"`.
 fn model_audit(m: &Model) -> Value {
-    let mut v = json!(m);
+    let mut v = model_json(m);
     if m.api_key.is_some() {
         v["api_key"] = Value::String(REDACTED.into());
+    }
+    v
+}
+
+/// The model without credentials in its `api_base` (rows stored before such URLs were
+/// refused may still hold `user:password@` or a query).
+fn model_json(m: &Model) -> Value {
+    let mut v = json!(m);
+    if let Some(base) = &m.api_base {
+        v["api_base"] = Value::String(obleth_core::upstream::redact_api_base(base));
     }
     v
 }
@@ -409,9 +425,12 @@ async fn list_models(State(s): State<AdminState>, params: Params) -> Result<Json
 async fn create_model(
     State(s): State<AdminState>,
     actor: Actor,
-    body: Result<Json<NewModel>, JsonRejection>,
+    body: JsonBody<NewModel>,
 ) -> Result<(StatusCode, Json<Value>), AdminError> {
-    let Json(new) = body?;
+    let JsonBody(new) = body;
+    if let Some(base) = &new.api_base {
+        upstream::check_api_base(&s.upstream_policy, base).await?;
+    }
     let model = s.store.create_model(new).await?;
     audit(&s, &actor, "model.create", "model", &model.model_name, None, Some(model_audit(&model))).await;
     s.notifier.notify(ChangeEvent::Model { name: model.model_name.clone() });
@@ -419,17 +438,20 @@ async fn create_model(
     Ok((StatusCode::CREATED, Json(model_view(&model))))
 }
 
-async fn get_model(State(s): State<AdminState>, Path(name): Path<String>) -> Result<Json<Value>, AdminError> {
+async fn get_model(State(s): State<AdminState>, PathParam(name): PathParam) -> Result<Json<Value>, AdminError> {
     Ok(Json(model_view(&s.store.get_model(&name).await?)))
 }
 
 async fn update_model(
     State(s): State<AdminState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
     actor: Actor,
-    body: Result<Json<ModelPatch>, JsonRejection>,
+    body: JsonBody<ModelPatch>,
 ) -> Result<Json<Value>, AdminError> {
-    let Json(patch) = body?;
+    let JsonBody(patch) = body;
+    if let Some(Some(base)) = &patch.api_base {
+        upstream::check_api_base(&s.upstream_policy, base).await?;
+    }
     let key_replaced = matches!(patch.api_key, Some(Some(_)));
     let before = s.store.get_model(&name).await?;
     let model = s.store.update_model(&name, patch).await?;
@@ -446,7 +468,7 @@ async fn update_model(
 
 async fn delete_model(
     State(s): State<AdminState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
     actor: Actor,
 ) -> Result<Json<Value>, AdminError> {
     let model = s.store.delete_model(&name).await?;
@@ -457,7 +479,7 @@ async fn delete_model(
 }
 
 /// The tenant's use of its limits right now (rate windows, in flight, spend).
-async fn tenant_usage(State(s): State<AdminState>, Path(tenant): Path<String>) -> Result<Json<Value>, AdminError> {
+async fn tenant_usage(State(s): State<AdminState>, PathParam(tenant): PathParam) -> Result<Json<Value>, AdminError> {
     let t = s.store.get_tenant(&tenant).await?;
     let limits = obleth_budget::Limits::from_quota(&t.quota);
     let usage = s.budget.usage(&t.id, &limits).await.map_err(|e| {
@@ -478,17 +500,17 @@ async fn list_groups(State(s): State<AdminState>) -> Result<Json<Value>, AdminEr
     Ok(Json(json!({ "data": s.store.list_groups().await? })))
 }
 
-async fn get_group(State(s): State<AdminState>, Path(name): Path<String>) -> Result<Json<Value>, AdminError> {
+async fn get_group(State(s): State<AdminState>, PathParam(name): PathParam) -> Result<Json<Value>, AdminError> {
     Ok(Json(json!(s.store.get_group(&name).await?)))
 }
 
 async fn put_group(
     State(s): State<AdminState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
     actor: Actor,
-    body: Result<Json<GroupSettings>, JsonRejection>,
+    body: JsonBody<GroupSettings>,
 ) -> Result<Json<Value>, AdminError> {
-    let Json(body) = body?;
+    let JsonBody(body) = body;
     let before = match s.store.get_group(&name).await {
         Ok(g) => Some(json!(g)),
         Err(StoreError::NotFound { .. }) => None,
@@ -514,7 +536,7 @@ async fn put_group(
 
 async fn delete_group(
     State(s): State<AdminState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
     actor: Actor,
 ) -> Result<Json<Value>, AdminError> {
     let group = s.store.delete_group(&name).await?;
@@ -620,59 +642,6 @@ async fn list_audit(State(s): State<AdminState>, params: Params) -> Result<Json<
 
 // === listings ===
 
-/// A listing's query parameters, taken one by one; any left over is refused.
-struct Params(HashMap<String, String>);
-
-impl<S: Send + Sync> FromRequestParts<S> for Params {
-    type Rejection = AdminError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AdminError> {
-        let Query(map) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| AdminError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
-        Ok(Params(map))
-    }
-}
-
-impl Params {
-    fn take(&mut self, name: &str) -> Option<String> {
-        self.0.remove(name)
-    }
-
-    fn bool(&mut self, name: &str) -> Result<Option<bool>, AdminError> {
-        match self.take(name).as_deref() {
-            None => Ok(None),
-            Some("true" | "1") => Ok(Some(true)),
-            Some("false" | "0") => Ok(Some(false)),
-            Some(_) => Err(AdminError::invalid(name, "must be true or false")),
-        }
-    }
-
-    /// `limit` (default 100, at most 1000) and `cursor`.
-    fn page(&mut self) -> Result<PageRequest, AdminError> {
-        let limit = match self.take("limit") {
-            None => obleth_store::DEFAULT_PAGE_LIMIT,
-            Some(l) => {
-                l.parse::<u32>().ok().filter(|l| (1..=obleth_store::MAX_PAGE_LIMIT).contains(l)).ok_or_else(|| {
-                    AdminError::invalid(
-                        "limit",
-                        &format!("must be an integer between 1 and {}", obleth_store::MAX_PAGE_LIMIT),
-                    )
-                })?
-            }
-        };
-        Ok(PageRequest { limit, cursor: self.take("cursor").filter(|c| !c.is_empty()) })
-    }
-
-    /// Refuses parameters nobody took.
-    fn finish(self) -> Result<(), AdminError> {
-        match self.0.into_keys().min() {
-            None => Ok(()),
-            Some(unknown) => Err(AdminError::invalid(&unknown, "is not a parameter of this listing")),
-        }
-    }
-}
-
 /// `{"data": [...], "next_cursor": "…" or null}`.
 fn page_json<T>(page: Page<T>, view: impl Fn(&T) -> Value) -> Json<Value> {
     Json(json!({ "data": page.items.iter().map(view).collect::<Vec<_>>(), "next_cursor": page.next_cursor }))
@@ -695,9 +664,13 @@ impl AdminError {
     }
 
     fn invalid(field: &str, message: &str) -> Self {
+        Self::invalid_with_code("invalid_value", field, message)
+    }
+
+    fn invalid_with_code(code: &'static str, field: &str, message: &str) -> Self {
         AdminError {
             status: StatusCode::BAD_REQUEST,
-            code: "invalid_value",
+            code,
             message: format!("invalid {field}: {message}"),
             param: Some(field.to_owned()),
         }
@@ -731,18 +704,6 @@ impl From<StoreError> for AdminError {
     }
 }
 
-impl From<JsonRejection> for AdminError {
-    fn from(e: JsonRejection) -> Self {
-        // The rejection's text names the offending field (serde's message).
-        let status = match e {
-            JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            JsonRejection::JsonDataError(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        AdminError::new(status, "invalid_body", e.body_text())
-    }
-}
-
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
         let kind = match self.status.as_u16() {
@@ -752,5 +713,37 @@ impl IntoResponse for AdminError {
         };
         let body = json!({"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}});
         (self.status, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_a_stored_api_base_are_never_shown() {
+        // A row stored before api_base refused credentials and queries.
+        let m = Model {
+            model_name: "legacy".into(),
+            upstream_model: "legacy".into(),
+            api_base: Some("http://svc:hunter2@vllm.internal:8000/v1?token=abc123".into()),
+            api_key: Some(SecretString::from("sk-model-key")),
+            input_cost_per_token: 0.0,
+            output_cost_per_token: 0.0,
+            context_window: None,
+            enabled: true,
+            admission_weight: 1.0,
+            max_in_flight: None,
+            tags: vec![],
+            created_at: 0,
+            updated_at: 0,
+        };
+        for shown in [model_view(&m), model_audit(&m)] {
+            let text = shown.to_string();
+            assert!(!text.contains("hunter2") && !text.contains("abc123") && !text.contains("sk-model-key"), "{text}");
+            assert!(shown["api_base"].as_str().is_some_and(|b| b.contains("vllm.internal:8000/v1")), "{text}");
+        }
+        let clean = Model { api_base: Some("http://vllm.internal:8000/v1".into()), ..m };
+        assert_eq!(model_view(&clean)["api_base"], "http://vllm.internal:8000/v1");
     }
 }

@@ -272,7 +272,8 @@ fn operation(o: &Operation) -> Value {
     let errors: &[&str] = match (o.auth, o.method) {
         (false, _) => &["503"],
         (true, "get") => &["400", "401", "404", "503"],
-        (true, _) => &["400", "401", "404", "409", "415", "422", "500", "503"],
+        // Every malformed body, path segment or query parameter is a 400 naming it (no 415 or 422).
+        (true, _) => &["400", "401", "404", "409", "413", "500", "503"],
     };
     for code in errors {
         responses.insert((*code).to_owned(), json!({ "$ref": "#/components/responses/Error" }));

@@ -9,20 +9,21 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use obleth_ledger::{Bucket, Filter, GroupBy, LedgerError, SeriesQuery};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::extract::Params;
 use crate::{AdminError, AdminState};
 
 /// The most rows `recent` returns, and the most buckets a series may have.
 const MAX_RECENT: u32 = 1000;
 const MAX_BUCKETS: u64 = 10_000;
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The parameters of a usage query. Each route takes only its own (see `openapi.rs`);
+/// any other, a repeated one or a malformed value is a 400 naming it.
+#[derive(Debug, Default)]
 pub(crate) struct UsageParams {
     from: Option<String>,
     to: Option<String>,
@@ -33,10 +34,32 @@ pub(crate) struct UsageParams {
     limit: Option<u32>,
 }
 
-pub(crate) async fn totals(
-    State(s): State<AdminState>,
-    Query(p): Query<UsageParams>,
-) -> Result<Json<Value>, AdminError> {
+impl UsageParams {
+    /// Takes the range and filters, plus the route's `extra` parameters.
+    fn take(mut params: Params, extra: &[&str]) -> Result<UsageParams, AdminError> {
+        let mut p = UsageParams {
+            from: params.take("from"),
+            to: params.take("to"),
+            tenant: params.take("tenant"),
+            model: params.take("model"),
+            ..UsageParams::default()
+        };
+        if extra.contains(&"group_by") {
+            p.group_by = params.take("group_by");
+        }
+        if extra.contains(&"bucket") {
+            p.bucket = params.take("bucket");
+        }
+        if extra.contains(&"limit") {
+            p.limit = params.u32_in("limit", 1, MAX_RECENT)?;
+        }
+        params.finish()?;
+        Ok(p)
+    }
+}
+
+pub(crate) async fn totals(State(s): State<AdminState>, params: Params) -> Result<Json<Value>, AdminError> {
+    let p = UsageParams::take(params, &["group_by"])?;
     let ledger = ledger(&s)?;
     let filter = filter(&s, &p).await?;
     let group_by = group_by(&p)?;
@@ -57,10 +80,8 @@ pub(crate) async fn totals(
     })))
 }
 
-pub(crate) async fn series(
-    State(s): State<AdminState>,
-    Query(p): Query<UsageParams>,
-) -> Result<Json<Value>, AdminError> {
+pub(crate) async fn series(State(s): State<AdminState>, params: Params) -> Result<Json<Value>, AdminError> {
+    let p = UsageParams::take(params, &["group_by", "bucket"])?;
     let ledger = ledger(&s)?;
     let filter = filter(&s, &p).await?;
     let group_by = group_by(&p)?;
@@ -93,15 +114,10 @@ pub(crate) async fn series(
     })))
 }
 
-pub(crate) async fn recent(
-    State(s): State<AdminState>,
-    Query(p): Query<UsageParams>,
-) -> Result<Json<Value>, AdminError> {
+pub(crate) async fn recent(State(s): State<AdminState>, params: Params) -> Result<Json<Value>, AdminError> {
+    let p = UsageParams::take(params, &["limit"])?;
     let ledger = ledger(&s)?;
     let limit = p.limit.unwrap_or(50);
-    if limit == 0 || limit > MAX_RECENT {
-        return Err(AdminError::invalid("limit", &format!("must be between 1 and {MAX_RECENT}")));
-    }
     let filter = filter(&s, &p).await?;
     let rows = ledger.backend().recent(&filter, limit).await.map_err(ledger_error)?;
     Ok(Json(json!({ "data": rows })))

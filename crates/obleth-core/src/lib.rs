@@ -10,6 +10,7 @@ pub mod change;
 pub mod key;
 pub mod model;
 pub mod tenant;
+pub mod upstream;
 pub mod usage;
 
 pub use admission::{Admission, AdmissionClass, AdmissionRequest, Admitted, Rejection, SlotPermit};

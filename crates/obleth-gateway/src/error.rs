@@ -164,12 +164,24 @@ impl ApiError {
 
     // === upstream ===
 
-    pub fn upstream_unreachable(detail: impl std::fmt::Display) -> Self {
+    /// The backend could not be reached. The message names no address (the gateway's
+    /// internal network is not the client's business); the log does.
+    pub fn upstream_unreachable() -> Self {
         Self::new(
             StatusCode::BAD_GATEWAY,
             "server_error",
             "upstream_unreachable",
-            format!("The model backend could not be reached: {detail}"),
+            "The model backend could not be reached.",
+        )
+    }
+
+    /// The upstream policy refused the model's destination (the log says which rule).
+    pub fn upstream_forbidden() -> Self {
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            "server_error",
+            "upstream_forbidden",
+            "The gateway's upstream policy does not allow this model's backend address.",
         )
     }
 

@@ -77,8 +77,11 @@ impl Route {
 pub struct GatewayConfig {
     /// Upstream for models whose registry entry has no `api_base`.
     pub default_upstream: Option<String>,
-    /// Credential for upstreams whose model entry has no `api_key`.
+    /// Credential for the default upstream, sent when the model has no `api_key` of its
+    /// own and its requests go to `default_upstream` (never to another model's `api_base`).
     pub upstream_api_key: Option<SecretString>,
+    /// Where requests may go (checked before sending and at every connection).
+    pub upstream_policy: Arc<obleth_core::upstream::UpstreamPolicy>,
     /// Forward the client's own `Authorization` when no upstream credential is set.
     pub forward_client_authorization: bool,
     /// Time allowed until the upstream's response headers (and, for non-streamed
@@ -101,6 +104,7 @@ impl Default for GatewayConfig {
         GatewayConfig {
             default_upstream: None,
             upstream_api_key: None,
+            upstream_policy: Arc::default(),
             forward_client_authorization: false,
             response_timeout: Duration::from_secs(600),
             stream_idle_timeout: Duration::from_secs(120),

@@ -20,6 +20,7 @@ use http_body::Body as _;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use obleth_budget::{Held, Limits, to_nanos};
+use obleth_core::upstream::ApiBase;
 use obleth_core::{AdmissionRequest, Admitted, Model, Rejection, Usage};
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
@@ -428,12 +429,22 @@ fn build_upstream_request(
     client_authorization: Option<HeaderValue>,
     request_id: &str,
 ) -> Result<http::Request<Full<Bytes>>, ApiError> {
-    let base = model.api_base.as_deref().or(gw.config.default_upstream.as_deref()).ok_or_else(|| {
+    let default = gw.config.default_upstream.as_deref();
+    let raw = model.api_base.as_deref().or(default).ok_or_else(|| {
         ApiError::upstream_error(format!("No upstream is configured for the model '{}'.", model.model_name))
     })?;
-    let uri = upstream::endpoint(base, route.upstream_path()).map_err(|_| {
-        ApiError::upstream_error(format!("The upstream URL of the model '{}' is invalid.", model.model_name))
-    })?;
+    let invalid =
+        || ApiError::upstream_error(format!("The upstream URL of the model '{}' is invalid.", model.model_name));
+    // Parsed again here, not trusted as stored: rows written before the registry refused
+    // credentials, queries and non-canonical hosts in URLs may still hold them.
+    let base = ApiBase::parse(raw).map_err(|_| invalid())?;
+    // The connector judges names after DNS; it judges IP literals too, but this answers
+    // the common case before a connection is even looked for.
+    if let Some(Err(refusal)) = gw.config.upstream_policy.check_literal(&base) {
+        tracing::warn!(model = %model.model_name, reason = %refusal, "upstream refused by the policy");
+        return Err(ApiError::upstream_forbidden());
+    }
+    let uri = upstream::endpoint(base.as_str(), route.upstream_path()).map_err(|_| invalid())?;
     let mut builder = http::Request::post(uri)
         .header(header::CONTENT_TYPE, "application/json")
         .header(
@@ -441,7 +452,14 @@ fn build_upstream_request(
             if route == Route::Embeddings { "application/json" } else { "application/json, text/event-stream" },
         )
         .header(REQUEST_ID_HEADER, request_id);
-    let credential = model.api_key.as_ref().or(gw.config.upstream_api_key.as_ref());
+    // The global key belongs to the default upstream: it goes nowhere else, or any
+    // model's api_base would receive it.
+    let to_default = match (&model.api_base, default) {
+        (None, _) => true,
+        (Some(_), Some(d)) => ApiBase::parse(d).is_ok_and(|d| d.same_upstream(&base)),
+        (Some(_), None) => false,
+    };
+    let credential = model.api_key.as_ref().or(gw.config.upstream_api_key.as_ref().filter(|_| to_default));
     if let Some(key) = credential {
         let v = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
             .map_err(|_| ApiError::internal("The configured upstream API key is not a valid header value."))?;
@@ -455,12 +473,18 @@ fn build_upstream_request(
 }
 
 fn client_error(e: hyper_util::client::legacy::Error) -> ApiError {
-    if e.is_connect() {
-        // The connector's error says which address failed; it holds no credential.
-        let detail = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string());
-        ApiError::upstream_unreachable(detail)
+    // What failed, and where, goes to the log: the message names the gateway's internal
+    // addresses, which are not the client's business.
+    let detail = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string());
+    if let Some(refusal) = upstream::refusal_of(&e) {
+        tracing::warn!(reason = %refusal, "upstream connection refused by the policy");
+        ApiError::upstream_forbidden()
+    } else if e.is_connect() {
+        tracing::warn!(error = %detail, "the model backend could not be reached");
+        ApiError::upstream_unreachable()
     } else {
-        ApiError::upstream_error(format!("The model backend closed the connection: {e}"))
+        tracing::warn!(error = %detail, "the model backend closed the connection");
+        ApiError::upstream_error("The model backend closed the connection.")
     }
 }
 
@@ -473,9 +497,11 @@ async fn upstream_status(status: StatusCode, body: Incoming, timeout: Duration) 
         Ok(Ok(c)) => c.to_bytes(),
         _ => Bytes::new(),
     };
+    // Relayed to the client: bounded, and without the URLs and addresses the backend's
+    // message may name (the gateway's internal network).
     let message = serde_json::from_slice::<Value>(&bytes)
         .ok()
-        .and_then(|v| v.pointer("/error/message").and_then(Value::as_str).map(str::to_owned));
+        .and_then(|v| v.pointer("/error/message").and_then(Value::as_str).map(upstream::relayable_message));
     match status.as_u16() {
         400 | 404 | 413 | 422 | 429 => {
             let mut e =

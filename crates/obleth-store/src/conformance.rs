@@ -358,12 +358,30 @@ async fn models(store: &dyn ControlPlaneStore) {
         Err(StoreError::Invalid { field: "admission_weight", .. }) => {}
         other => panic!("bad weight: {other:?}"),
     }
-    let mut bad = model("bad");
-    bad.api_base = Some("ftp://x".into());
-    match store.create_model(bad).await {
-        Err(StoreError::Invalid { field: "api_base", .. }) => {}
-        other => panic!("bad base: {other:?}"),
+    // Upstream URLs: http(s) with a host; no credentials, query or fragment (which would
+    // swallow the appended path); stored normalised.
+    for base in ["ftp://x", "http://user:pass@host/", "http://host/v1?", "http://host/v1#", "not a url"] {
+        let mut bad = model("bad");
+        bad.api_base = Some(base.into());
+        match store.create_model(bad).await {
+            Err(StoreError::Invalid { field: "api_base", .. }) => {}
+            other => panic!("bad base {base}: {other:?}"),
+        }
+        let patch = ModelPatch { api_base: Some(Some(base.into())), ..Default::default() };
+        match store.update_model("plain", patch).await {
+            Err(StoreError::Invalid { field: "api_base", .. }) => {}
+            other => panic!("bad base {base} in a patch: {other:?}"),
+        }
     }
+    let mut odd = model("normalised");
+    odd.api_base = Some("HTTP://Upstream.Example:8000/v1/".into());
+    let m2 = store.create_model(odd).await.expect("create");
+    assert_eq!(m2.api_base.as_deref(), Some("http://upstream.example:8000/v1"));
+    let patch = ModelPatch { api_base: Some(Some("http://2852039166/".into())), ..Default::default() };
+    let m2 = store.update_model("normalised", patch).await.expect("patch");
+    assert_eq!(m2.api_base.as_deref(), Some("http://169.254.169.254"), "numeric hosts canonicalised");
+    assert_eq!(store.get_model("normalised").await.expect("get").api_base, m2.api_base);
+    store.delete_model("normalised").await.expect("delete");
 
     // Absent fields stay; explicit null clears.
     let patched = store

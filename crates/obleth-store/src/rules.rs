@@ -98,7 +98,8 @@ pub(crate) fn new_model(new: NewModel) -> Result<Model> {
         created_at: now,
         updated_at: now,
     };
-    check_model(&model)?;
+    let mut model = model;
+    check_model(&mut model)?;
     Ok(model)
 }
 
@@ -134,7 +135,7 @@ pub(crate) fn patch_model(mut m: Model, p: ModelPatch) -> Result<Model> {
         m.tags = v;
     }
     m.updated_at = now_millis().max(m.updated_at);
-    check_model(&m)?;
+    check_model(&mut m)?;
     Ok(m)
 }
 
@@ -153,16 +154,16 @@ pub fn validate_tag(tag: &str) -> std::result::Result<(), String> {
     }
 }
 
-fn check_model(m: &Model) -> Result<()> {
+/// Checks a model and normalises its `api_base` in place (every store writes the
+/// normalised form: lowercase scheme and host, canonical IPv4, no trailing slash).
+fn check_model(m: &mut Model) -> Result<()> {
     validate_model_name(&m.model_name).map_err(|e| invalid("model_name", e))?;
     validate_model_name(&m.upstream_model).map_err(|e| invalid("upstream_model", e))?;
     if let Some(base) = &m.api_base {
-        if !(base.starts_with("http://") || base.starts_with("https://")) || base.len() < 10 {
-            return Err(invalid("api_base", "must be an http:// or https:// URL"));
-        }
-        if base.parse::<http::Uri>().is_err() {
-            return Err(invalid("api_base", "is not a valid URL"));
-        }
+        // Whether the destination is allowed is the gateway's policy (`UpstreamPolicy`,
+        // checked by the admin API and at connect); the store only keeps URLs well-formed.
+        let parsed = obleth_core::upstream::ApiBase::parse(base).map_err(|e| invalid("api_base", e))?;
+        m.api_base = Some(parsed.as_str().to_owned());
     }
     if m.api_key.as_ref().is_some_and(|k| k.expose_secret().is_empty()) {
         return Err(invalid("api_key", "must not be empty (use null to clear it)"));

@@ -102,6 +102,9 @@ struct RawUpstream {
     response_timeout: Duration,
     #[serde(with = "humantime_serde")]
     stream_idle_timeout: Duration,
+    /// Host names, `*.domain`s and CIDRs models may send requests to; empty: any but the
+    /// gateway's own listeners and link-local/metadata addresses.
+    allowed_hosts: Vec<String>,
 }
 
 impl Default for RawUpstream {
@@ -113,6 +116,7 @@ impl Default for RawUpstream {
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(600),
             stream_idle_timeout: Duration::from_secs(120),
+            allowed_hosts: vec![],
         }
     }
 }
@@ -501,6 +505,8 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub stream_idle_timeout: Duration,
+    /// `upstream.allowed_hosts`, parsed (see `obleth_core::upstream`).
+    pub allowed_hosts: Vec<obleth_core::upstream::AllowEntry>,
 }
 
 /// One supported environment override: variable, TOML section, key, value type.
@@ -512,6 +518,8 @@ enum Kind {
     Int,
     Float,
     Bool,
+    /// Comma-separated strings.
+    List,
 }
 
 /// Every `OBLETH_*` variable the gateway reads (the README lists the same).
@@ -528,6 +536,7 @@ const ENV_KEYS: &[EnvKey] = &[
     EnvKey("OBLETH_UPSTREAM_CONNECT_TIMEOUT", "upstream", "connect_timeout", Kind::Str),
     EnvKey("OBLETH_UPSTREAM_RESPONSE_TIMEOUT", "upstream", "response_timeout", Kind::Str),
     EnvKey("OBLETH_UPSTREAM_STREAM_IDLE_TIMEOUT", "upstream", "stream_idle_timeout", Kind::Str),
+    EnvKey("OBLETH_UPSTREAM_ALLOWED_HOSTS", "upstream", "allowed_hosts", Kind::List),
     EnvKey("OBLETH_LIMITS_MAX_BODY_BYTES", "limits", "max_body_bytes", Kind::Int),
     EnvKey("OBLETH_LIMITS_MAX_RESPONSE_BYTES", "limits", "max_response_bytes", Kind::Int),
     EnvKey("OBLETH_LIMITS_MAX_SSE_EVENT_BYTES", "limits", "max_sse_event_bytes", Kind::Int),
@@ -644,6 +653,9 @@ impl Config {
                         .parse()
                         .map_err(|_| ConfigError::Env { var: var.clone(), message: "expected a number".into() })?,
                 ),
+                Kind::List => toml::Value::Array(
+                    value.split(',').map(str::trim).filter(|v| !v.is_empty()).map(|v| v.into()).collect(),
+                ),
                 Kind::Bool => toml::Value::Boolean(match value.trim() {
                     "true" | "1" | "yes" => true,
                     "false" | "0" | "no" => false,
@@ -690,12 +702,23 @@ impl RawConfig {
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(invalid("database.url", "must be a sqlite:// or postgres:// URL".into()));
         }
-        if let Some(base) = &self.upstream.base_url {
-            let ok = (base.starts_with("http://") || base.starts_with("https://")) && base.parse::<http::Uri>().is_ok();
-            if !ok {
-                return Err(invalid("upstream.base_url", format!("'{base}' is not an http(s) URL")));
-            }
-        }
+        // Normalised as the model registry normalises api_base (the data plane compares
+        // the two to decide where upstream.api_key may go).
+        let base_url = match &self.upstream.base_url {
+            Some(base) => Some(
+                obleth_core::upstream::ApiBase::parse(base)
+                    .map_err(|e| invalid("upstream.base_url", format!("'{}' {e}", obleth_core::redact_url(base))))?
+                    .as_str()
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        let allowed_hosts = (self.upstream.allowed_hosts.iter())
+            .map(|e| {
+                obleth_core::upstream::AllowEntry::parse(e)
+                    .map_err(|m| invalid("upstream.allowed_hosts", format!("'{e}' {m}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         if self.upstream.api_key.as_ref().is_some_and(|k| k.expose_secret().is_empty()) {
             return Err(invalid("upstream.api_key", "must not be empty".into()));
         }
@@ -867,7 +890,8 @@ impl RawConfig {
             admin_token: self.admin.token,
             database_url: url,
             upstream: Upstream {
-                base_url: self.upstream.base_url,
+                base_url,
+                allowed_hosts,
                 api_key: self.upstream.api_key,
                 forward_client_authorization: self.upstream.forward_client_authorization,
                 connect_timeout: self.upstream.connect_timeout,
@@ -1058,6 +1082,7 @@ pub struct Redacted<'a> {
     database_url: String,
     upstream_base_url: Option<&'a str>,
     upstream_api_key: &'a str,
+    upstream_allowed_hosts: Vec<String>,
     admission_mode: obleth_scheduler::core::Mode,
     max_in_flight: u32,
     key_cache_ttl: String,
@@ -1079,6 +1104,7 @@ impl Config {
             database_url: obleth_core::redact_url(&self.database_url),
             upstream_base_url: self.upstream.base_url.as_deref(),
             upstream_api_key: secret(&self.upstream.api_key),
+            upstream_allowed_hosts: self.upstream.allowed_hosts.iter().map(ToString::to_string).collect(),
             admission_mode: self.admission.core.mode,
             max_in_flight: self.admission.core.slots,
             key_cache_ttl: humantime_serde::re::humantime::format_duration(self.keys.ttl).to_string(),

@@ -192,3 +192,36 @@ fn the_metrics_section() {
         assert!(err.to_string().contains(field), "{field}: {err}");
     }
 }
+
+#[test]
+fn upstream_allowed_hosts_and_base_url_are_checked() {
+    use obleth_core::upstream::AllowEntry;
+    let c = Config::from_parts("", "f", env(&[])).expect("defaults");
+    assert!(c.upstream.allowed_hosts.is_empty(), "empty by default: all but the forbidden");
+    let text = "[upstream]\nallowed_hosts = [\"vllm.internal\", \"10.0.0.0/8\"]\nbase_url = \"HTTP://VLLM.internal:8000/v1/\"\n";
+    let c = Config::from_parts(text, "f", env(&[])).expect("file");
+    assert_eq!(
+        c.upstream.allowed_hosts,
+        [AllowEntry::Name("vllm.internal".into()), AllowEntry::Net("10.0.0.0/8".parse().expect("net"))]
+    );
+    assert_eq!(c.upstream.base_url.as_deref(), Some("http://vllm.internal:8000/v1"), "normalised");
+    let c = Config::from_parts(text, "f", env(&[("OBLETH_UPSTREAM_ALLOWED_HOSTS", " *.svc.cluster.local, fd00::/8,")]))
+        .expect("env");
+    assert_eq!(
+        c.upstream.allowed_hosts.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        ["*.svc.cluster.local", "fd00::/8"]
+    );
+    let shown = serde_json::to_string(&c.redacted()).expect("json");
+    assert!(shown.contains("*.svc.cluster.local"), "{shown}");
+
+    for (vars, field, says) in [
+        (vec![("OBLETH_UPSTREAM_ALLOWED_HOSTS", "vllm,http://x")], "upstream.allowed_hosts", "'http://x'"),
+        (vec![("OBLETH_UPSTREAM_ALLOWED_HOSTS", "10.0.0.0/40")], "upstream.allowed_hosts", "'10.0.0.0/40'"),
+        (vec![("OBLETH_UPSTREAM_BASE_URL", "http://user:pw@vllm:8000")], "upstream.base_url", "api_key"),
+        (vec![("OBLETH_UPSTREAM_BASE_URL", "http://vllm:8000/v1?")], "upstream.base_url", "query"),
+    ] {
+        let err = Config::from_parts("", "f", env(&vars)).expect_err(field).to_string();
+        assert!(err.contains(field) && err.contains(says), "{vars:?}: {err}");
+        assert!(!err.contains(":pw@"), "the URL's credentials are not echoed: {err}");
+    }
+}

@@ -4,7 +4,7 @@
 //! scheduler, the budget store (in-process or Redis) and the ledger (SQLite or
 //! ClickHouse, behind its write-ahead log).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::Args;
 use metrics_exporter_prometheus::PrometheusHandle;
 use obleth_budget::{Budget, BudgetStore, Failover, MemoryBudget, RedisBudget, SystemClock};
+use obleth_core::upstream::{ApiBase, UpstreamPolicy};
 use obleth_core::{ChangeNotifier, UsageSink};
 use obleth_gateway::listener::{self, Connections};
 use obleth_gateway::{Gateway, GatewayConfig, Identity, Registry, upstream};
@@ -266,9 +267,15 @@ pub async fn start(
         tracing::info!(pod = %cluster.pod_name, channel = %cluster.channel, "control-plane changes are shared with the other pods over Redis");
         notifier = bus;
     }
+    let data_addr = listeners.data.first().context("no data-plane listener")?.local_addr()?;
+    let admin_addr = listeners.admin.local_addr()?;
+    let metrics_port = listeners.metrics.as_ref().map(|(l, _)| l.local_addr()).transpose()?.map(|a| a.port());
+    let upstream_policy =
+        Arc::new(upstream_policy(config, [data_addr.port(), admin_addr.port()].into_iter().chain(metrics_port))?);
     let gateway_config = GatewayConfig {
         default_upstream: config.upstream.base_url.clone(),
         upstream_api_key: config.upstream.api_key.clone(),
+        upstream_policy: upstream_policy.clone(),
         forward_client_authorization: config.upstream.forward_client_authorization,
         response_timeout: config.upstream.response_timeout,
         stream_idle_timeout: config.upstream.stream_idle_timeout,
@@ -279,8 +286,6 @@ pub async fn start(
         default_output_tokens: config.budget.default_output_tokens,
     };
 
-    let data_addr = listeners.data.first().context("no data-plane listener")?.local_addr()?;
-    let admin_addr = listeners.admin.local_addr()?;
     let mut tasks = JoinSet::new();
     // The data plane runs thread-per-core: each thread has its own current-thread runtime,
     // its own listener and its own upstream connection pool, so a request is handled on one
@@ -297,7 +302,7 @@ pub async fn start(
             admission: fairshare.clone(),
             budget: budget.clone(),
             sink: sink.clone(),
-            client: upstream::client(config.upstream.connect_timeout),
+            client: upstream::client(config.upstream.connect_timeout, upstream_policy.clone()),
         };
         let done = spawn_data_thread(i, listener, gateway, data_connections.clone(), shutdown.clone())?;
         tasks.spawn(async move { done.await.unwrap_or_else(|_| Err(std::io::Error::other("data-plane thread died"))) });
@@ -310,6 +315,7 @@ pub async fn start(
         admission: fairshare.clone(),
         budget: budget.clone(),
         ledger: ledger.clone(),
+        upstream_policy,
     });
     tasks.spawn(listener::serve(listeners.admin, admin, admin_connections.clone(), drained(shutdown.clone())));
     let metrics_addr = match listeners.metrics {
@@ -356,6 +362,31 @@ pub async fn start(
         telemetry::announce("metrics", addr);
     }
     Ok(Running { data_addr, admin_addr, metrics_addr, store, scheduler: fairshare, ledger, slot_share, tasks })
+}
+
+/// Where models may send requests: `upstream.allowed_hosts`, never the gateway's own
+/// listeners (`own_ports` on a loopback, unspecified or local address), link-local and
+/// metadata addresses only when listed. The default upstream is the operator's own: it
+/// needs no allowlist entry, but the other rules hold for it too, checked here when its
+/// host is an address (a name is checked at every connection, like any other).
+fn upstream_policy(config: &Config, own_ports: impl IntoIterator<Item = u16>) -> anyhow::Result<UpstreamPolicy> {
+    let mut policy = UpstreamPolicy::new(config.upstream.allowed_hosts.clone())
+        .with_own_ports(own_ports)
+        .with_local_probe(is_local_address);
+    if let Some(raw) = &config.upstream.base_url {
+        let base = ApiBase::parse(raw).map_err(|e| anyhow::anyhow!("upstream.base_url {e}"))?;
+        policy = policy.trusting(&base);
+        if let Some(Err(refusal)) = policy.check_literal(&base) {
+            anyhow::bail!("upstream.base_url {base} is refused: {refusal}");
+        }
+    }
+    Ok(policy)
+}
+
+/// Whether `ip` is one of this host's addresses: the kernel lets a socket bind to an
+/// address only if it is (no interface list to keep current, and nothing is sent).
+fn is_local_address(ip: IpAddr) -> bool {
+    std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
 }
 
 /// Runs one data-plane thread; the returned receiver yields its result when it stops.

@@ -161,7 +161,7 @@ async fn every_change_leaves_one_audit_entry_and_no_secret() {
     let (_, e) = step("DELETE", &format!("/api/v1/keys/{rid}"), None, "key.revoke", "key").await;
     assert_eq!(e["resource_id"], rid.as_str());
 
-    let model = json!({"model_name": "aud/m:1", "api_key": upstream_keys[0], "api_base": "http://up.example:8000"});
+    let model = json!({"model_name": "aud/m:1", "api_key": upstream_keys[0], "api_base": "http://10.0.0.8:8000"});
     let (_, e) = step("POST", "/api/v1/models", Some(model), "model.create", "model").await;
     assert_eq!((e["resource_id"].as_str(), e["after"]["api_key"].as_str()), (Some("aud/m:1"), Some("[redacted]")));
     let patch = json!({"api_key": upstream_keys[1], "enabled": false});

@@ -6,8 +6,10 @@
 mod support;
 
 mod admin_api;
+mod admin_input;
 mod admission;
 mod budgets;
 mod errors;
 mod lifecycle;
 mod proxy;
+mod upstream_policy;

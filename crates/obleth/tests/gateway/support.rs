@@ -122,6 +122,11 @@ impl Harness {
         (status, headers, v)
     }
 
+    /// The control-plane store itself, for rows the admin API would not write.
+    pub fn store(&self) -> Arc<dyn obleth_store::ControlPlaneStore> {
+        self._running.store.clone()
+    }
+
     pub async fn mock_stats(&self) -> StatsSnapshot {
         let req = Request::get(format!("http://{}/mock/stats", self.mock)).body(Full::new(Bytes::new())).unwrap();
         let res = self.http.request(req).await.unwrap();
