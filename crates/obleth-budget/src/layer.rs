@@ -14,6 +14,10 @@ use crate::{
 pub(crate) const EXPIRED_METRIC: &str = "obleth_budget_reservations_expired_total";
 const DECISIONS_METRIC: &str = "obleth_budget_decisions_total";
 const RECONCILE_ERRORS_METRIC: &str = "obleth_budget_reconcile_errors_total";
+const LIMIT_METRIC: &str = "obleth_budget_limit";
+const REMAINING_METRIC: &str = "obleth_budget_remaining";
+const MONTHLY_METRIC: &str = "obleth_budget_monthly_spend";
+const LIFETIME_METRIC: &str = "obleth_budget_lifetime_spend";
 
 /// Why a request was not granted its budget.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,8 +33,9 @@ pub struct Budget {
     store: Arc<dyn BudgetStore>,
     /// Reconciles spawned by dropped guards; drained at shutdown.
     tasks: TaskTracker,
-    /// Each tenant's standing after its last decision, by name, for the metrics endpoint.
-    last: Mutex<HashMap<String, RateStatus>>,
+    /// Each tenant's name and standing after its last decision, by tenant id, for the
+    /// metrics endpoint (forgotten when the tenant is deleted).
+    last: Mutex<HashMap<String, (String, RateStatus)>>,
 }
 
 impl Budget {
@@ -67,7 +72,7 @@ impl Budget {
         match self.store.reserve(&request).await {
             Ok(Decision::Allowed(status)) => {
                 metrics::counter!(DECISIONS_METRIC, "decision" => "allowed", "limit" => "").increment(1);
-                self.remember(name, status);
+                self.remember(tenant, name, status);
                 Ok(Held {
                     inner: Some(Inner {
                         reservation: Reservation {
@@ -87,7 +92,7 @@ impl Budget {
             Ok(Decision::Denied(denial)) => {
                 metrics::counter!(DECISIONS_METRIC, "decision" => "denied", "limit" => denial.limit.as_str())
                     .increment(1);
-                self.remember(name, denial.status);
+                self.remember(tenant, name, denial.status);
                 Err(Refusal::Denied(denial))
             }
             Err(e) => {
@@ -111,29 +116,74 @@ impl Budget {
         drained
     }
 
-    /// Publishes each tenant's last-seen windows as gauges (called at scrape time).
-    pub fn publish(&self) {
+    /// Appends each tenant's last-seen windows and spend to `out` in the Prometheus text
+    /// format (called at scrape time): the `limit` tenants with the highest monthly spend
+    /// get series of their own, the others are summed as `tenant="other"`.
+    pub fn render(&self, limit: usize, out: &mut String) {
+        use obleth_core::prom::{OTHER, family, sample, split};
         let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        for (tenant, status) in last.iter() {
-            for (window, w) in [("tokens", status.tokens), ("requests", status.requests)] {
-                if let Some(w) = w {
-                    let labels = [("tenant", tenant.clone()), ("window", window.to_owned())];
-                    metrics::gauge!("obleth_budget_limit", &labels).set(w.limit as f64);
-                    metrics::gauge!("obleth_budget_remaining", &labels).set(w.remaining as f64);
+        let entries: Vec<(&str, &RateStatus)> = last.values().map(|(name, status)| (name.as_str(), status)).collect();
+        let tenants = split(&entries, limit, |e| e.0, |e| (e.1.monthly_spent.max(0) as u64, 0.0));
+        type Window = fn(&RateStatus) -> Option<crate::Window>;
+        let windows: [(&str, Window); 2] = [("tokens", |s| s.tokens), ("requests", |s| s.requests)];
+        for (name, help, value) in [
+            (LIMIT_METRIC, "A tenant's limit per minute, by window", (|w: crate::Window| w.limit) as fn(_) -> u64),
+            (REMAINING_METRIC, "What a tenant has left of its limit this minute, by window", |w| w.remaining),
+        ] {
+            family(out, name, help);
+            for (window, of) in windows {
+                for (tenant, status) in &tenants.own {
+                    if let Some(w) = of(status) {
+                        sample(out, name, &[("tenant", tenant), ("window", window)], value(w) as f64);
+                    }
                 }
+                let rest = tenants.sum(|(_, s)| of(s).map_or(0.0, |w| value(w) as f64));
+                sample(out, name, &[("tenant", OTHER), ("window", window)], rest);
             }
-            let labels = [("tenant", tenant.clone())];
-            metrics::gauge!("obleth_budget_monthly_spend", &labels).set(crate::from_nanos(status.monthly_spent));
-            metrics::gauge!("obleth_budget_lifetime_spend", &labels).set(crate::from_nanos(status.lifetime_spent));
+        }
+        for (name, help, spent) in [
+            (MONTHLY_METRIC, "A tenant's spend this month", (|s: &RateStatus| s.monthly_spent) as fn(_) -> Nanos),
+            (LIFETIME_METRIC, "A tenant's spend over its life", |s| s.lifetime_spent),
+        ] {
+            family(out, name, help);
+            for (tenant, status) in &tenants.own {
+                sample(out, name, &[("tenant", tenant)], crate::from_nanos(spent(status)));
+            }
+            sample(out, name, &[("tenant", OTHER)], tenants.sum(|(_, s)| crate::from_nanos(spent(s))));
         }
     }
 
-    fn remember(&self, tenant: &str, status: RateStatus) {
+    fn remember(&self, id: &str, name: &str, status: RateStatus) {
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        match last.get_mut(tenant) {
-            Some(s) => *s = status,
+        match last.get_mut(id) {
+            Some(entry) => {
+                if entry.0 != name {
+                    entry.0 = name.to_owned();
+                }
+                entry.1 = status;
+            }
             None => {
-                last.insert(tenant.to_owned(), status);
+                last.insert(id.to_owned(), (name.to_owned(), status));
+            }
+        }
+    }
+}
+
+/// A deleted tenant leaves the metrics; a renamed one is shown under its new name.
+impl obleth_core::ChangeNotifier for Budget {
+    fn notify(&self, event: obleth_core::ChangeEvent) {
+        let obleth_core::ChangeEvent::Tenant { id, tenant } = event else {
+            return;
+        };
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        match tenant {
+            None => {
+                last.remove(&id);
+            }
+            Some(t) => {
+                if let Some(entry) = last.get_mut(&id) {
+                    entry.0 = t.name.clone();
+                }
             }
         }
     }

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod change;
 pub mod key;
 pub mod model;
+pub mod prom;
 pub mod tenant;
 pub mod upstream;
 pub mod usage;

@@ -581,8 +581,8 @@ impl ProxyStream {
     fn end_with_error(&mut self, error: ApiError) -> Option<Result<Bytes, std::io::Error>> {
         self.done = true;
         self.settle_partial();
-        let mut out = if self.scanner.overflowed { Vec::new() } else { self.scanner.finish().to_vec() };
-        out.extend_from_slice(self.scanner.close());
+        // An event the client got part of is closed; one held back is dropped.
+        let mut out = self.scanner.close().to_vec();
         out.extend_from_slice(b"data: ");
         out.extend_from_slice(&error.body());
         out.extend_from_slice(b"\n\n");

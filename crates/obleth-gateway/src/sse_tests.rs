@@ -162,3 +162,19 @@ fn separators_split_across_frames() {
         }
     }
 }
+
+#[test]
+fn closing_mid_event() {
+    // Held (it may be the usage chunk): dropped, nothing to close.
+    let mut s = SseScanner::new(true, DEFAULT_MAX_EVENT);
+    assert!(s.push(Bytes::from_static(b"data: {\"choices\":[")).is_empty());
+    assert_eq!(s.close(), b"");
+    // Partly sent: closed, so that the error event that follows is an event of its own.
+    let mut s = SseScanner::new(false, DEFAULT_MAX_EVENT);
+    assert!(!s.push(Bytes::from_static(b"data: {\"choices\":[")).is_empty());
+    assert_eq!(s.close(), b"\n\n");
+    // Between events: nothing.
+    let mut s = SseScanner::new(false, DEFAULT_MAX_EVENT);
+    s.push(Bytes::from_static(b"data: {}\n\n"));
+    assert_eq!(s.close(), b"");
+}

@@ -11,9 +11,6 @@
 //! labelled `other`, so a family has at most `limit + 1` series whatever the number of
 //! tenants.
 
-use std::cmp::Ordering;
-use std::fmt::Write;
-
 use metrics::gauge;
 
 use crate::core::{GroupView, Snapshot, TenantView};
@@ -30,10 +27,8 @@ pub mod names {
     pub const TENANT_SHARE: &str = "obleth_scheduler_tenant_share";
 }
 
-/// The `tenant` (or `group`) label of the series that sums those without series of their
-/// own. A tenant or group that is really called `other` is always counted in it, so that
-/// no two series carry the same labels.
-pub const OTHER: &str = "other";
+pub use obleth_core::prom::OTHER;
+use obleth_core::prom::{family, sample, split};
 
 /// How many tenants and groups get series of their own (the others are summed into
 /// `other`); 0: only `other`.
@@ -66,10 +61,18 @@ pub fn publish(s: &Snapshot) {
 /// for `share_score` the lowest score among those with requests queued or in flight
 /// (the one that would be served first), 0 when none has any.
 pub fn render(s: &Snapshot, limits: SeriesLimits, out: &mut String) {
-    let groups =
-        split(&s.groups, limits.groups, |g| &g.name, |g| (g.in_flight as u64 + g.queued as u64, g.actual_share));
-    let tenants =
-        split(&s.tenants, limits.tenants, |t| &t.name, |t| (t.in_flight as u64 + t.queued as u64, t.actual_share));
+    let groups = split(
+        &s.groups,
+        limits.groups,
+        |g| g.name.as_str(),
+        |g| (g.in_flight as u64 + g.queued as u64, g.actual_share),
+    );
+    let tenants = split(
+        &s.tenants,
+        limits.tenants,
+        |t| t.name.as_str(),
+        |t| (t.in_flight as u64 + t.queued as u64, t.actual_share),
+    );
 
     // A group's `max` is the whole pool when it has no cap of its own.
     let max = |g: &GroupView| g.pool_max_slots.unwrap_or(s.slots_total) as f64;
@@ -130,88 +133,6 @@ pub fn render(s: &Snapshot, limits: SeriesLimits, out: &mut String) {
             sample(out, names::TENANT_SHARE, &[("tenant", &t.name), ("kind", kind)], value(t));
         }
         sample(out, names::TENANT_SHARE, &[("tenant", OTHER), ("kind", kind)], tenants.sum(value));
-    }
-}
-
-/// Entries with series of their own (by name, so that scrapes list them in a stable
-/// order) and the rest.
-struct Split<'a, T> {
-    own: Vec<&'a T>,
-    rest: Vec<&'a T>,
-}
-
-impl<T> Split<'_, T> {
-    fn sum(&self, value: impl Fn(&T) -> f64) -> f64 {
-        // From +0: `Sum` starts at -0, which an empty `other` would show.
-        self.rest.iter().fold(0.0, |sum, x| sum + value(x))
-    }
-}
-
-/// The `limit` most active of `items` (by `activity`: work, then recent share; ties by
-/// name), and the rest. Linear in the number of items plus `limit log limit`.
-fn split<'a, T>(
-    items: &'a [T],
-    limit: usize,
-    name: impl Fn(&T) -> &String,
-    activity: impl Fn(&T) -> (u64, f64),
-) -> Split<'a, T> {
-    let (mut own, mut rest): (Vec<&T>, Vec<&T>) = items.iter().partition(|x| name(x) != OTHER);
-    if own.len() > limit {
-        let most_active_first = |a: &&T, b: &&T| -> Ordering {
-            let ((wa, sa), (wb, sb)) = (activity(a), activity(b));
-            wb.cmp(&wa).then(sb.total_cmp(&sa)).then_with(|| name(a).cmp(name(b)))
-        };
-        if limit > 0 {
-            own.select_nth_unstable_by(limit - 1, most_active_first);
-        }
-        rest.extend(own.drain(limit..));
-    }
-    own.sort_unstable_by(|a, b| name(a).cmp(name(b)));
-    Split { own, rest }
-}
-
-fn family(out: &mut String, name: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} gauge");
-}
-
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
-    out.push_str(name);
-    out.push('{');
-    for (i, (label, v)) in labels.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(label);
-        out.push_str("=\"");
-        escape_label(v, out);
-        out.push('"');
-    }
-    out.push_str("} ");
-    push_value(value, out);
-    out.push('\n');
-}
-
-/// Label values escape backslash, double quote and line feed (the text format's rule).
-fn escape_label(v: &str, out: &mut String) {
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// Values as the text format spells them (Rust prints infinities as `inf`).
-fn push_value(v: f64, out: &mut String) {
-    if v.is_nan() {
-        out.push_str("NaN");
-    } else if v.is_infinite() {
-        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
-    } else {
-        let _ = write!(out, "{v}");
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::core::{Config, Counts, Mode, Request, Scheduler, TenantSpec, Tokens};
+use obleth_core::prom::push_value;
 
 fn tenant(name: &str, queued: usize, in_flight: u32, score: f64, target: f64, actual: f64) -> TenantView {
     TenantView {

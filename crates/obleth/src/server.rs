@@ -212,6 +212,7 @@ pub async fn start(
         identity.clone() as Arc<dyn ChangeNotifier>,
         registry.clone() as Arc<dyn ChangeNotifier>,
         fairshare.clone() as Arc<dyn ChangeNotifier>,
+        budget.clone() as Arc<dyn ChangeNotifier>,
     ]);
     let mut slot_share = None;
     if let Some(cluster) = &config.cluster {
@@ -335,7 +336,6 @@ pub async fn start(
                 }
                 let state = scheduler.state();
                 obleth_scheduler::telemetry::publish(&state);
-                budget.publish();
                 if let Some(ledger) = &ledger {
                     obleth_ledger::telemetry::publish(&ledger.status());
                 }
@@ -344,6 +344,7 @@ pub async fn start(
                     body.push('\n');
                 }
                 obleth_scheduler::telemetry::render(&state, series, &mut body);
+                budget.render(series.tenants, &mut body);
                 body
             };
             tasks.spawn(listener::serve(

@@ -264,7 +264,13 @@ async fn a_response_larger_than_the_limit_ends_with_an_error() {
     let s = setup(&[("OBLETH_LIMITS_MAX_RESPONSE_BYTES", "2097152")]).await;
     let (status, _, body) = s.chat("firehose", true).await;
     assert_eq!(status, 200);
-    assert_eq!(sse_error_code(&body).as_deref(), Some("upstream_response_too_large"));
+    assert_eq!(
+        sse_error_code(&body).as_deref(),
+        Some("upstream_response_too_large"),
+        "{} bytes, ending {:?}",
+        body.len(),
+        String::from_utf8_lossy(&body[body.len().saturating_sub(300)..])
+    );
     assert!(body.len() <= (2 << 20) + (128 << 10), "{} bytes reached the client", body.len());
     let (status, _, body) = s.chat("firehose", false).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
