@@ -40,7 +40,7 @@ import httpx
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from live import Proc, Tenant, closed_loop, free_port, poisson, targets, wait_http  # noqa: E402
 
-TOKEN = "cluster-bench-admin-token-0123456789"
+TOKEN = "cluster-bench-admin-token-0123456789abcdef"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HAPROXY_CFG = os.path.join(ROOT, "deploy", "haproxy", "haproxy.cfg")
 

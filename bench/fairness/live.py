@@ -155,7 +155,7 @@ async def run(args, workload):
     binary = args.bin
     tmp = tempfile.mkdtemp(prefix=f"obleth-live-{workload}-")
     mock_port, data, admin, metrics = free_port(), free_port(), free_port(), free_port()
-    token = "live-bench-admin-token-0123456789"
+    token = "live-bench-admin-token-0123456789abcdef"
     mock = Proc([binary, "mock", "--listen", f"127.0.0.1:{mock_port}", "--ttft-ms", str(args.ttft_ms),
                  "--itl-ms", str(args.itl_ms), "--max-num-seqs", "256"], dict(os.environ), f"{tmp}/mock.log")
     env = dict(os.environ, OBLETH_LISTEN_DATA=f"127.0.0.1:{data}", OBLETH_LISTEN_ADMIN=f"127.0.0.1:{admin}",

@@ -46,7 +46,7 @@ import urllib.request
 from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-ADMIN_TOKEN = "bench-admin-token-0123456789"
+ADMIN_TOKEN = "bench-admin-token-0123456789abcdefXYZ"
 CHAT_BODY = {
     "model": "mock-model",
     "messages": [{"role": "user", "content": "Say hello to the benchmark."}],
