@@ -57,6 +57,9 @@ async fn read_json<T: DeserializeOwned, S: Send + Sync>(req: Request, state: &S)
             "request_too_large",
             "The request body exceeds the admin API's limit of 2 MiB.",
         ),
+        e if obleth_core::BodyReadTimeout::is_cause_of(&e) => {
+            AdminError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", "The request body did not arrive in time.")
+        }
         e => body_error(None, "invalid_body", &format!("the body could not be read: {}", e.body_text())),
     })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {

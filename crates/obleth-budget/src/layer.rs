@@ -172,10 +172,16 @@ impl Budget {
 /// A deleted tenant leaves the metrics; a renamed one is shown under its new name.
 impl obleth_core::ChangeNotifier for Budget {
     fn notify(&self, event: obleth_core::ChangeEvent) {
-        let obleth_core::ChangeEvent::Tenant { id, tenant } = event else {
-            return;
-        };
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let (id, tenant) = match event {
+            obleth_core::ChangeEvent::Tenant { id, tenant } => (id, tenant),
+            // Deletions may have been missed: the next decisions fill the map again.
+            obleth_core::ChangeEvent::Resync => {
+                last.clear();
+                return;
+            }
+            _ => return,
+        };
         match tenant {
             None => {
                 last.remove(&id);

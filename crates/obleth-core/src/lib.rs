@@ -63,3 +63,23 @@ pub fn new_id(prefix: &str) -> String {
     }
     id
 }
+
+/// A request body did not arrive within the listener's `limits.body_read_timeout`: the
+/// error a timed-out body yields, so that handlers answer 408 rather than 400.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+pub struct BodyReadTimeout;
+
+impl BodyReadTimeout {
+    /// Whether `e`, or an error it wraps, is a body read timeout.
+    pub fn is_cause_of(e: &(dyn std::error::Error + 'static)) -> bool {
+        let mut cur = Some(e);
+        while let Some(e) = cur {
+            if e.is::<BodyReadTimeout>() {
+                return true;
+            }
+            cur = e.source();
+        }
+        false
+    }
+}

@@ -350,24 +350,7 @@ impl HttpBody for DoneBody {
 
 // === the request body ===
 
-/// The request body did not arrive within `body_read_timeout`.
-#[derive(Debug, thiserror::Error)]
-#[error("the request body did not arrive in time")]
-pub struct BodyReadTimeout;
-
-impl BodyReadTimeout {
-    /// Whether `e`, or an error it wraps, is a body read timeout.
-    pub fn is_cause_of(e: &(dyn std::error::Error + 'static)) -> bool {
-        let mut cur = Some(e);
-        while let Some(e) = cur {
-            if e.is::<BodyReadTimeout>() {
-                return true;
-            }
-            cur = e.source();
-        }
-        false
-    }
-}
+pub use obleth_core::BodyReadTimeout;
 
 pin_project_lite::pin_project! {
     /// A request body that fails once its deadline passes.

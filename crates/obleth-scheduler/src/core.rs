@@ -739,6 +739,29 @@ impl Scheduler {
         self.forget_tenant_if_done(t);
     }
 
+    /// Forgets every tenant with nothing queued, in flight or still to report to the
+    /// other pods. Called when changes may have been missed (a pod's change channel
+    /// reconnected): a tenant deleted meanwhile must not stay. Nothing is lost for the
+    /// others: a tenant that comes back is rebuilt from its next request, and a returning
+    /// tenant is lifted to its group's floor anyway (no banked credit).
+    pub fn forget_idle_tenants(&mut self) {
+        let idle: Vec<usize> = self
+            .tenants
+            .iter()
+            .filter(|(_, t)| t.queue.is_empty() && t.in_flight == 0 && t.unsynced == 0.0)
+            .map(|(t, _)| t)
+            .collect();
+        for t in idle {
+            if let Some(id) = self.tenants[t].id.clone()
+                && self.tenant_ids.get(&id) == Some(&t)
+            {
+                self.tenant_ids.remove(&id);
+            }
+            self.tenants[t].deleted = true;
+            self.forget_tenant_if_done(t);
+        }
+    }
+
     /// A model was changed or deleted in the registry: its state here (cap, counts) is
     /// dropped once it has nothing queued or in flight, and rebuilt from the next request
     /// for it.

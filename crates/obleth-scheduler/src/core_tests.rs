@@ -488,6 +488,25 @@ fn a_deleted_idle_tenant_leaves_with_its_empty_group_and_the_group_keeps_its_set
 }
 
 #[test]
+fn a_resync_forgets_idle_tenants_only() {
+    // After missed changes the pod forgets whoever is idle: a deletion it missed does not
+    // keep a tenant here; tenants with work stay.
+    let mut s = Scheduler::new(cfg(Mode::Hierarchical, 2));
+    let idle = admitted(s.submit(T0, req(spec("idle", 1, "g1"), 10)).0);
+    s.complete(secs(1), idle.ticket, None);
+    let busy = admitted(s.submit(T0, req(spec("busy", 1, "g2"), 10)).0);
+    s.forget_idle_tenants();
+    check(&s);
+    assert_eq!(tenant_names(&s), ["busy"]);
+    assert_eq!(group_names(&s), ["g2"]);
+    // The forgotten tenant comes back from its next request, level with the others.
+    admitted(s.submit(secs(2), req(spec("idle", 1, "g1"), 10)).0);
+    assert_eq!(tenant_names(&s), ["busy", "idle"]);
+    s.complete(secs(3), busy.ticket, None);
+    check(&s);
+}
+
+#[test]
 fn a_deleted_busy_tenant_is_served_then_leaves() {
     let mut s = Scheduler::new(cfg(Mode::Hierarchical, 1));
     let running = admitted(s.submit(T0, req(spec("a", 1, "g"), 10)).0);

@@ -315,7 +315,10 @@ impl ChangeNotifier for Fairshare {
                 deliver(&self.shared, &mut state, now, grants);
             }
             ChangeEvent::Model { name } => self.shared.lock().core.forget_model(&name),
-            ChangeEvent::Key { .. } | ChangeEvent::Resync => {}
+            // Deletions may have been missed: idle tenants are forgotten (and rebuilt
+            // from their next request).
+            ChangeEvent::Resync => self.shared.lock().core.forget_idle_tenants(),
+            ChangeEvent::Key { .. } => {}
         }
     }
 }

@@ -386,7 +386,19 @@ async fn slow_idle_and_half_sent_requests_are_cut() {
     assert!(closed);
 
     // The admin listener is bounded the same way.
-    let mut admin_idle = TcpStream::connect(s.gw.admin.admin_url.trim_start_matches("http://")).await.unwrap();
+    let admin_addr = s.gw.admin.admin_url.trim_start_matches("http://").to_owned();
+    let mut half = TcpStream::connect(&admin_addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/tenants HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"name\":",
+        common::ADMIN_TOKEN
+    );
+    half.write_all(head.as_bytes()).await.unwrap();
+    let (answer, closed) = read_until_closed(&mut half, Duration::from_secs(8)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
+    assert!(closed);
+    let mut admin_idle = TcpStream::connect(&admin_addr).await.unwrap();
     let (_, closed) = read_until_closed(&mut admin_idle, Duration::from_secs(8)).await;
     assert!(closed, "an idle admin connection is closed");
 
