@@ -643,6 +643,9 @@ Try:
     -H "Authorization: Bearer $OPENAI_API_KEY" -H "Content-Type: application/json" \
     -d '{{"model": "mock-model", "stream": true, "messages": [{{"role": "user", "content": "Hello, obleth"}}]}}'
 
+The admin API and the metrics listen on this host only; to reach them from elsewhere, start
+the demo with OBLETH_LISTEN_ADMIN=0.0.0.0:9090 OBLETH_LISTEN_METRICS=0.0.0.0:9091.
+
 Manage it with the CLI (OBLETH_ADMIN_TOKEN={token} OBLETH_ADMIN_URL=http://{admin}):
 
   obleth tenants list        obleth keys list --tenant demo        obleth models list
