@@ -76,7 +76,7 @@ impl Route {
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     /// Upstream for models whose registry entry has no `api_base`.
-    pub default_upstream: Option<String>,
+    pub default_upstream: Option<obleth_core::upstream::ApiBase>,
     /// Credential for the default upstream, sent when the model has no `api_key` of its
     /// own and its requests go to `default_upstream` (never to another model's `api_base`).
     pub upstream_api_key: Option<SecretString>,
@@ -158,13 +158,13 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     router
         .fallback(|req: Request| async move { ApiError::not_found_route(req.uri().path()).into_response() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed().into_response() })
-        .layer(axum::middleware::from_fn(with_request_id))
         .with_state(gateway)
 }
 
-/// The id of a data-plane request: made at the edge, carried in the request's
-/// extensions to the ledger row, and sent back as `x-request-id` on every answer
-/// (unknown URLs and refusals included).
+/// The id of a data-plane request: made at the edge (the listener, see
+/// [`listener::ConnectionLimits::request_ids`]), carried in the request's extensions to the
+/// ledger row, and sent back as `x-request-id` on every answer (unknown URLs and refusals
+/// included).
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
@@ -178,14 +178,6 @@ pub fn set_request_id(res: &mut Response, id: &str) {
     if let Ok(v) = http::HeaderValue::from_str(id) {
         res.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
-}
-
-async fn with_request_id(mut req: Request, next: axum::middleware::Next) -> Response {
-    let id = new_request_id();
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let mut res = next.run(req).await;
-    set_request_id(&mut res, &id);
-    res
 }
 
 /// The OpenAPI 3 document of the data plane, served at `GET /v1/openapi.json`.

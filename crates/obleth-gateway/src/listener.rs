@@ -24,6 +24,7 @@
 //! cut is counted (`obleth_connections_cut_total{listener,reason}`). HTTP/1.1 requests
 //! without `Host` are answered 400 here, before any router sees them.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -283,24 +284,26 @@ struct ConnService {
 }
 
 impl ConnService {
-    fn call(&self, req: Request<Incoming>) -> impl Future<Output = Result<Response, std::convert::Infallible>> + use<> {
+    fn call(&self, req: Request<Incoming>) -> impl Future<Output = Result<Response<DoneBody>, Infallible>> + use<> {
         self.conn.set_phase(BUSY);
         let done = RequestDone(self.conn.clone());
-        let limits = self.limits.clone();
         let missing_host = req.version() == Version::HTTP_11 && !req.headers().contains_key(header::HOST);
-        let deadline = Instant::now() + limits.body_read_timeout;
+        let deadline = Instant::now() + self.limits.body_read_timeout;
         let mut req = req.map(|b| Body::new(TimeoutBody::new(b, deadline, self.conn.clone())));
         req.extensions_mut().insert(Connection(self.conn.clone()));
+        // The data plane's request id is made here, at the edge, so that every answer
+        // carries it (unknown URLs and refusals before any router included).
+        let id = self.limits.request_ids.then(crate::new_request_id);
+        if let Some(id) = &id {
+            req.extensions_mut().insert(crate::RequestId(id.clone()));
+        }
         let router = self.router.clone();
         async move {
-            let res = if missing_host {
+            let mut res = if missing_host {
                 let mut res = ApiError::bad_request("missing_host", "An HTTP/1.1 request must have a Host header.")
                     .with_param("Host")
                     .into_response();
                 res.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
-                if limits.request_ids {
-                    crate::set_request_id(&mut res, &crate::new_request_id());
-                }
                 res
             } else {
                 match router.oneshot(req).await {
@@ -308,7 +311,10 @@ impl ConnService {
                     Err(never) => match never {},
                 }
             };
-            Ok(res.map(|b| Body::new(DoneBody { inner: b, _done: done })))
+            if let Some(id) = &id {
+                crate::set_request_id(&mut res, id);
+            }
+            Ok(res.map(|b| DoneBody { inner: b, _done: done }))
         }
     }
 }
@@ -527,9 +533,8 @@ impl AsyncWrite for GuardedIo {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let res = Pin::new(&mut this.inner).poll_flush(cx);
-        this.written(res, cx)
+        // A socket's flush is immediate: only bytes written are progress.
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -429,18 +429,29 @@ fn build_upstream_request(
     client_authorization: Option<HeaderValue>,
     request_id: &str,
 ) -> Result<http::Request<Full<Bytes>>, ApiError> {
-    let default = gw.config.default_upstream.as_deref();
-    let raw = model.api_base.as_deref().or(default).ok_or_else(|| {
-        ApiError::upstream_error(format!("No upstream is configured for the model '{}'.", model.model_name))
-    })?;
+    let default = gw.config.default_upstream.as_ref();
     let invalid =
         || ApiError::upstream_error(format!("The upstream URL of the model '{}' is invalid.", model.model_name));
-    // Parsed again here, not trusted as stored: rows written before the registry refused
-    // credentials, queries and non-canonical hosts in URLs may still hold them.
-    let base = ApiBase::parse(raw).map_err(|_| invalid())?;
+    // A model's own base is parsed again here, not trusted as stored: rows written before
+    // the registry refused credentials, queries and non-canonical hosts may still hold
+    // them. The default upstream was parsed once, at start.
+    let own;
+    let base = match (&model.api_base, default) {
+        (Some(raw), _) => {
+            own = ApiBase::parse(raw).map_err(|_| invalid())?;
+            &own
+        }
+        (None, Some(d)) => d,
+        (None, None) => {
+            return Err(ApiError::upstream_error(format!(
+                "No upstream is configured for the model '{}'.",
+                model.model_name
+            )));
+        }
+    };
     // The connector judges names after DNS; it judges IP literals too, but this answers
     // the common case before a connection is even looked for.
-    if let Some(Err(refusal)) = gw.config.upstream_policy.check_literal(&base) {
+    if let Some(Err(refusal)) = gw.config.upstream_policy.check_literal(base) {
         tracing::warn!(model = %model.model_name, reason = %refusal, "upstream refused by the policy");
         return Err(ApiError::upstream_forbidden());
     }
@@ -456,7 +467,7 @@ fn build_upstream_request(
     // model's api_base would receive it.
     let to_default = match (&model.api_base, default) {
         (None, _) => true,
-        (Some(_), Some(d)) => ApiBase::parse(d).is_ok_and(|d| d.same_upstream(&base)),
+        (Some(_), Some(d)) => d.same_upstream(base),
         (Some(_), None) => false,
     };
     let credential = model.api_key.as_ref().or(gw.config.upstream_api_key.as_ref().filter(|_| to_default));

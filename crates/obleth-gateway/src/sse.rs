@@ -10,10 +10,13 @@
 //! - only the event that is still unterminated is kept (to parse it once it ends), and
 //!   only up to `max_event` bytes: a longer event sets [`SseScanner::overflowed`] and the
 //!   proxy ends the stream with an error event;
-//! - bytes reach the client as they come. An unterminated event is held back only when it
-//!   might be the usage-only chunk to drop, and only while it is small enough to be one
-//!   ([`HOLD_MAX`]); a frame made of whole events that needs no change is forwarded as the
-//!   very same `Bytes` (no copy).
+//! - bytes reach the client as they come. An unterminated event is held back only while it
+//!   is small ([`HOLD_MAX`]), since it may be the usage-only chunk to drop or an error event
+//!   to rewrite; a longer one goes out as it arrives. A frame made of whole events that
+//!   needs no change is forwarded as the very same `Bytes` (no copy);
+//! - an `error` event the upstream sends is rewritten before the client sees it: its
+//!   message bounded and cleared of URLs and addresses (they name the gateway's internal
+//!   network), as for error bodies that are not streamed.
 
 use std::borrow::Cow;
 
@@ -27,11 +30,19 @@ use crate::usage::ReportedUsage;
 pub const MAX_TEXT: usize = 1 << 20;
 
 /// The longest unterminated event held back from the client because it might be the
-/// usage-only chunk (which is a few hundred bytes).
+/// usage-only chunk or an error event (a few hundred bytes each).
 pub const HOLD_MAX: usize = 4 * 1024;
 
 /// The default bound on one event (`limits.max_sse_event_bytes`).
 pub const DEFAULT_MAX_EVENT: usize = 1 << 20;
+
+/// What becomes of one event.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Forward,
+    Drop,
+    Replace(Bytes),
+}
 
 /// Where the scan stands in the separator that ends an event (`\n\n` or `\n\r\n`).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -136,10 +147,15 @@ impl SseScanner {
             return Bytes::new();
         }
         let rest = self.pending.split().freeze();
-        self.inspect(&rest);
+        let verdict = self.inspect(&rest);
         let held = !self.event_forwarded;
         self.reset_event();
-        if held { rest } else { Bytes::new() }
+        match verdict {
+            _ if !held => Bytes::new(),
+            Verdict::Replace(with) => with,
+            // An unterminated tail is forwarded as it came, even a usage chunk.
+            Verdict::Forward | Verdict::Drop => rest,
+        }
     }
 
     /// What the client needs before an error event when the stream is cut short: the
@@ -170,7 +186,7 @@ impl SseScanner {
             self.overflow(start, out);
             return false;
         }
-        let keep = if self.pending.is_empty() {
+        let verdict = if self.pending.is_empty() {
             self.inspect(&frame[start..end])
         } else {
             // The event began in an earlier frame (so `start` is 0); its first bytes are
@@ -178,16 +194,21 @@ impl SseScanner {
             let mut event = std::mem::take(&mut self.pending);
             let earlier = event.len();
             event.extend_from_slice(&frame[start..end]);
-            let keep = self.inspect(&event);
-            if keep && !self.event_forwarded {
+            let verdict = self.inspect(&event);
+            if verdict == Verdict::Forward && !self.event_forwarded {
                 out.prefix = Some(event.split_to(earlier).freeze());
             }
             event.clear();
             self.pending = event;
-            keep
+            verdict
         };
-        if !keep && !self.event_forwarded {
-            out.cuts.push((start, end));
+        // An event the client already has part of goes on as it is.
+        if !self.event_forwarded {
+            match verdict {
+                Verdict::Forward => {}
+                Verdict::Drop => out.cuts.push((start, end, None)),
+                Verdict::Replace(with) => out.cuts.push((start, end, Some(with))),
+            }
         }
         self.reset_event();
         true
@@ -205,11 +226,11 @@ impl SseScanner {
         if self.event_forwarded {
             return;
         }
-        if self.drop_usage_chunk && self.event_len <= HOLD_MAX {
-            out.cuts.push((start, frame.len()));
+        if self.event_len <= HOLD_MAX {
+            out.cuts.push((start, frame.len(), None));
         } else {
-            // Too long to be the usage chunk, or nothing to drop: the client gets it now,
-            // after what was held of it.
+            // Too long to be the usage chunk or an error: the client gets it now, after
+            // what was held of it.
             if earlier > 0 {
                 out.prefix = Some(Bytes::copy_from_slice(&self.pending[..earlier]));
             }
@@ -220,7 +241,7 @@ impl SseScanner {
     fn overflow(&mut self, start: usize, out: &mut Output) {
         self.overflowed = true;
         out.prefix = None;
-        out.cuts.push((start, usize::MAX));
+        out.cuts.push((start, usize::MAX, None));
         crate::telemetry::sse_event_too_large();
     }
 
@@ -230,9 +251,8 @@ impl SseScanner {
         self.newline = Newline::None;
     }
 
-    /// Looks at one event (with or without its terminating blank line); returns whether
-    /// to forward it.
-    fn inspect(&mut self, event: &[u8]) -> bool {
+    /// Looks at one event (with or without its terminating blank line): what to send on.
+    fn inspect(&mut self, event: &[u8]) -> Verdict {
         for line in event.split(|&b| b == b'\n') {
             let Some(data) = line.strip_prefix(b"data:") else {
                 continue;
@@ -244,10 +264,10 @@ impl SseScanner {
             }
             return self.inspect_data(data);
         }
-        true
+        Verdict::Forward
     }
 
-    fn inspect_data(&mut self, data: &[u8]) -> bool {
+    fn inspect_data(&mut self, data: &[u8]) -> Verdict {
         #[derive(Deserialize)]
         struct Chunk<'a> {
             #[serde(default, borrow)]
@@ -271,10 +291,11 @@ impl SseScanner {
             content: Option<Cow<'a, str>>,
         }
         let Ok(chunk) = serde_json::from_slice::<Chunk>(data) else {
-            return true;
+            return Verdict::Forward;
         };
         if chunk.error.is_some() {
             self.upstream_error = true;
+            return Verdict::Replace(relayable_error_event(data));
         }
         let choices = chunk.choices.unwrap_or_default();
         // The role chunk and the finish chunk carry no text: only chunks with text count.
@@ -295,10 +316,10 @@ impl SseScanner {
         if let Some(u) = ReportedUsage::from_json(&chunk.usage) {
             self.usage = Some(u);
             if self.drop_usage_chunk && choices.is_empty() {
-                return false;
+                return Verdict::Drop;
             }
         }
-        true
+        Verdict::Forward
     }
 }
 
@@ -309,16 +330,17 @@ struct Output {
     /// Held bytes of an event that began in an earlier frame and continues at this
     /// frame's first byte.
     prefix: Option<Bytes>,
-    /// Ranges of the frame not sent (dropped events, held tails, an oversized event), in
-    /// order; an end past the frame means "to its end".
-    cuts: Vec<(usize, usize)>,
+    /// Ranges of the frame not sent as they are (dropped events, held tails, an oversized
+    /// event, rewritten events with what goes in their place), in order; an end past the
+    /// frame means "to its end".
+    cuts: Vec<(usize, usize, Option<Bytes>)>,
 }
 
 impl Output {
     fn finish(self, frame: &Bytes) -> Bytes {
         match (&self.prefix, self.cuts.as_slice()) {
             (None, []) => return frame.clone(),
-            (None, [(start, end)]) if *end >= frame.len() => return frame.slice(..*start),
+            (None, [(start, end, None)]) if *end >= frame.len() => return frame.slice(..*start),
             _ => {}
         }
         let mut out = BytesMut::with_capacity(self.prefix.as_ref().map_or(0, Bytes::len) + frame.len());
@@ -326,13 +348,43 @@ impl Output {
             out.extend_from_slice(p);
         }
         let mut at = 0;
-        for &(start, end) in &self.cuts {
-            out.extend_from_slice(&frame[at..start]);
-            at = end.min(frame.len());
+        for (start, end, with) in &self.cuts {
+            out.extend_from_slice(&frame[at..*start]);
+            if let Some(with) = with {
+                out.extend_from_slice(with);
+            }
+            at = (*end).min(frame.len());
         }
         out.extend_from_slice(&frame[at..]);
         out.freeze()
     }
+}
+
+/// The upstream's error event as the client gets it: its message bounded and scrubbed of
+/// URLs and addresses, its `type` and `code` kept when they are short, nothing else.
+fn relayable_error_event(data: &[u8]) -> Bytes {
+    let v: serde_json::Value = serde_json::from_slice(data).unwrap_or_default();
+    let e = &v["error"];
+    let message = match e.get("message").and_then(serde_json::Value::as_str).or(e.as_str()) {
+        Some(m) => crate::upstream::relayable_message(m),
+        None => "The model backend reported an error in the stream.".to_owned(),
+    };
+    let short = |v: Option<&serde_json::Value>| match v {
+        Some(serde_json::Value::String(s)) if s.len() <= 64 => serde_json::Value::String(s.clone()),
+        Some(serde_json::Value::Number(n)) => serde_json::Value::Number(n.clone()),
+        _ => serde_json::Value::Null,
+    };
+    let kind = match short(e.get("type")) {
+        serde_json::Value::Null => serde_json::Value::String("server_error".into()),
+        k => k,
+    };
+    let error =
+        serde_json::json!({"error": {"message": message, "type": kind, "param": null, "code": short(e.get("code"))}});
+    let mut out = b"data: ".to_vec();
+    // Serializing a Value into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, &error);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
 }
 
 #[cfg(test)]

@@ -77,14 +77,23 @@ fn stream_error_events_are_noticed() {
 
 #[test]
 fn unterminated_events_pass_through_as_they_come() {
-    // The client asked for usage: nothing is held, not even half an event.
+    // A long event goes out as it arrives, a copy is kept only to parse it at its end.
     let mut s = SseScanner::new(false, DEFAULT_MAX_EVENT);
-    let head = Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"content\":\"he");
+    let mut head = b"data: {\"choices\":[{\"delta\":{\"content\":\"".to_vec();
+    head.extend(std::iter::repeat_n(b'h', HOLD_MAX));
+    let head = Bytes::from(head);
     let out = s.push(head.clone());
     assert_eq!(out.as_ptr(), head.as_ptr(), "forwarded at once, without a copy");
-    assert_eq!(&s.push(Bytes::from_static(b"llo\"}}]}\n"))[..], b"llo\"}}]}\n");
+    assert_eq!(&s.push(Bytes::from_static(b"\"}}]}\n"))[..], b"\"}}]}\n");
     assert_eq!(&s.push(Bytes::from_static(b"\n"))[..], b"\n");
-    assert_eq!(s.text, "hello", "the event was still parsed once it ended");
+    assert_eq!(s.text.len(), HOLD_MAX, "the event was still parsed once it ended");
+    // A short one may be an error event to rewrite: it waits for its end (microseconds,
+    // from a backend that splits an event).
+    assert!(s.push(Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"content\":\"he")).is_empty());
+    assert_eq!(
+        &s.push(Bytes::from_static(b"llo\"}}]}\n\n"))[..],
+        b"data: {\"choices\":[{\"delta\":{\"content\":\"hello\"}}]}\n\n"
+    );
 }
 
 #[test]
@@ -106,7 +115,7 @@ fn an_event_longer_than_the_limit_overflows() {
     let mut s = SseScanner::new(false, 1024);
     let ok = Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n");
     assert_eq!(s.push(ok.clone()), ok);
-    // A kilobyte at a time, never terminated.
+    // 600 bytes at a time, never terminated: held while it is small, then gone past the limit.
     let junk = Bytes::from(vec![b'x'; 600]);
     let mut sent = s.push(Bytes::from_static(b"data: ")).len();
     sent += s.push(junk.clone()).len();
@@ -114,9 +123,9 @@ fn an_event_longer_than_the_limit_overflows() {
     let out = s.push(junk.clone());
     assert!(s.overflowed);
     assert!(out.is_empty(), "nothing past the limit is forwarded");
-    assert_eq!(sent, 606);
+    assert_eq!(sent, 0, "606 bytes are small enough to be held");
     assert!(s.push(junk).is_empty(), "nothing after an overflow either");
-    assert_eq!(s.close(), b"\n\n", "the partial event is closed before the error event");
+    assert_eq!(s.close(), b"", "the client saw none of it");
     assert!(s.pending.capacity() <= 1024, "the buffer was let go");
 }
 
@@ -171,10 +180,51 @@ fn closing_mid_event() {
     assert_eq!(s.close(), b"");
     // Partly sent: closed, so that the error event that follows is an event of its own.
     let mut s = SseScanner::new(false, DEFAULT_MAX_EVENT);
-    assert!(!s.push(Bytes::from_static(b"data: {\"choices\":[")).is_empty());
+    assert!(!s.push(Bytes::from(vec![b'x'; HOLD_MAX + 1])).is_empty());
     assert_eq!(s.close(), b"\n\n");
     // Between events: nothing.
     let mut s = SseScanner::new(false, DEFAULT_MAX_EVENT);
     s.push(Bytes::from_static(b"data: {}\n\n"));
     assert_eq!(s.close(), b"");
+}
+
+#[test]
+fn upstream_error_events_are_scrubbed() {
+    let event = b"data: {\"error\":{\"message\":\"litellm.APIConnectionError: http://10.1.2.3:8000/v1 refused\",\"type\":\"APIConnectionError\",\"code\":502,\"internal\":\"x\"}}\n\n";
+    let before = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n";
+    let mut stream = before.to_vec();
+    stream.extend_from_slice(event);
+    stream.extend_from_slice(b"data: [DONE]\n\n");
+    for drop_usage in [false, true] {
+        for cut in [0, before.len() + 10, stream.len()] {
+            let (out, s) = run(&[&stream[..cut], &stream[cut..]], drop_usage);
+            let text = String::from_utf8(out).expect("utf8");
+            assert!(s.upstream_error);
+            assert!(!text.contains("10.1.2.3"), "{text}");
+            assert!(!text.contains("internal"), "{text}");
+            assert!(text.starts_with(std::str::from_utf8(before).expect("utf8")), "order kept: {text}");
+            assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+            let (events, _) = events(&text);
+            let e = &events[1]["error"];
+            assert_eq!(e["type"], "APIConnectionError");
+            assert_eq!(e["code"], 502);
+            assert!(e["message"].as_str().expect("message").contains("refused"), "{e}");
+        }
+    }
+}
+
+/// The JSON of each `data:` event (without `[DONE]`).
+fn events(text: &str) -> (Vec<serde_json::Value>, bool) {
+    let mut out = vec![];
+    let mut done = false;
+    for e in text.split("\n\n") {
+        if let Some(d) = e.strip_prefix("data: ") {
+            if d == "[DONE]" {
+                done = true;
+            } else {
+                out.push(serde_json::from_str(d).expect("json"));
+            }
+        }
+    }
+    (out, done)
 }

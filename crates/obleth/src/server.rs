@@ -274,7 +274,13 @@ pub async fn start(
     let upstream_policy =
         Arc::new(upstream_policy(config, [data_addr.port(), admin_addr.port()].into_iter().chain(metrics_port))?);
     let gateway_config = GatewayConfig {
-        default_upstream: config.upstream.base_url.clone(),
+        default_upstream: match &config.upstream.base_url {
+            Some(url) => Some(
+                obleth_core::upstream::ApiBase::parse(url)
+                    .map_err(|e| anyhow::anyhow!("upstream.base_url is not a valid upstream URL: {e}"))?,
+            ),
+            None => None,
+        },
         upstream_api_key: config.upstream.api_key.clone(),
         upstream_policy: upstream_policy.clone(),
         forward_client_authorization: config.upstream.forward_client_authorization,
