@@ -49,21 +49,26 @@ pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
 /// that present it (`Authorization: Bearer <token>`, compared in constant time) get an
 /// answer; the others get 401 in the OpenAI error shape.
 pub fn router(render: impl Fn() -> String + Clone + Send + Sync + 'static, token: Option<SecretString>) -> Router {
-    Router::new().route(
-        "/metrics",
-        get(move |headers: HeaderMap| {
-            let render = render.clone();
-            let token = token.clone();
-            async move {
-                if let Some(token) = &token
-                    && !presents(&headers, token)
-                {
-                    return unauthorized();
+    Router::new()
+        .fallback(
+            |req: axum::extract::Request| async move { ApiError::not_found_route(req.uri().path()).into_response() },
+        )
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed().into_response() })
+        .route(
+            "/metrics",
+            get(move |headers: HeaderMap| {
+                let render = render.clone();
+                let token = token.clone();
+                async move {
+                    if let Some(token) = &token
+                        && !presents(&headers, token)
+                    {
+                        return unauthorized();
+                    }
+                    render().into_response()
                 }
-                render().into_response()
-            }
-        }),
-    )
+            }),
+        )
 }
 
 /// Whether the request carries `Authorization: Bearer <token>` (as the admin API checks
