@@ -73,13 +73,18 @@ pub struct BodyReadTimeout;
 impl BodyReadTimeout {
     /// Whether `e`, or an error it wraps, is a body read timeout.
     pub fn is_cause_of(e: &(dyn std::error::Error + 'static)) -> bool {
-        let mut cur = Some(e);
-        while let Some(e) = cur {
-            if e.is::<BodyReadTimeout>() {
-                return true;
-            }
-            cur = e.source();
-        }
-        false
+        find_cause::<BodyReadTimeout>(e).is_some()
     }
+}
+
+/// The first error of type `T` in `e`'s chain of sources (`e` included).
+pub fn find_cause<'a, T: std::error::Error + 'static>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if let Some(t) = e.downcast_ref::<T>() {
+            return Some(t);
+        }
+        cur = e.source();
+    }
+    None
 }

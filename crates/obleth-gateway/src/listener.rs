@@ -116,10 +116,6 @@ impl Connections {
         Arc::new(Connections { limits, open: AtomicUsize::new(0), accepted: AtomicU64::new(0) })
     }
 
-    pub fn limits(&self) -> &ConnectionLimits {
-        &self.limits
-    }
-
     /// Connections open now.
     pub fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
@@ -193,10 +189,9 @@ async fn serve_connection(
     slot: OpenSlot,
     mut drain: tokio::sync::watch::Receiver<bool>,
 ) {
-    let limits = slot.0.limits.clone();
-    let conn = Arc::new(ConnState::new(limits.listener));
-    let io = TokioIo::new(GuardedIo::new(stream, conn.clone(), &limits));
-    let service = ConnService { router, conn, limits: Arc::new(limits) };
+    let conn = Arc::new(ConnState::new(slot.0.clone()));
+    let io = TokioIo::new(GuardedIo::new(stream, conn.clone()));
+    let service = ConnService { router, conn, _slot: slot };
     let mut builder = hyper::server::conn::http1::Builder::new();
     // The head timeout is ours (it must not count the idle time before a request).
     builder.timer(TokioTimer::new()).header_read_timeout(None);
@@ -212,7 +207,6 @@ async fn serve_connection(
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
     }
-    drop(slot);
 }
 
 // === per-connection state ===
@@ -220,7 +214,8 @@ async fn serve_connection(
 /// What a connection is doing, as its I/O wrapper and its requests see it.
 #[derive(Debug)]
 pub struct ConnState {
-    listener: &'static str,
+    /// The listener's connections, and its limits.
+    connections: Arc<Connections>,
     phase: AtomicU8,
     /// When the current phase began, in ms since `epoch`.
     since_ms: AtomicU64,
@@ -237,9 +232,9 @@ const HEAD: u8 = 1;
 const BUSY: u8 = 2;
 
 impl ConnState {
-    fn new(listener: &'static str) -> ConnState {
+    fn new(connections: Arc<Connections>) -> ConnState {
         ConnState {
-            listener,
+            connections,
             phase: AtomicU8::new(IDLE),
             since_ms: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -262,11 +257,16 @@ impl ConnState {
         self.epoch + Duration::from_millis(self.since_ms.load(Ordering::Relaxed))
     }
 
+    fn limits(&self) -> &ConnectionLimits {
+        &self.connections.limits
+    }
+
+    /// Counts a cut, and the error that ends the connection for it.
     fn cut(&self, why: Cut) -> io::Error {
         if why == Cut::ClientStalled {
             self.stalled.store(true, Ordering::Relaxed);
         }
-        telemetry::connection_cut(self.listener, why.as_str());
+        telemetry::connection_cut(self.limits().listener, why.as_str());
         io::Error::new(io::ErrorKind::TimedOut, why.as_str())
     }
 }
@@ -280,7 +280,8 @@ pub struct Connection(pub Arc<ConnState>);
 struct ConnService {
     router: Router,
     conn: Arc<ConnState>,
-    limits: Arc<ConnectionLimits>,
+    /// Counts the connection as open for as long as hyper holds the service.
+    _slot: OpenSlot,
 }
 
 impl ConnService {
@@ -288,12 +289,13 @@ impl ConnService {
         self.conn.set_phase(BUSY);
         let done = RequestDone(self.conn.clone());
         let missing_host = req.version() == Version::HTTP_11 && !req.headers().contains_key(header::HOST);
-        let deadline = Instant::now() + self.limits.body_read_timeout;
+        let limits = self.conn.limits();
+        let deadline = Instant::now() + limits.body_read_timeout;
         let mut req = req.map(|b| Body::new(TimeoutBody::new(b, deadline, self.conn.clone())));
         req.extensions_mut().insert(Connection(self.conn.clone()));
         // The data plane's request id is made here, at the edge, so that every answer
         // carries it (unknown URLs and refusals before any router included).
-        let id = self.limits.request_ids.then(crate::new_request_id);
+        let id = limits.request_ids.then(crate::new_request_id);
         if let Some(id) = &id {
             req.extensions_mut().insert(crate::RequestId(id.clone()));
         }
@@ -409,9 +411,6 @@ impl HttpBody for TimeoutBody {
 struct GuardedIo {
     inner: TcpStream,
     conn: Arc<ConnState>,
-    idle_timeout: Duration,
-    header_read_timeout: Duration,
-    client_stall_timeout: Duration,
     /// The read timer and the deadline it is set to (made when a read first blocks).
     read_timer: Option<(Pin<Box<Sleep>>, Instant)>,
     /// The stall timer (made when a write first blocks).
@@ -421,25 +420,16 @@ struct GuardedIo {
 }
 
 impl GuardedIo {
-    fn new(inner: TcpStream, conn: Arc<ConnState>, limits: &ConnectionLimits) -> GuardedIo {
+    fn new(inner: TcpStream, conn: Arc<ConnState>) -> GuardedIo {
         conn.set_phase(IDLE);
-        GuardedIo {
-            inner,
-            conn,
-            idle_timeout: limits.idle_timeout,
-            header_read_timeout: limits.header_read_timeout,
-            client_stall_timeout: limits.client_stall_timeout,
-            read_timer: None,
-            write_timer: None,
-            blocked_since: None,
-        }
+        GuardedIo { inner, conn, read_timer: None, write_timer: None, blocked_since: None }
     }
 
     /// The deadline for the client's next bytes, if it has one now.
     fn read_deadline(&self) -> Option<(Instant, Cut)> {
         match self.conn.phase.load(Ordering::Acquire) {
-            IDLE => Some((self.conn.since() + self.idle_timeout, Cut::IdleTimeout)),
-            HEAD => Some((self.conn.since() + self.header_read_timeout, Cut::HeaderTimeout)),
+            IDLE => Some((self.conn.since() + self.conn.limits().idle_timeout, Cut::IdleTimeout)),
+            HEAD => Some((self.conn.since() + self.conn.limits().header_read_timeout, Cut::HeaderTimeout)),
             // Reading a body is bounded by the body's own timer; other reads while busy
             // only look for the client closing.
             _ => None,
@@ -485,12 +475,9 @@ impl AsyncRead for GuardedIo {
                 if !timer_fired(&mut this.read_timer, deadline, cx) {
                     return Poll::Pending;
                 }
-                if why == Cut::IdleTimeout {
-                    // Closing an idle keep-alive connection is an orderly end: EOF.
-                    telemetry::connection_cut(this.conn.listener, why.as_str());
-                    return Poll::Ready(Ok(()));
-                }
-                Poll::Ready(Err(this.conn.cut(why)))
+                let error = this.conn.cut(why);
+                // Closing an idle keep-alive connection is an orderly end: EOF.
+                Poll::Ready(if why == Cut::IdleTimeout { Ok(()) } else { Err(error) })
             }
         }
     }
@@ -504,7 +491,7 @@ impl GuardedIo {
             return res;
         }
         let since = *self.blocked_since.get_or_insert_with(Instant::now);
-        if timer_fired(&mut self.write_timer, since + self.client_stall_timeout, cx) {
+        if timer_fired(&mut self.write_timer, since + self.conn.limits().client_stall_timeout, cx) {
             return Poll::Ready(Err(self.conn.cut(Cut::ClientStalled)));
         }
         Poll::Pending

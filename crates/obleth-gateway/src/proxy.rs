@@ -195,7 +195,7 @@ async fn forward(
         cap_max_tokens(&mut obj, cap);
         max_tokens = Some(max_tokens.map_or(u64::from(cap), |m| m.min(u64::from(cap))));
     }
-    let bounds = UsageBounds { context_window: model.context_window, max_tokens, output };
+    let bounds = Bounds::new(model.context_window, max_tokens, output.choices, output.prompts);
 
     // === proxy ===
     let upstream_body =
@@ -274,7 +274,7 @@ async fn forward(
     tracker.first_token();
     let checked = usage::check(
         usage_of_body(&bytes),
-        &bounds.with_response(bytes.len()),
+        &bounds.with_response_bytes(bytes.len()),
         || if input_exact { tracker.estimated_input } else { count_request(encoding, kind, &body) },
         || output_of_body(encoding, &bytes),
     );
@@ -326,21 +326,6 @@ fn wants_usage(obj: &Map<String, Value>) -> bool {
 fn settle(admitted: &mut Admitted, held: &mut Held, model: &Model, input: u64, output: u64) {
     admitted.permit.settle(input, output);
     held.settle(input.saturating_add(output), to_nanos(model.cost(input, output)));
-}
-
-/// What the request allowed the upstream to generate, for the usage checks.
-#[derive(Debug, Clone, Copy)]
-struct UsageBounds {
-    context_window: Option<u32>,
-    /// The per-choice limit the upstream was sent (after a brownout cap).
-    max_tokens: Option<u64>,
-    output: estimate::OutputRequest,
-}
-
-impl UsageBounds {
-    fn with_response(&self, bytes: usize) -> Bounds {
-        Bounds::new(self.context_window, self.max_tokens, self.output.choices, self.output.prompts, bytes as u64)
-    }
 }
 
 /// Records the checked usage as the request's outcome; counts and logs what the
@@ -533,6 +518,20 @@ async fn upstream_status(status: StatusCode, body: Incoming, timeout: Duration) 
     }
 }
 
+/// The prompt's tokens as the gateway counts them: the tokenizer's count made at
+/// admission, or made now from the kept `request` (once; the count replaces the estimate).
+fn counted_input(
+    request: &mut Option<Bytes>,
+    estimated_input: &mut u64,
+    encoding: Encoding,
+    kind: estimate::RequestKind,
+) -> u64 {
+    if let Some(request) = request.take() {
+        *estimated_input = count_request(encoding, kind, &request);
+    }
+    *estimated_input
+}
+
 // === impl ProxyStream ===
 
 /// The body of a streamed response: forwards upstream frames as they come, watches
@@ -549,7 +548,8 @@ struct ProxyStream {
     /// The request, kept to count its prompt if the upstream reports no usage and the
     /// admission estimate was not a tokenizer count.
     request: Option<Bytes>,
-    bounds: UsageBounds,
+    /// What the request allowed (the response's size is added at the end).
+    bounds: Bounds,
     admitted: Admitted,
     held: Held,
     idle: Pin<Box<Sleep>>,
@@ -565,28 +565,25 @@ struct ProxyStream {
 
 impl ProxyStream {
     /// The usage to bill: what the upstream reported where it is plausible, the
-    /// gateway's own count where it is not (or was not reported).
+    /// gateway's own count where it is not (or was not reported). The prompt is counted
+    /// only if the reported input is not believed.
     fn checked_usage(&mut self) -> Checked {
-        let bounds = self.bounds.with_response(self.received);
-        let input = self.counted_input();
-        let encoding = self.encoding;
+        let bounds = self.bounds.with_response_bytes(self.received);
+        let (encoding, kind) = (self.encoding, self.kind);
+        let (request, estimated_input) = (&mut self.request, &mut self.tracker.estimated_input);
         let text = &self.scanner.text;
-        usage::check(self.scanner.usage, &bounds, || input, || estimate::count_text(encoding, text))
+        usage::check(
+            self.scanner.usage,
+            &bounds,
+            || counted_input(request, estimated_input, encoding, kind),
+            || estimate::count_text(encoding, text),
+        )
     }
 
     /// A stream that ends early (error, or client gone) cost what it streamed so far.
     fn settle_partial(&mut self) {
         let usage = self.checked_usage().usage;
         settle(&mut self.admitted, &mut self.held, &self.model, usage.input_tokens, usage.output_tokens);
-    }
-
-    /// The prompt's tokens as the gateway counts them: the tokenizer's count (made at
-    /// admission, or now from the kept request).
-    fn counted_input(&mut self) -> u64 {
-        if let Some(request) = self.request.take() {
-            self.tracker.estimated_input = count_request(self.encoding, self.kind, &request);
-        }
-        self.tracker.estimated_input
     }
 
     fn end_with_error(&mut self, error: ApiError) -> Option<Result<Bytes, std::io::Error>> {

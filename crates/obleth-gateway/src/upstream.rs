@@ -76,14 +76,7 @@ pub fn endpoint(base: &str, path: &str) -> Result<http::Uri, http::uri::InvalidU
 
 /// The policy's refusal behind a client error, if that is why it failed.
 pub fn refusal_of<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a Refusal> {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if let Some(r) = err.downcast_ref::<Refusal>() {
-            return Some(r);
-        }
-        cur = err.source();
-    }
-    None
+    obleth_core::find_cause(e)
 }
 
 // === impl PolicyConnector ===

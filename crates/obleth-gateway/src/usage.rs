@@ -100,14 +100,9 @@ impl Bounds {
     /// `max_tokens` is the per-choice limit the upstream was sent (if any), `choices` the
     /// number of sequences generated (`n`, or `best_of`; 0 for embeddings, which generate
     /// none), `prompts` the number of prompts or inputs in the request (each bounded by
-    /// the context window).
-    pub fn new(
-        context_window: Option<u32>,
-        max_tokens: Option<u64>,
-        choices: u64,
-        prompts: u64,
-        response_bytes: u64,
-    ) -> Bounds {
+    /// the context window). The response's size is not known yet: see
+    /// [`Bounds::with_response_bytes`].
+    pub fn new(context_window: Option<u32>, max_tokens: Option<u64>, choices: u64, prompts: u64) -> Bounds {
         let window = context_window.map(u64::from);
         let per_choice = match (max_tokens, window) {
             (Some(m), _) => m.saturating_add(OUTPUT_MARGIN_PER_CHOICE),
@@ -116,7 +111,12 @@ impl Bounds {
         };
         let max_output = per_choice.saturating_mul(choices).min(MAX_TOKENS_PER_REQUEST);
         let max_input = window.map_or(MAX_TOKENS_PER_REQUEST, |w| w.saturating_mul(prompts.max(1)));
-        Bounds { max_input: max_input.min(MAX_TOKENS_PER_REQUEST), max_output, response_bytes }
+        Bounds { max_input: max_input.min(MAX_TOKENS_PER_REQUEST), max_output, response_bytes: 0 }
+    }
+
+    /// The same bounds for a response of `bytes` bytes.
+    pub fn with_response_bytes(self, bytes: usize) -> Bounds {
+        Bounds { response_bytes: bytes as u64, ..self }
     }
 }
 

@@ -18,7 +18,7 @@ fn run(r: Option<ReportedUsage>, bounds: Bounds) -> Checked {
 
 fn chat_bounds() -> Bounds {
     // max_tokens 100, one choice, one prompt, a 10 KB response, a 4096-token window.
-    Bounds::new(Some(4096), Some(100), 1, 1, 10_000)
+    Bounds::new(Some(4096), Some(100), 1, 1).with_response_bytes(10_000)
 }
 
 #[test]
@@ -96,7 +96,7 @@ fn absurd_counts_are_replaced_by_the_gateways_own() {
 #[test]
 fn output_must_fit_in_the_bytes_streamed() {
     // No max_tokens, no window: only the absolute cap and the bytes bound the output.
-    let bounds = Bounds::new(None, None, 1, 1, 500);
+    let bounds = Bounds::new(None, None, 1, 1).with_response_bytes(500);
     let c = run(reported(json!({"prompt_tokens": 10, "completion_tokens": 501})), bounds);
     assert_eq!(c.usage.output_tokens, OWN_OUTPUT);
     assert_eq!(c.rejections[0].reason, "above_response_bytes");
@@ -112,22 +112,22 @@ fn output_must_fit_in_the_bytes_streamed() {
 
 #[test]
 fn bounds_follow_the_request() {
-    let b = Bounds::new(Some(1000), Some(50), 4, 1, 1 << 20);
+    let b = Bounds::new(Some(1000), Some(50), 4, 1).with_response_bytes(1 << 20);
     assert_eq!(b.max_output, (50 + OUTPUT_MARGIN_PER_CHOICE) * 4);
     assert_eq!(b.max_input, 1000);
     // Without max_tokens each choice may fill the window.
-    assert_eq!(Bounds::new(Some(1000), None, 2, 1, 0).max_output, 2000);
+    assert_eq!(Bounds::new(Some(1000), None, 2, 1).max_output, 2000);
     // Three prompts, each up to the window.
-    assert_eq!(Bounds::new(Some(1000), None, 1, 3, 0).max_input, 3000);
+    assert_eq!(Bounds::new(Some(1000), None, 1, 3).max_input, 3000);
     // Nothing known: the absolute cap.
-    let b = Bounds::new(None, None, 1, 1, 0);
+    let b = Bounds::new(None, None, 1, 1);
     assert_eq!((b.max_input, b.max_output), (MAX_TOKENS_PER_REQUEST, MAX_TOKENS_PER_REQUEST));
-    assert_eq!(Bounds::new(None, Some(u64::MAX), 128, 1, 0).max_output, MAX_TOKENS_PER_REQUEST);
+    assert_eq!(Bounds::new(None, Some(u64::MAX), 128, 1).max_output, MAX_TOKENS_PER_REQUEST);
 }
 
 #[test]
 fn embeddings_report_no_output() {
-    let bounds = Bounds::new(Some(512), None, 0, 2, 4000);
+    let bounds = Bounds::new(Some(512), None, 0, 2).with_response_bytes(4000);
     let c = run(reported(json!({"prompt_tokens": 9, "total_tokens": 9})), bounds);
     assert_eq!(c.usage, Usage { input_tokens: 9, output_tokens: 0, cached_tokens: 0 });
     assert!(!c.estimated);

@@ -752,11 +752,7 @@ impl Scheduler {
             .map(|(t, _)| t)
             .collect();
         for t in idle {
-            if let Some(id) = self.tenants[t].id.clone()
-                && self.tenant_ids.get(&id) == Some(&t)
-            {
-                self.tenant_ids.remove(&id);
-            }
+            // Idle, so this removes it now (and its id's index entry with it).
             self.tenants[t].deleted = true;
             self.forget_tenant_if_done(t);
         }
