@@ -7,6 +7,7 @@
 pub mod admission;
 pub mod cache;
 pub mod change;
+pub mod error;
 pub mod key;
 pub mod model;
 pub mod prom;
@@ -17,6 +18,7 @@ pub mod usage;
 pub use admission::{Admission, AdmissionClass, AdmissionRequest, Admitted, Rejection, SlotPermit};
 pub use cache::{Shared, SharedCache, SharedKind};
 pub use change::{ChangeEvent, ChangeNotifier};
+pub use error::{ApiError, ErrorCode, Source};
 pub use key::{ApiKey, GeneratedKey, KeyHash};
 pub use model::{MAX_COST_PER_TOKEN, MAX_REQUEST_COST, Model, bounded_cost};
 pub use tenant::{Group, Quota, Tenant};

@@ -17,23 +17,31 @@ use obleth_core::{Admission, UsageRecord, UsageSink};
 use secrecy::SecretString;
 use serde_json::json;
 
+mod answer;
+mod charge;
+pub mod codec;
 pub mod error;
 pub mod estimate;
 pub mod identity;
 pub mod limits;
 pub mod listener;
+mod pipeline;
 mod proxy;
 pub mod registry;
 pub mod sse;
+mod stream;
 pub mod telemetry;
 mod tracker;
 pub mod upstream;
 pub mod usage;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};
 pub use identity::{Identity, IdentityConfig};
-pub use proxy::{ADMISSION_HEADER, REQUEST_ID_HEADER};
 pub use registry::Registry;
+
+/// Response header telling the client how its request was admitted.
+pub const ADMISSION_HEADER: &str = "x-obleth-admission";
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// The proxied OpenAI routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,21 +52,21 @@ pub enum Route {
 }
 
 impl Route {
-    /// What the tokenizer counts in the request body.
-    pub fn request_kind(self) -> estimate::RequestKind {
-        match self {
-            Route::ChatCompletions => estimate::RequestKind::Chat,
-            Route::Completions => estimate::RequestKind::Completion,
-            Route::Embeddings => estimate::RequestKind::Embedding,
-        }
-    }
-
     /// Metric and ledger label.
     pub fn as_str(self) -> &'static str {
         match self {
             Route::ChatCompletions => "chat_completions",
             Route::Completions => "completions",
             Route::Embeddings => "embeddings",
+        }
+    }
+
+    /// How the route's requests are read and its answers counted.
+    pub fn codec(self) -> &'static dyn codec::Codec {
+        match self {
+            Route::ChatCompletions => &codec::Chat,
+            Route::Completions => &codec::Completions,
+            Route::Embeddings => &codec::Embeddings,
         }
     }
 
@@ -134,10 +142,10 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<Gateway>>)> {
     vec![
         (
             "/v1/chat/completions",
-            post(|s: State<Arc<Gateway>>, r: Request| proxy::handle(s, Route::ChatCompletions, r)),
+            post(|s: State<Arc<Gateway>>, r: Request| pipeline::handle(s, Route::ChatCompletions, r)),
         ),
-        ("/v1/completions", post(|s: State<Arc<Gateway>>, r: Request| proxy::handle(s, Route::Completions, r))),
-        ("/v1/embeddings", post(|s: State<Arc<Gateway>>, r: Request| proxy::handle(s, Route::Embeddings, r))),
+        ("/v1/completions", post(|s: State<Arc<Gateway>>, r: Request| pipeline::handle(s, Route::Completions, r))),
+        ("/v1/embeddings", post(|s: State<Arc<Gateway>>, r: Request| pipeline::handle(s, Route::Embeddings, r))),
         ("/v1/models", get(list_models)),
         ("/v1/openapi.json", get(|| async { axum::Json(openapi()) })),
         ("/healthz", get(|| async { "ok" })),
@@ -279,7 +287,7 @@ pub fn openapi() -> serde_json::Value {
 /// `GET /v1/models`: the enabled models the caller's tenant may use.
 async fn list_models(State(gw): State<Arc<Gateway>>, headers: http::HeaderMap) -> Response {
     let result = async {
-        let caller = proxy::authenticate(&gw, &headers).await?;
+        let caller = pipeline::authenticate(&gw.identity, &headers).await?;
         let models = gw.registry.list_enabled().await?;
         let data: Vec<_> = models
             .iter()

@@ -1,16 +1,22 @@
 //! How budget decisions reach the client: refusals in the OpenAI error shape and the
-//! `x-ratelimit-*` headers OpenAI's clients already read.
+//! `x-ratelimit-*` headers OpenAI's clients already read. The budget step makes the
+//! headers; errors and answers carry them as headers, knowing nothing of budgets.
 
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};
 use obleth_budget::{Denial, LimitKind, RateStatus, Refusal, calendar, from_nanos};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
-/// Writes `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` for the windows the
-/// tenant has.
-pub fn write_headers(h: &mut HeaderMap, status: &RateStatus) {
+/// `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` for the windows the tenant has.
+pub fn headers(status: &RateStatus) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    write_headers(&mut h, status);
+    h
+}
+
+fn write_headers(h: &mut HeaderMap, status: &RateStatus) {
     for (suffix, window) in [("requests", status.requests), ("tokens", status.tokens)] {
         let Some(w) = window else { continue };
         for (name, value) in [
@@ -43,11 +49,11 @@ pub fn format_reset(ms: u64) -> String {
 pub fn refusal(refusal: Refusal, tokens: u64) -> ApiError {
     match refusal {
         Refusal::Denied(d) => denial(d, tokens),
-        Refusal::Unavailable(_) => ApiError::overloaded(
-            "budget_unavailable",
+        Refusal::Unavailable(_) => ApiError::new(
+            ErrorCode::BudgetUnavailable,
             "The gateway cannot check this tenant's budget right now; retry shortly.",
-            Duration::from_secs(1),
-        ),
+        )
+        .with_retry_after(Duration::from_secs(1)),
     }
 }
 
@@ -56,9 +62,9 @@ fn denial(d: Denial, tokens: u64) -> ApiError {
     let mut e = match d.limit {
         LimitKind::MonthlyBudget | LimitKind::LifetimeBudget => {
             let (which, period, spent, code) = if d.limit == LimitKind::MonthlyBudget {
-                ("monthly", "month", d.status.monthly_spent, "monthly_budget_exceeded")
+                ("monthly", "month", d.status.monthly_spent, ErrorCode::MonthlyBudgetExceeded)
             } else {
-                ("lifetime", "lifetime", d.status.lifetime_spent, "lifetime_budget_exceeded")
+                ("lifetime", "lifetime", d.status.lifetime_spent, ErrorCode::LifetimeBudgetExceeded)
             };
             let when = match d.resets_at {
                 Some(at) => format!("it resets at {}", calendar::iso8601(at)),
@@ -69,20 +75,18 @@ fn denial(d: Denial, tokens: u64) -> ApiError {
             } else {
                 format!("This tenant's {which} budget is exhausted (spent {:.6} this {period})", from_nanos(spent))
             };
-            ApiError::rate_limited("insufficient_quota", code, format!("{what}; {when}."))
+            ApiError::new(code, format!("{what}; {when}."))
         }
-        LimitKind::Tpm if d.too_large => ApiError::rate_limited(
-            "rate_limit_error",
-            "request_too_large",
+        LimitKind::Tpm if d.too_large => ApiError::new(
+            ErrorCode::RequestExceedsTpm,
             format!(
                 "This request may use up to {tokens} tokens (prompt plus max_tokens), more than the tenant's \
                  limit of {} tokens per minute; lower max_tokens or the prompt.",
                 d.status.tokens.map(|w| w.limit).unwrap_or(0)
             ),
         ),
-        LimitKind::Tpm => ApiError::rate_limited(
-            "rate_limit_error",
-            "tokens_per_minute_exceeded",
+        LimitKind::Tpm => ApiError::new(
+            ErrorCode::TokensPerMinuteExceeded,
             format!(
                 "Rate limit reached for tokens per minute: limit {}, remaining {}, requested {tokens}. {}",
                 d.status.tokens.map(|w| w.limit).unwrap_or(0),
@@ -90,24 +94,21 @@ fn denial(d: Denial, tokens: u64) -> ApiError {
                 retry_text(retry),
             ),
         ),
-        LimitKind::Rpm => ApiError::rate_limited(
-            "rate_limit_error",
-            "requests_per_minute_exceeded",
+        LimitKind::Rpm => ApiError::new(
+            ErrorCode::RequestsPerMinuteExceeded,
             format!(
                 "Rate limit reached for requests per minute: limit {}. {}",
                 d.status.requests.map(|w| w.limit).unwrap_or(0),
                 retry_text(retry),
             ),
         ),
-        LimitKind::InFlight => ApiError::rate_limited(
-            "rate_limit_error",
-            "in_flight_limit_exceeded",
+        LimitKind::InFlight => ApiError::new(
+            ErrorCode::InFlightLimitExceeded,
             "This tenant already has its maximum number of requests in flight; retry when one finishes.",
         ),
     };
     e.retry_after = retry;
-    e.rate_limits = Some(Box::new(d.status));
-    e
+    e.with_headers(headers(&d.status))
 }
 
 fn retry_text(retry: Option<Duration>) -> String {

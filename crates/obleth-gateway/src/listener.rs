@@ -48,7 +48,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::telemetry;
 
 /// The bounds of one listener's connections.
@@ -302,7 +302,7 @@ impl ConnService {
         let router = self.router.clone();
         async move {
             let mut res = if missing_host {
-                let mut res = ApiError::bad_request("missing_host", "An HTTP/1.1 request must have a Host header.")
+                let mut res = ApiError::new(ErrorCode::MissingHost, "An HTTP/1.1 request must have a Host header.")
                     .with_param("Host")
                     .into_response();
                 res.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));

@@ -10,6 +10,7 @@ use metrics::{counter, gauge, histogram};
 /// Metric names, for the exporter's bucket configuration and the docs.
 pub mod names {
     pub const REQUESTS: &str = "obleth_requests_total";
+    pub const REQUEST_ERRORS: &str = "obleth_request_errors_total";
     pub const REQUEST_DURATION: &str = "obleth_request_duration_seconds";
     pub const IN_FLIGHT: &str = "obleth_in_flight_requests";
     pub const UPSTREAM_LATENCY: &str = "obleth_upstream_latency_seconds";
@@ -39,6 +40,12 @@ pub fn request_finished(route: &'static str, status: u16, duration: Duration) {
     gauge!(names::IN_FLIGHT).decrement(1.0);
     counter!(names::REQUESTS, "route" => route, "status" => status_label(status)).increment(1);
     histogram!(names::REQUEST_DURATION, "route" => route).record(duration.as_secs_f64());
+}
+
+/// A request was refused or failed, by the error table's label and source.
+pub fn request_error(code: crate::error::ErrorCode) {
+    let spec = code.spec();
+    counter!(names::REQUEST_ERRORS, "code" => spec.label, "source" => spec.source.as_str()).increment(1);
 }
 
 /// The upstream answered with response headers.

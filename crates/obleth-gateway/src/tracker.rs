@@ -1,9 +1,11 @@
-//! The per-request record: filled in along the hot path, emitted exactly once.
+//! The per-request record, filled in along the hot path.
 //!
-//! A [`Tracker`] is created when a request arrives and travels with it — into the
-//! response body stream for streamed responses. Its `Drop` emits the usage record and
-//! the request metrics, so every request leaves exactly one row whatever path it took:
-//! an early refusal, an upstream failure, a finished stream, or a client that left.
+//! A [`Tracker`] is created when a request arrives; the request's [`Charge`] owns it and
+//! emits it exactly once, when the charge is dropped (see `charge.rs`), so every request
+//! leaves one row whatever path it took: an early refusal, an upstream failure, a
+//! finished stream, or a client that left.
+//!
+//! [`Charge`]: crate::charge::Charge
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,12 +26,8 @@ pub struct Tracker {
     route: Route,
     started: Instant,
     record: UsageRecord,
-    /// Input tokens estimated at admission, used when the upstream reports none.
-    pub estimated_input: u64,
-    /// Set once the outcome is known; a tracker dropped while unset was abandoned.
+    /// Set once the outcome is known; a tracker emitted while unset was abandoned.
     settled: bool,
-    /// A disarmed tracker (its state moved elsewhere) records nothing.
-    armed: bool,
     /// The client's connection: tells a client that stopped reading from one that left.
     conn: Option<Arc<ConnState>>,
 }
@@ -48,9 +46,7 @@ impl Tracker {
                 status: CLIENT_CLOSED,
                 ..UsageRecord::default()
             },
-            estimated_input: 0,
             settled: false,
-            armed: true,
             conn,
         }
     }
@@ -92,45 +88,31 @@ impl Tracker {
     }
 
     /// The request ended with `status`, billed `usage` (`estimated` if any count is the
-    /// gateway's own). Returns the usage recorded.
-    pub fn succeeded(&mut self, status: u16, usage: Usage, estimated: bool, model: &Model) -> Usage {
-        self.record.cost = model.cost(usage.input_tokens, usage.output_tokens);
+    /// gateway's own).
+    pub fn succeeded(&mut self, status: u16, usage: Usage, estimated: bool) {
         self.record.usage = Some(usage);
         self.record.tokens_estimated = estimated;
         self.record.status = status;
         self.settled = true;
-        usage
     }
 
     /// The request was refused or failed with `error`.
     pub fn failed(&mut self, error: &ApiError) {
-        self.record.status = error.status.as_u16();
-        self.record.error_type = Some(error.code.to_owned());
+        self.record.status = error.status().as_u16();
+        self.record.error_type = Some(error.code.as_str().to_owned());
         self.settled = true;
+        telemetry::request_error(error.code);
     }
 
-    /// Moves the state into a new tracker (for the response body), leaving this one
-    /// disarmed.
-    pub fn hand_off(&mut self) -> Tracker {
-        self.armed = false;
-        Tracker {
-            sink: self.sink.clone(),
-            route: self.route,
-            started: self.started,
-            record: self.record.clone(),
-            estimated_input: self.estimated_input,
-            settled: self.settled,
-            armed: true,
-            conn: self.conn.take(),
+    /// The cost of the billed usage (set by the charge, which prices it once).
+    pub fn cost(&mut self, cost: f64) {
+        if self.record.usage.is_some() {
+            self.record.cost = cost;
         }
     }
-}
 
-impl Drop for Tracker {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
+    /// Emits the record and the request's metrics.
+    pub fn emit(mut self) {
         if !self.settled {
             self.record.client_disconnected = true;
             self.record.status = CLIENT_CLOSED;
@@ -144,6 +126,6 @@ impl Drop for Tracker {
             telemetry::tokens(u.input_tokens, u.output_tokens);
         }
         telemetry::request_finished(self.route.as_str(), self.record.status, self.started.elapsed());
-        self.sink.record(std::mem::take(&mut self.record));
+        self.sink.record(self.record);
     }
 }

@@ -6,9 +6,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use obleth_gateway::ApiError;
+use obleth_gateway::{ApiError, ErrorCode};
 use obleth_gateway::telemetry::names;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
@@ -84,16 +84,8 @@ fn presents(headers: &HeaderMap, token: &SecretString) -> bool {
 }
 
 fn unauthorized() -> Response {
-    let mut res = ApiError {
-        status: StatusCode::UNAUTHORIZED,
-        kind: "authentication_error",
-        code: "invalid_metrics_token",
-        message: "A valid metrics bearer token is required (metrics.token).".into(),
-        param: None,
-        retry_after: None,
-        rate_limits: None,
-    }
-    .into_response();
+    let message = "A valid metrics bearer token is required (metrics.token).";
+    let mut res = ApiError::new(ErrorCode::InvalidMetricsToken, message).into_response();
     res.headers_mut().insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     res
 }
