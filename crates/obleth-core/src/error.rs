@@ -198,13 +198,14 @@ pub struct ApiError {
     pub param: Option<Cow<'static, str>>,
     /// Sent as `Retry-After` (whole seconds, at least 1).
     pub retry_after: Option<Duration>,
-    /// Further headers of the answer (the budget step's `x-ratelimit-*`, `Connection`).
-    pub headers: HeaderMap,
+    /// Further headers of the answer (the budget step's `x-ratelimit-*`, `Connection`);
+    /// boxed, as most errors have none and results carry errors by value.
+    pub headers: Option<Box<HeaderMap>>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
-        ApiError { code, message: message.into(), param: None, retry_after: None, headers: HeaderMap::new() }
+        ApiError { code, message: message.into(), param: None, retry_after: None, headers: None }
     }
 
     pub fn with_param(mut self, param: impl Into<Cow<'static, str>>) -> Self {
@@ -218,7 +219,12 @@ impl ApiError {
     }
 
     pub fn with_headers(mut self, headers: HeaderMap) -> Self {
-        self.headers.extend(headers);
+        self.headers.get_or_insert_default().extend(headers);
+        self
+    }
+
+    pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+        self.headers.get_or_insert_default().insert(name, value);
         self
     }
 
@@ -309,7 +315,9 @@ impl IntoResponse for ApiError {
             let secs = after.as_secs_f64().ceil().max(1.0) as u64;
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        h.extend(self.headers);
+        if let Some(headers) = self.headers {
+            h.extend(*headers);
+        }
         res
     }
 }

@@ -12,11 +12,10 @@ use serde_json::{Map, Value};
 use crate::charge::Charge;
 use crate::codec::{Codec, Parsed};
 use crate::error::{ApiError, ErrorCode};
-use crate::estimate::Encoding;
-use crate::pipeline::Estimate;
+use crate::estimate::{Encoding, Estimate};
 use crate::proxy::Upstream;
 use crate::usage::{self, Bounds, usage_of_body};
-use crate::{GatewayConfig, stream, telemetry};
+use crate::{GatewayConfig, telemetry};
 
 /// What the answer is checked and billed against.
 pub(crate) struct Answer {
@@ -44,7 +43,8 @@ impl Answer {
         let bounds = Bounds::new(model.context_window, request.max_tokens(max_tokens_cap), out.choices, out.prompts);
         let (stream, hide_usage) = (request.stream, request.stream && !request.wants_usage);
         let json = (!estimate.exact).then_some(request.json);
-        let prompt = Prompt { tokens: estimate.input, pending: json, encoding: estimate.encoding, codec: request.codec };
+        let prompt =
+            Prompt { tokens: estimate.input, pending: json, encoding: estimate.encoding, codec: request.codec };
         Answer { upstream, prompt, bounds, headers, stream, hide_usage }
     }
 }
@@ -67,16 +67,12 @@ impl Prompt {
     }
 }
 
-/// The client's response.
-pub(crate) async fn respond(answer: Answer, charge: &mut Charge, config: &GatewayConfig) -> Result<Response, ApiError> {
-    if answer.stream {
-        return Ok(stream::respond(answer, charge.take(), config));
-    }
-    reconcile(answer, charge, config).await
-}
-
 /// Reads a whole answer and bills it.
-async fn reconcile(answer: Answer, charge: &mut Charge, config: &GatewayConfig) -> Result<Response, ApiError> {
+pub(crate) async fn reconcile(
+    answer: Answer,
+    charge: &mut Charge,
+    config: &GatewayConfig,
+) -> Result<Response, ApiError> {
     let Answer { upstream, mut prompt, bounds, headers, .. } = answer;
     let (status, route) = (upstream.response.status(), prompt.codec.route());
     let content_type = upstream.response.headers().get(header::CONTENT_TYPE).cloned();
@@ -116,4 +112,3 @@ pub(crate) fn response_too_large(limit: usize) -> ApiError {
     let message = format!("The model backend's response exceeded the gateway's limit of {limit} bytes.");
     ApiError::new(ErrorCode::UpstreamResponseTooLarge, message)
 }
-

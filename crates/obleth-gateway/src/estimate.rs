@@ -215,6 +215,17 @@ fn chunk_end(text: &str, max: usize) -> usize {
     if i == 0 { text.chars().next().map_or(text.len(), char::len_utf8) } else { i }
 }
 
+/// What a request is expected to use, estimated once, before admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Estimate {
+    /// The prompt's tokens: the tokenizer's count if `exact`, else bytes / 4.
+    pub input: u64,
+    pub exact: bool,
+    /// Output tokens it may produce.
+    pub output: u64,
+    pub encoding: Encoding,
+}
+
 /// The kind of request (the caller maps its own route to it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestKind {

@@ -20,16 +20,16 @@ use http_body_util::{BodyExt, Limited};
 use obleth_budget::{Budget, Held, Limits, to_nanos};
 use obleth_core::{Admission, AdmissionRequest, Admitted, Model, Rejection, Tenant, UsageSink};
 
+use crate::answer::{self, Answer};
 use crate::charge::Charge;
 use crate::codec::{Codec, Parsed, Rewrite};
 use crate::error::{ApiError, ErrorCode};
-use crate::estimate::Encoding;
+use crate::estimate::{Encoding, Estimate};
 use crate::identity::{Caller, Identity};
 use crate::listener::{BodyReadTimeout, Connection};
 use crate::registry::Registry;
 use crate::tracker::Tracker;
-use crate::answer::{self, Answer};
-use crate::{Gateway, GatewayConfig, RequestId, Route, proxy};
+use crate::{Gateway, GatewayConfig, RequestId, Route, proxy, stream};
 
 /// Axum handler of the proxied routes.
 pub async fn handle(State(gw): State<Arc<Gateway>>, route: Route, req: Request) -> Response {
@@ -49,7 +49,12 @@ pub async fn handle(State(gw): State<Arc<Gateway>>, route: Route, req: Request) 
 }
 
 /// One request, from its arrival to the response handed to the client.
-async fn forward(gw: &Gateway, codec: &'static dyn Codec, req: Request, charge: &mut Charge) -> Result<Response, ApiError> {
+async fn forward(
+    gw: &Gateway,
+    codec: &'static dyn Codec,
+    req: Request,
+    charge: &mut Charge,
+) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     // === auth ===
     let caller = authenticate(&gw.identity, &parts.headers).await.map_err(unread)?;
@@ -75,7 +80,10 @@ async fn forward(gw: &Gateway, codec: &'static dyn Codec, req: Request, charge: 
     let upstream = sent.await?;
     // === stream | reconcile, then record (when the charge is dropped) ===
     let answer = Answer::new(upstream, request, &estimate, &model, max_tokens_cap, headers);
-    answer::respond(answer, charge, &gw.config).await
+    if answer.stream {
+        return Ok(stream::respond(answer, charge.take(), &gw.config));
+    }
+    answer::reconcile(answer, charge, &gw.config).await
 }
 
 /// The caller of a request, from its bearer key.
@@ -95,9 +103,8 @@ pub(crate) async fn authenticate(identity: &Identity, headers: &HeaderMap) -> Re
 /// An answer given before the request's body was read. hyper closes a connection whose
 /// request body was left unread; say so, or the client would send its next request into
 /// a closing socket.
-fn unread(mut e: ApiError) -> ApiError {
-    e.headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    e
+fn unread(e: ApiError) -> ApiError {
+    e.with_header(header::CONNECTION, HeaderValue::from_static("close"))
 }
 
 /// The ledger is full and configured to refuse what it could not record.
@@ -147,16 +154,6 @@ async fn resolve(registry: &Registry, tenant: &Tenant, requested: &str) -> Resul
     Ok(model)
 }
 
-/// What a request is expected to use, estimated once.
-pub(crate) struct Estimate {
-    /// The prompt's tokens: the tokenizer's count if `exact`, else bytes / 4.
-    pub input: u64,
-    pub exact: bool,
-    /// Output tokens it may produce.
-    pub output: u64,
-    pub encoding: Encoding,
-}
-
 /// Prompts larger than this are counted on the blocking pool, not on the data-plane
 /// thread (a 4 KB prompt takes about half a millisecond).
 const INLINE_COUNT_BYTES: usize = 16 * 1024;
@@ -165,7 +162,12 @@ const INLINE_COUNT_BYTES: usize = 16 * 1024;
 /// is counted with the tokenizer. Without them the estimate only holds the scheduler's
 /// place until the reported usage replaces it, and bytes / 4 does (tokenizing costs
 /// ~10-25 µs even for a small prompt).
-async fn estimate(config: &GatewayConfig, tenant: &Tenant, model: &Model, request: &mut Parsed) -> Result<Estimate, ApiError> {
+async fn estimate(
+    config: &GatewayConfig,
+    tenant: &Tenant,
+    model: &Model,
+    request: &mut Parsed,
+) -> Result<Estimate, ApiError> {
     let encoding = Encoding::for_model(&model.upstream_model).unwrap_or(config.default_encoding);
     let exact = Limits::from_quota(&tenant.quota).needs_tokens();
     let input = match exact {
@@ -182,7 +184,8 @@ async fn estimate(config: &GatewayConfig, tenant: &Tenant, model: &Model, reques
 async fn count_off_thread(encoding: Encoding, request: &mut Parsed) -> Result<u64, ApiError> {
     let (codec, json) = (request.codec, std::mem::take(&mut request.json));
     let counted = tokio::task::spawn_blocking(move || (codec.prompt_tokens(encoding, &json), json)).await;
-    let (tokens, json) = counted.map_err(|_| ApiError::new(ErrorCode::ShuttingDown, "The gateway is shutting down."))?;
+    let (tokens, json) =
+        counted.map_err(|_| ApiError::new(ErrorCode::ShuttingDown, "The gateway is shutting down."))?;
     request.json = json;
     Ok(tokens)
 }
@@ -194,7 +197,13 @@ pub(crate) fn byte_estimate(body: &[u8]) -> u64 {
 
 /// Checks and reserves every limit of the tenant in one step, before any upstream work.
 /// Returns the reservation and the `x-ratelimit-*` headers of the answer.
-async fn reserve(budget: &Budget, tenant: &Tenant, request_id: &str, model: &Model, estimate: &Estimate) -> Result<(Held, HeaderMap), ApiError> {
+async fn reserve(
+    budget: &Budget,
+    tenant: &Tenant,
+    request_id: &str,
+    model: &Model,
+    estimate: &Estimate,
+) -> Result<(Held, HeaderMap), ApiError> {
     let limits = Limits::from_quota(&tenant.quota);
     let tokens = estimate.input.saturating_add(estimate.output);
     let cost = to_nanos(model.cost(estimate.input, estimate.output));
@@ -207,7 +216,12 @@ async fn reserve(budget: &Budget, tenant: &Tenant, request_id: &str, model: &Mod
 }
 
 /// Waits for an upstream slot.
-async fn schedule(admission: &dyn Admission, tenant: &Tenant, model: &Model, estimate: &Estimate) -> Result<Admitted, ApiError> {
+async fn schedule(
+    admission: &dyn Admission,
+    tenant: &Tenant,
+    model: &Model,
+    estimate: &Estimate,
+) -> Result<Admitted, ApiError> {
     let request = AdmissionRequest {
         tenant: tenant.name.clone(),
         tenant_id: tenant.id.clone(),

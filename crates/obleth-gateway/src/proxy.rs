@@ -104,9 +104,7 @@ fn build(
             None => builder,
         },
     };
-    builder
-        .body(Full::new(body))
-        .map_err(|e| ApiError::internal(format!("building the upstream request failed: {e}")))
+    builder.body(Full::new(body)).map_err(|e| ApiError::internal(format!("building the upstream request failed: {e}")))
 }
 
 /// The model's own credential, or the global key when the request goes to the default

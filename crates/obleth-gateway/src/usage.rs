@@ -152,63 +152,79 @@ pub fn check(
         return Checked { usage, estimated: true, rejections: Vec::new() };
     };
     let mut rejections = Vec::new();
-    let mut reject = |field, reason, reported| {
-        rejections.push(Rejection { field, reason, reported });
-    };
-    let input = match r.input {
-        Count::Valid(n) if n <= bounds.max_input => Some(n),
-        Count::Valid(n) => {
-            reject("input", "above_bound", Some(n));
-            None
-        }
-        Count::Invalid => {
-            reject("input", "invalid", None);
-            None
-        }
-        Count::Absent => None,
-    };
-    let reasoning = match r.reasoning {
-        Count::Valid(n) => n,
-        _ => 0,
-    };
-    let output = match r.output {
-        // Embeddings have no output and report no completion tokens: that is a zero.
-        Count::Absent if bounds.max_output == 0 => Some(0),
-        Count::Valid(n) if n > bounds.max_output => {
-            reject("output", "above_bound", Some(n));
-            None
-        }
-        // Every token the client saw arrived in the response's bytes (at least one each);
-        // hidden reasoning tokens are bounded by max_output only.
-        Count::Valid(n) if n.saturating_sub(reasoning) > bounds.response_bytes => {
-            reject("output", "above_response_bytes", Some(n));
-            None
-        }
-        Count::Valid(n) => Some(n),
-        Count::Invalid => {
-            reject("output", "invalid", None);
-            None
-        }
-        Count::Absent => None,
-    };
+    let input = input(r.input, bounds, &mut rejections);
+    let output = output(r.output, r.reasoning, bounds, &mut rejections);
     let estimated = input.is_none() || output.is_none();
     let input_tokens = input.unwrap_or_else(own_input);
     // The gateway's own count is what was streamed, but never more than the request
     // allowed: a backend that ignores max_tokens is not the tenant's bill.
     let output_tokens = output.unwrap_or_else(|| own_output().min(bounds.max_output));
-    let cached_tokens = match r.cached {
+    let cached_tokens = cached(r.cached, input_tokens, &mut rejections);
+    Checked { usage: Usage { input_tokens, output_tokens, cached_tokens }, estimated, rejections }
+}
+
+fn reject(rejections: &mut Vec<Rejection>, field: &'static str, reason: &'static str, reported: Option<u64>) {
+    rejections.push(Rejection { field, reason, reported });
+}
+
+/// The reported prompt tokens, if believed.
+fn input(count: Count, bounds: &Bounds, rejections: &mut Vec<Rejection>) -> Option<u64> {
+    match count {
+        Count::Valid(n) if n <= bounds.max_input => Some(n),
+        Count::Valid(n) => {
+            reject(rejections, "input", "above_bound", Some(n));
+            None
+        }
+        Count::Invalid => {
+            reject(rejections, "input", "invalid", None);
+            None
+        }
+        Count::Absent => None,
+    }
+}
+
+/// The reported output tokens, if believed.
+fn output(count: Count, reasoning: Count, bounds: &Bounds, rejections: &mut Vec<Rejection>) -> Option<u64> {
+    let reasoning = match reasoning {
+        Count::Valid(n) => n,
+        _ => 0,
+    };
+    match count {
+        // Embeddings have no output and report no completion tokens: that is a zero.
+        Count::Absent if bounds.max_output == 0 => Some(0),
+        Count::Valid(n) if n > bounds.max_output => {
+            reject(rejections, "output", "above_bound", Some(n));
+            None
+        }
+        // Every token the client saw arrived in the response's bytes (at least one each);
+        // hidden reasoning tokens are bounded by max_output only.
+        Count::Valid(n) if n.saturating_sub(reasoning) > bounds.response_bytes => {
+            reject(rejections, "output", "above_response_bytes", Some(n));
+            None
+        }
+        Count::Valid(n) => Some(n),
+        Count::Invalid => {
+            reject(rejections, "output", "invalid", None);
+            None
+        }
+        Count::Absent => None,
+    }
+}
+
+/// The reported cached prompt tokens, at most the prompt's.
+fn cached(count: Count, input_tokens: u64, rejections: &mut Vec<Rejection>) -> u64 {
+    match count {
         Count::Valid(n) if n <= input_tokens => n,
         Count::Valid(n) => {
-            reject("cached", "above_input", Some(n));
+            reject(rejections, "cached", "above_input", Some(n));
             0
         }
         Count::Invalid => {
-            reject("cached", "invalid", None);
+            reject(rejections, "cached", "invalid", None);
             0
         }
         Count::Absent => 0,
-    };
-    Checked { usage: Usage { input_tokens, output_tokens, cached_tokens }, estimated, rejections }
+    }
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderMap, HeaderValue};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use obleth_gateway::{ApiError, ErrorCode};
 use obleth_gateway::telemetry::names;
+use obleth_gateway::{ApiError, ErrorCode};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 

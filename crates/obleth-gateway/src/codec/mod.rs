@@ -9,9 +9,9 @@
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use crate::Route;
 use crate::error::{ApiError, ErrorCode};
 use crate::estimate::{Encoding, OutputRequest, RequestKind};
-use crate::Route;
 
 mod chat;
 mod completions;
@@ -88,7 +88,9 @@ fn parse_json(codec: &'static dyn Codec, kind: RequestKind, body: Bytes) -> Resu
     let model = match json.get("model") {
         Some(Value::String(m)) if !m.is_empty() => m.clone(),
         Some(_) => {
-            return Err(ApiError::new(ErrorCode::InvalidModel, "'model' must be a non-empty string.").with_param("model"));
+            return Err(
+                ApiError::new(ErrorCode::InvalidModel, "'model' must be a non-empty string.").with_param("model")
+            );
         }
         None => return Err(ApiError::new(ErrorCode::MissingModel, "'model' is required.").with_param("model")),
     };
@@ -164,7 +166,8 @@ mod tests {
         assert_eq!(p.output.choices, 2);
         assert_eq!(p.max_tokens(Some(5)), Some(5));
         assert_eq!(p.max_tokens(None), Some(7));
-        let e = parse(&Embeddings, r#"{"model":"e","stream":"yes","input":["a","b"]}"#).expect("embeddings never stream");
+        let e =
+            parse(&Embeddings, r#"{"model":"e","stream":"yes","input":["a","b"]}"#).expect("embeddings never stream");
         assert!(!e.stream);
         assert_eq!(e.output.prompts, 2);
     }
@@ -208,7 +211,8 @@ mod tests {
         assert_eq!(sent["stream_options"]["include_usage"], true);
         let cap = Rewrite { upstream_model: "m", max_tokens_cap: Some(10) };
         let mut p = parse(&Completions, r#"{"model":"m","max_completion_tokens":50}"#).expect("parses");
-        let sent: Value = serde_json::from_slice(&Completions.upstream_body(&mut p, &cap).expect("body")).expect("json");
+        let sent: Value =
+            serde_json::from_slice(&Completions.upstream_body(&mut p, &cap).expect("body")).expect("json");
         assert_eq!(sent["max_completion_tokens"], 10);
         assert!(sent.get("max_tokens").is_none());
     }
