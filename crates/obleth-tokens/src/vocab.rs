@@ -105,25 +105,43 @@ impl Vocab {
     }
 }
 
-/// A multiplicative hash of a byte string, 8 bytes at a time (the multiplier is
-/// rustc-hash's). The slot index takes the top bits, which every input bit reaches.
+/// A multiplicative hash of a byte string (the multiplier is rustc-hash's), reading
+/// it in at most a few loads without copying: short keys (most lookups are of 2 to 8
+/// bytes) as two overlapping words, longer ones 8 bytes at a time plus the last 8.
+/// The slot index takes the top bits of the product, which every input bit reaches.
 #[inline]
 fn hash(bytes: &[u8]) -> u64 {
     const K: u64 = 0xf135_7aea_2e62_a9c5;
-    let mut h = (bytes.len() as u64).wrapping_mul(K);
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        h = (h ^ u64::from_le_bytes(word)).wrapping_mul(K);
+    let len = bytes.len();
+    let mix = |h: u64, word: u64| (h ^ word).wrapping_mul(K);
+    let h = (len as u64).wrapping_mul(K);
+    match len {
+        0 => h,
+        1..=3 => {
+            let word = u64::from(bytes[0]) | u64::from(bytes[len / 2]) << 8 | u64::from(bytes[len - 1]) << 16;
+            mix(h, word)
+        }
+        4..=8 => mix(h, u64::from(read_u32(bytes, 0)) << 32 | u64::from(read_u32(bytes, len - 4))),
+        _ => {
+            let mut h = h;
+            let mut at = 0;
+            while at + 8 < len {
+                h = mix(h, read_u64(bytes, at));
+                at += 8;
+            }
+            mix(h, read_u64(bytes, len - 8))
+        }
     }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut word = [0; 8];
-        word[..rest.len()].copy_from_slice(rest);
-        h = (h ^ u64::from_le_bytes(word)).wrapping_mul(K);
-    }
-    h
+}
+
+#[inline]
+fn read_u32(bytes: &[u8], at: usize) -> u32 {
+    bytes.get(at..at + 4).and_then(|b| b.try_into().ok()).map_or(0, u32::from_le_bytes)
+}
+
+#[inline]
+fn read_u64(bytes: &[u8], at: usize) -> u64 {
+    bytes.get(at..at + 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes)
 }
 
 #[cfg(test)]
