@@ -28,7 +28,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 fn table(me: &str) -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "{:<9} {:<12} {:>7} | {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} {:>9}",
-        "counter", "encoding", "threads", "load heap", "load anon", "load file", "heap now", "heap peak", "anon", "file"
+        "counter",
+        "encoding",
+        "threads",
+        "load heap",
+        "load anon",
+        "load file",
+        "heap now",
+        "heap peak",
+        "anon",
+        "file"
     );
     for lib in ["tiktoken", "obleth"] {
         for enc in ["cl100k_base", "o200k_base"] {

@@ -75,10 +75,7 @@ impl Classes {
         for c in 0..128u8 {
             classes.ascii[usize::from(c)] = classes.search(u32::from(c));
         }
-        classes.folds = FOLDED_LETTERS
-            .iter()
-            .map(|&l| (l, ranges(&format!("(?i:{})", char::from(l)))))
-            .collect();
+        classes.folds = FOLDED_LETTERS.iter().map(|&l| (l, ranges(&format!("(?i:{})", char::from(l))))).collect();
         classes
     }
 

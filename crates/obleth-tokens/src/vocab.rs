@@ -29,12 +29,8 @@ impl Vocab {
         // which `tests` checks whole).
         let n = (ends.len() / 4).min(RANK_MASK as usize - 1);
         let capacity = (n + n / 4 + 1).next_power_of_two().max(2);
-        let mut vocab = Vocab {
-            tokens,
-            ends,
-            slots: vec![0; capacity].into_boxed_slice(),
-            shift: 64 - capacity.trailing_zeros(),
-        };
+        let mut vocab =
+            Vocab { tokens, ends, slots: vec![0; capacity].into_boxed_slice(), shift: 64 - capacity.trailing_zeros() };
         for rank in 0..n as u32 {
             if let Some(bytes) = vocab.token(rank) {
                 vocab.insert(bytes, rank);
