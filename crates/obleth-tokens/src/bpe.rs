@@ -99,17 +99,16 @@ struct State {
 /// tokens left.
 fn merge_large(vocab: &Vocab, piece: &[u8]) -> usize {
     let rank = |range: std::ops::Range<usize>| piece.get(range).and_then(|b| vocab.rank(b)).unwrap_or(NONE);
-    let mut state: Vec<State> = (0..piece.len())
-        .map(|i| State { prev: i.wrapping_sub(1), end: i + 1, next_end: i + 2, next_rank: NONE })
-        .collect();
     let mut heap = BinaryHeap::with_capacity(piece.len());
-    for i in 0..piece.len() - 1 {
-        let r = rank(i..i + 2);
-        if r != NONE {
-            heap.push(Merge { start: i, rank: r });
-            state[i].next_rank = r;
-        }
-    }
+    let mut state: Vec<State> = (0..piece.len())
+        .map(|i| {
+            let next_rank = if i + 1 < piece.len() { rank(i..i + 2) } else { NONE };
+            if next_rank != NONE {
+                heap.push(Merge { start: i, rank: next_rank });
+            }
+            State { prev: i.wrapping_sub(1), end: i + 1, next_end: i + 2, next_rank }
+        })
+        .collect();
     // Points the token at `start` at its new right neighbour ending at `next_end`.
     let potential_merge = |state: &mut Vec<State>, heap: &mut BinaryHeap<Merge>, start: usize, next_end: usize| {
         state[start].next_end = next_end;
