@@ -24,24 +24,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ] {
         let tokens: Vec<Vec<u8>> = (0u32..).map_while(|r| bpe.decode_bytes(&[r]).ok()).collect();
         println!("{name}: {} tokens, {} bytes of token text", tokens.len(), tokens.iter().map(Vec::len).sum::<usize>());
-        let encoder: HashMap<Vec<u8>, u32> = measure("  encoder HashMap<Vec<u8>, Rank>", || {
-            tokens.iter().cloned().zip(0..).collect()
-        });
-        let decoder: HashMap<u32, Vec<u8>> = measure("  decoder HashMap<Rank, Vec<u8>>", || {
-            encoder.iter().map(|(k, v)| (*v, k.clone())).collect()
-        });
+        let encoder: HashMap<Vec<u8>, u32> =
+            measure("  encoder HashMap<Vec<u8>, Rank>", || tokens.iter().cloned().zip(0..).collect());
+        let decoder: HashMap<u32, Vec<u8>> =
+            measure("  decoder HashMap<Rank, Vec<u8>>", || encoder.iter().map(|(k, v)| (*v, k.clone())).collect());
         let sorted: Vec<Vec<u8>> = measure("  sorted_token_bytes Vec<Vec<u8>>", || {
             let mut v: Vec<Vec<u8>> = encoder.keys().cloned().collect();
             v.sort();
             v
         });
         let regex = measure("  one fancy_regex::Regex", || fancy_regex::Regex::new(pattern))?;
-        let clones: Vec<fancy_regex::Regex> = measure("  127 more clones of it", || (1..128).map(|_| regex.clone()).collect());
+        let clones: Vec<fancy_regex::Regex> =
+            measure("  127 more clones of it", || (1..128).map(|_| regex.clone()).collect());
         for threads in [1, 2, 8] {
             measure(&format!("  regex caches after matching on {threads} threads"), || {
                 std::thread::scope(|s| {
-                    for t in 0..threads {
-                        let re = &clones[t];
+                    for re in clones.iter().take(threads) {
                         let text = &text;
                         s.spawn(move || re.find_iter(text).count());
                     }

