@@ -152,7 +152,7 @@ impl Counter {
 
     fn text(&mut self, text: &str) {
         // The exact part ends on a char boundary at most `budget` bytes in; the cut may
-        // split a word, which moves the count by a token at most.
+        // split a word, which may move the count by a token or two.
         let mut cut = text.len().min(self.budget);
         while !text.is_char_boundary(cut) {
             cut -= 1;
