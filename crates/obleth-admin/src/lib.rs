@@ -551,8 +551,10 @@ async fn delete_group(
 }
 
 /// Slots, queues, share scores and target vs actual shares.
+/// Rendered through `Value`, as it always was: its objects sort their keys, which is the
+/// order clients have seen (`null` without a scheduler).
 async fn scheduler(State(s): State<AdminState>) -> Json<Value> {
-    Json(s.admission.snapshot())
+    Json(serde_json::to_value(s.admission.snapshot()).unwrap_or_default())
 }
 
 // === audit ===

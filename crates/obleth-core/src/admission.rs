@@ -5,10 +5,14 @@
 //! streaming, the client has gone, or the upstream failed. Dropping it frees the slot,
 //! so a slot cannot be leaked by an early return or a cancelled future.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+
+use crate::scheduler::SchedulerSnapshot;
+use crate::{Model, Tenant};
 
 /// How a request got its slot; recorded in the ledger.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,25 +43,24 @@ impl AdmissionClass {
     }
 }
 
-/// What the scheduler needs to know about a request.
+/// What the scheduler needs to know about a request: who asks (the tenant as the store
+/// has it: its name, id, weight, group and caps), for which model (its admission weight
+/// and cap) and how much work it is expected to be. Shared, not copied: the data plane
+/// already holds both entries in its caches.
 #[derive(Debug, Clone)]
 pub struct AdmissionRequest {
-    /// The tenant's name (unique; the scheduler's key and what its API shows).
-    pub tenant: String,
-    /// The tenant's id in the store (how deletions and renames name it; empty: unknown).
-    pub tenant_id: String,
-    pub group: String,
-    pub tenant_weight: u32,
-    pub tenant_max_in_flight: Option<u32>,
-    pub never_degrade: bool,
-    pub model: String,
-    pub model_admission_weight: f64,
-    /// The model's own slot cap.
-    pub model_max_in_flight: Option<u32>,
-    /// Estimated prompt tokens.
-    pub estimated_input_tokens: u64,
+    pub tenant: Arc<Tenant>,
+    pub model: Arc<Model>,
+    pub estimate: TokenEstimate,
+}
+
+/// The tokens a request is expected to take before it has run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenEstimate {
+    /// Prompt tokens (counted or estimated from the body).
+    pub input: u64,
     /// Output tokens the request may produce (`max_tokens` × `n`, or a default).
-    pub estimated_output_tokens: u64,
+    pub output: u64,
 }
 
 /// A held slot. Dropping it releases the slot; [`SlotPermit::settle`] first reports the
@@ -106,8 +109,9 @@ pub trait Admission: Send + Sync + 'static {
     /// Waits for a slot. Cancel-safe: dropping the future gives up the place in line.
     async fn admit(&self, request: AdmissionRequest) -> Result<Admitted, Rejection>;
 
-    /// The scheduler's state for the admin API (`GET /api/v1/scheduler`).
-    fn snapshot(&self) -> serde_json::Value {
-        serde_json::Value::Null
+    /// The scheduler's state for the admin API (`GET /api/v1/scheduler`); `None` (shown
+    /// as `null`) for an admission without one.
+    fn snapshot(&self) -> Option<SchedulerSnapshot> {
+        None
     }
 }

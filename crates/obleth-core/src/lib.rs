@@ -11,16 +11,18 @@ pub mod error;
 pub mod key;
 pub mod model;
 pub mod prom;
+pub mod scheduler;
 pub mod tenant;
 pub mod upstream;
 pub mod usage;
 
-pub use admission::{Admission, AdmissionClass, AdmissionRequest, Admitted, Rejection, SlotPermit};
+pub use admission::{Admission, AdmissionClass, AdmissionRequest, Admitted, Rejection, SlotPermit, TokenEstimate};
 pub use cache::{Shared, SharedCache, SharedKind};
 pub use change::{ChangeEvent, ChangeNotifier};
 pub use error::{ApiError, ErrorCode, Source};
 pub use key::{ApiKey, GeneratedKey, KeyHash};
 pub use model::{MAX_COST_PER_TOKEN, MAX_REQUEST_COST, Model, bounded_cost};
+pub use scheduler::{SchedulerSnapshot, ServedWork, SlotPool};
 pub use tenant::{Group, Quota, Tenant};
 pub use usage::{Usage, UsageRecord, UsageSink};
 

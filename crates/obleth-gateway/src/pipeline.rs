@@ -18,7 +18,7 @@ use http::{HeaderMap, HeaderValue, header};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use obleth_budget::{Budget, Held, Limits, to_nanos};
-use obleth_core::{Admission, AdmissionRequest, Admitted, Model, Rejection, Tenant, UsageSink};
+use obleth_core::{Admission, AdmissionRequest, Admitted, Model, Rejection, Tenant, TokenEstimate, UsageSink};
 
 use crate::answer::{self, Answer};
 use crate::charge::Charge;
@@ -218,22 +218,14 @@ async fn reserve(
 /// Waits for an upstream slot.
 async fn schedule(
     admission: &dyn Admission,
-    tenant: &Tenant,
-    model: &Model,
+    tenant: &Arc<Tenant>,
+    model: &Arc<Model>,
     estimate: &Estimate,
 ) -> Result<Admitted, ApiError> {
     let request = AdmissionRequest {
-        tenant: tenant.name.clone(),
-        tenant_id: tenant.id.clone(),
-        group: tenant.group.clone(),
-        tenant_weight: tenant.weight,
-        tenant_max_in_flight: tenant.quota.max_in_flight,
-        never_degrade: tenant.never_degrade,
-        model: model.model_name.clone(),
-        model_admission_weight: model.admission_weight,
-        model_max_in_flight: model.max_in_flight,
-        estimated_input_tokens: estimate.input,
-        estimated_output_tokens: estimate.output,
+        tenant: tenant.clone(),
+        model: model.clone(),
+        estimate: TokenEstimate { input: estimate.input, output: estimate.output },
     };
     admission.admit(request).await.map_err(rejection)
 }

@@ -95,6 +95,7 @@
 //! name of a deleted one that still has work shares that entry (names are the key)
 //! until all of it is done; the entry then leaves, and the next request starts afresh.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,15 +103,11 @@ use std::time::Duration;
 use serde::Serialize;
 use slab::Slab;
 
-/// How tenants compete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// All tenants compete globally on their counters.
-    Weighted,
-    /// Slots are split between groups first, then tenants compete within a group.
-    Hierarchical,
-}
+// The snapshot's types are the seam's (`obleth-core`), under the names the core has
+// always used for them.
+pub use obleth_core::scheduler::{
+    AdmissionCounts as Counts, GroupView, Mode, SchedulerSnapshot as Snapshot, TenantView,
+};
 
 /// Scheduler settings.
 #[derive(Debug, Clone)]
@@ -163,23 +160,42 @@ pub struct Tokens {
 
 /// Who is asking, as the scheduler sees it. Sent with every request, so that weight or
 /// group changes apply from the next request on even without a change notification.
+///
+/// Its strings are borrowed where the caller can lend them (the gateway lends its cached
+/// tenant's): the core copies a name only when it meets it for the first time or it
+/// changed, so a request for a tenant already held allocates nothing.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TenantSpec {
-    pub name: Arc<str>,
+pub struct TenantSpec<'a> {
+    pub name: Cow<'a, str>,
     /// The tenant's id in the store, if known: deletions name tenants by id, and a
     /// tenant that shows up under a new name (renamed) is the same tenant.
-    pub id: Option<Arc<str>>,
+    pub id: Option<Cow<'a, str>>,
     pub weight: u32,
-    pub group: Arc<str>,
+    pub group: Cow<'a, str>,
     pub max_in_flight: Option<u32>,
     pub never_degrade: bool,
 }
 
+impl TenantSpec<'_> {
+    /// The same spec, lending its strings (for a caller that keeps specs of its own and
+    /// submits many requests with each).
+    pub fn borrowed(&self) -> TenantSpec<'_> {
+        TenantSpec {
+            name: Cow::Borrowed(&self.name),
+            id: self.id.as_deref().map(Cow::Borrowed),
+            weight: self.weight,
+            group: Cow::Borrowed(&self.group),
+            max_in_flight: self.max_in_flight,
+            never_degrade: self.never_degrade,
+        }
+    }
+}
+
 /// What is asked for.
 #[derive(Debug, Clone)]
-pub struct Request {
-    pub tenant: TenantSpec,
-    pub model: Arc<str>,
+pub struct Request<'a> {
+    pub tenant: TenantSpec<'a>,
+    pub model: Cow<'a, str>,
     pub model_weight: f64,
     /// The model's own slot cap, if it has one.
     pub model_slots: Option<u32>,
@@ -379,16 +395,6 @@ struct InFlight {
     reserved_group: f64,
 }
 
-/// Admission counts by outcome.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct Counts {
-    pub fast: u64,
-    pub queued: u64,
-    pub brownout: u64,
-    pub refused_queue_full: u64,
-    pub cancelled: u64,
-}
-
 /// The scheduler state.
 #[derive(Debug)]
 pub struct Scheduler {
@@ -456,7 +462,7 @@ impl Scheduler {
             unsynced: None,
         };
         if s.config.mode == Mode::Weighted {
-            s.group_idx(&Arc::from(ALL));
+            s.group_idx(ALL);
         }
         s
     }
@@ -785,7 +791,7 @@ impl Scheduler {
 
     /// Sets a model's own slot cap.
     pub fn set_model_slots(&mut self, now: Duration, model: &str, slots: Option<u32>) -> Vec<Grant> {
-        self.upsert_model(&Arc::from(model), slots);
+        self.upsert_model(model, slots);
         let mut grants = Vec::new();
         self.dispatch(now, &mut grants);
         grants
@@ -1099,30 +1105,32 @@ impl Scheduler {
         }
     }
 
-    fn group_idx(&mut self, name: &Arc<str>) -> usize {
+    fn group_idx(&mut self, name: &str) -> usize {
         if let Some(&g) = self.group_index.get(name) {
             return g;
         }
-        let weight = self.group_weights.get(name).copied().unwrap_or(DEFAULT_GROUP_WEIGHT);
+        let name: Arc<str> = name.into();
+        let weight = self.group_weights.get(&name).copied().unwrap_or(DEFAULT_GROUP_WEIGHT);
         let mut group = Group::new(name.clone(), weight as f64);
         if self.config.mode == Mode::Hierarchical {
-            group.limits = self.group_limits.get(name).copied().unwrap_or_default();
+            group.limits = self.group_limits.get(&name).copied().unwrap_or_default();
             group.scale_limits(self.config.slots, self.reference_slots);
         }
         let g = self.groups.insert(group);
-        self.group_index.insert(name.clone(), g);
+        self.group_index.insert(name, g);
         g
     }
 
-    fn upsert_model(&mut self, name: &Arc<str>, cap: Option<u32>) -> usize {
+    fn upsert_model(&mut self, name: &str, cap: Option<u32>) -> usize {
         match self.model_index.get(name) {
             Some(&m) => {
                 self.models[m].cap = cap;
                 m
             }
             None => {
+                let name: Arc<str> = name.into();
                 let m = self.models.insert(Model { name: name.clone(), cap, in_flight: 0, queued: 0, retired: false });
-                self.model_index.insert(name.clone(), m);
+                self.model_index.insert(name, m);
                 m
             }
         }
@@ -1131,27 +1139,29 @@ impl Scheduler {
     /// The tenant `spec` describes, if held: by name, or by id under an earlier name (a
     /// renamed tenant, which is renamed here too).
     fn find_tenant(&mut self, spec: &TenantSpec) -> Option<usize> {
-        if let Some(&t) = self.tenant_index.get(&spec.name) {
+        if let Some(&t) = self.tenant_index.get(&*spec.name) {
             return Some(t);
         }
-        let &t = self.tenant_ids.get(spec.id.as_ref()?)?;
-        let old = std::mem::replace(&mut self.tenants[t].name, spec.name.clone());
+        let &t = self.tenant_ids.get(spec.id.as_deref()?)?;
+        let name: Arc<str> = spec.name.as_ref().into();
+        let old = std::mem::replace(&mut self.tenants[t].name, name.clone());
         self.tenant_index.remove(&old);
-        self.tenant_index.insert(spec.name.clone(), t);
+        self.tenant_index.insert(name, t);
         Some(t)
     }
 
     fn upsert_tenant(&mut self, spec: &TenantSpec) -> usize {
-        let group_name = if self.config.mode == Mode::Weighted { Arc::from(ALL) } else { spec.group.clone() };
+        let group_name: &str = if self.config.mode == Mode::Weighted { ALL } else { &spec.group };
         let weight = spec.weight.max(1) as f64;
         let Some(t) = self.find_tenant(spec) else {
-            let g = self.group_idx(&group_name);
+            let g = self.group_idx(group_name);
             self.groups[g].members += 1;
+            let name: Arc<str> = spec.name.as_ref().into();
             let t = self.tenants.insert(Tenant {
-                name: spec.name.clone(),
-                id: spec.id.clone(),
+                name: name.clone(),
+                id: spec.id.as_deref().map(Arc::from),
                 deleted: false,
-                group_name: spec.group.clone(),
+                group_name: spec.group.as_ref().into(),
                 weight,
                 group: g,
                 max_in_flight: spec.max_in_flight,
@@ -1167,16 +1177,16 @@ impl Scheduler {
                 recent_at: Duration::ZERO,
                 output_prediction: None,
             });
-            self.tenant_index.insert(spec.name.clone(), t);
+            self.tenant_index.insert(name, t);
             self.index_id(t);
             return t;
         };
-        if let Some(id) = &spec.id
-            && self.tenants[t].id.as_ref() != Some(id)
+        if let Some(id) = spec.id.as_deref()
+            && self.tenants[t].id.as_deref() != Some(id)
         {
             // The name now belongs to another tenant of the store (the old one was
             // renamed or deleted and the name reused): the entry follows the new id.
-            if let Some(old) = self.tenants[t].id.replace(id.clone())
+            if let Some(old) = self.tenants[t].id.replace(id.into())
                 && self.tenant_ids.get(&old) == Some(&t)
             {
                 self.tenant_ids.remove(&old);
@@ -1184,12 +1194,15 @@ impl Scheduler {
             // May retire another entry, and with it its group: groups are looked up after.
             self.index_id(t);
         }
-        let g = self.group_idx(&group_name);
+        let g = self.group_idx(group_name);
         let tenant = &mut self.tenants[t];
         tenant.weight = weight;
         tenant.max_in_flight = spec.max_in_flight;
         tenant.never_degrade = spec.never_degrade;
-        tenant.group_name = spec.group.clone();
+        // Copied only when it changed: this runs for every request.
+        if *tenant.group_name != *spec.group {
+            tenant.group_name = spec.group.as_ref().into();
+        }
         if tenant.group != g {
             self.move_tenant(t, g);
         }
@@ -1382,57 +1395,6 @@ fn decay_factor(elapsed: Duration, half_life: Duration) -> f64 {
 fn decay(value: &mut f64, at: &mut Duration, now: Duration, half_life: Duration) {
     *value *= decay_factor(now.saturating_sub(*at), half_life);
     *at = now;
-}
-
-/// Scheduler state for `GET /api/v1/scheduler`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Snapshot {
-    pub mode: Mode,
-    pub slots_total: u32,
-    pub slots_used: u32,
-    pub queued: usize,
-    pub groups: Vec<GroupView>,
-    pub tenants: Vec<TenantView>,
-    pub admissions: Counts,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct GroupView {
-    pub name: String,
-    pub weight: f64,
-    /// Reserved slots as configured (for the whole cluster when the pool is shared).
-    pub reserved_slots: Option<u32>,
-    /// The in-flight cap as configured (for the whole cluster when the pool is shared).
-    pub max_slots: Option<u32>,
-    /// The reservation in this pool (scaled to this pod's share of a cluster's cap).
-    pub pool_reserved_slots: Option<u32>,
-    /// The in-flight cap in this pool (scaled like `pool_reserved_slots`).
-    pub pool_max_slots: Option<u32>,
-    /// The group's expected split of the slots while it is active: its weighted share,
-    /// within its reserved and max slots (hierarchical mode).
-    pub cap: u32,
-    pub in_flight: u32,
-    pub queued: usize,
-    pub share_score: f64,
-    pub target_share: f64,
-    pub actual_share: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct TenantView {
-    pub name: String,
-    pub group: String,
-    pub weight: f64,
-    pub queued: usize,
-    pub in_flight: u32,
-    /// Weighted served work (lower goes first).
-    pub share_score: f64,
-    /// Cumulative served cost (tokens, weighted as configured).
-    pub served_tokens: f64,
-    /// Share of the pool this tenant is entitled to among the active tenants.
-    pub target_share: f64,
-    /// Share of recent service (exponentially decayed) it actually received.
-    pub actual_share: f64,
 }
 
 #[cfg(test)]

@@ -21,18 +21,18 @@ fn cfg(mode: Mode, slots: u32) -> Config {
     }
 }
 
-fn spec(name: &str, weight: u32, group: &str) -> TenantSpec {
+fn spec(name: &str, weight: u32, group: &str) -> TenantSpec<'static> {
     TenantSpec {
-        name: name.into(),
+        name: name.to_owned().into(),
         id: Some(format!("id-{name}").into()),
         weight,
-        group: group.into(),
+        group: group.to_owned().into(),
         max_in_flight: None,
         never_degrade: false,
     }
 }
 
-fn req(tenant: TenantSpec, cost: u64) -> Request {
+fn req(tenant: TenantSpec<'_>, cost: u64) -> Request<'_> {
     Request {
         tenant,
         model: "m".into(),
@@ -81,24 +81,25 @@ fn fast_path_then_queue_then_dispatch_on_release() {
 /// outstanding (so it is always backlogged), and requests complete in the order they
 /// were admitted (every slot turns over at the same pace).
 /// Returns how many grants each tenant got after the initial fill.
-fn saturated(s: &mut Scheduler, tenants: &[(TenantSpec, u64)], grants: usize) -> Vec<usize> {
+fn saturated(s: &mut Scheduler, tenants: &[(TenantSpec<'_>, u64)], grants: usize) -> Vec<usize> {
     saturated_checked(s, tenants, grants, |_| {})
 }
 
 /// `saturated`, calling `check` after every step.
 fn saturated_checked(
     s: &mut Scheduler,
-    tenants: &[(TenantSpec, u64)],
+    tenants: &[(TenantSpec<'_>, u64)],
     grants: usize,
     check: impl Fn(&Scheduler),
 ) -> Vec<usize> {
     let per_tenant = s.config.slots as usize + 2;
     let mut counts = vec![0; tenants.len()];
-    let index: HashMap<Arc<str>, usize> = tenants.iter().enumerate().map(|(i, (t, _))| (t.name.clone(), i)).collect();
+    let index: HashMap<Arc<str>, usize> =
+        tenants.iter().enumerate().map(|(i, (t, _))| (Arc::from(&*t.name), i)).collect();
     let mut now = 1u64;
     for (spec, cost) in tenants {
         let waiting =
-            s.tenant_index.get(&spec.name).map(|&t| s.tenants[t].queue.len() + s.tenants[t].in_flight as usize);
+            s.tenant_index.get(&*spec.name).map(|&t| s.tenants[t].queue.len() + s.tenants[t].in_flight as usize);
         for _ in waiting.unwrap_or(0)..per_tenant {
             if let Submitted::Refused(r) = s.submit(Duration::from_millis(now), req(spec.clone(), *cost)).0 {
                 panic!("{r:?}");
@@ -725,7 +726,7 @@ struct Tenants {
 }
 
 impl Tenants {
-    fn spec(&self, i: u8) -> TenantSpec {
+    fn spec(&self, i: u8) -> TenantSpec<'_> {
         let i = i as usize;
         TenantSpec {
             name: self.names[i].as_str().into(),
@@ -736,7 +737,7 @@ impl Tenants {
     }
 }
 
-fn tenant_spec(i: u8, weight: u8) -> TenantSpec {
+fn tenant_spec(i: u8, weight: u8) -> TenantSpec<'static> {
     TenantSpec {
         name: format!("t{i}").into(),
         id: Some(format!("id{i}").into()),
@@ -899,7 +900,7 @@ fn run_ops(mode: Mode, slots: u32, ops: Vec<Op>) {
             Op::Delete { tenant, late } => {
                 let id = store.spec(tenant).id.expect("id");
                 if late {
-                    store.late.push(id);
+                    store.late.push(Arc::from(&*id));
                 } else {
                     s.remove_tenant(&id);
                 }
@@ -968,7 +969,8 @@ fn run_ops(mode: Mode, slots: u32, ops: Vec<Op>) {
             }
             let i = (0..6u8).find(|&i| {
                 let current = store.spec(i);
-                store.alive[i as usize] && (current.name == t.name || (!t.deleted && current.id == t.id))
+                store.alive[i as usize]
+                    && (*current.name == *t.name || (!t.deleted && current.id.as_deref() == t.id.as_deref()))
             });
             let i = i.unwrap_or_else(|| panic!("{} outlived its tenant", t.name));
             assert!(stands_for.insert(i), "two idle entries for tenant {i}");
@@ -1023,7 +1025,7 @@ proptest! {
         tenants in proptest::collection::vec((1u32..10, 1u64..100), 2..6),
     ) {
         let s = Scheduler::new(cfg(mode, slots));
-        let specs: Vec<(TenantSpec, u64)> = tenants
+        let specs: Vec<(TenantSpec<'static>, u64)> = tenants
             .iter()
             .enumerate()
             .map(|(i, (w, c))| (spec(&format!("t{i}"), *w, &format!("g{}", i % 2)), *c))
@@ -1045,7 +1047,7 @@ proptest! {
         } as usize;
         let steps = (3 * bound + 100) as u64;
         let mut s = s;
-        let index: HashMap<Arc<str>, usize> = specs.iter().enumerate().map(|(i, (t, _))| (t.name.clone(), i)).collect();
+        let index: HashMap<Arc<str>, usize> = specs.iter().enumerate().map(|(i, (t, _))| (Arc::from(&*t.name), i)).collect();
         let per_tenant = slots as usize + 2;
         for (sp, c) in &specs {
             for _ in 0..per_tenant {

@@ -13,6 +13,7 @@
 //!   with it;
 //! - a permit that cannot be delivered (waiter gone) is released on the spot.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -21,7 +22,8 @@ use tokio::time::Instant;
 
 use async_trait::async_trait;
 use obleth_core::{
-    Admission, AdmissionClass, AdmissionRequest, Admitted, ChangeEvent, ChangeNotifier, Rejection, SlotPermit,
+    Admission, AdmissionClass, AdmissionRequest, Admitted, ChangeEvent, ChangeNotifier, Rejection, SchedulerSnapshot,
+    ServedWork, SlotPermit, SlotPool, Tenant,
 };
 use tokio::sync::oneshot;
 
@@ -133,6 +135,32 @@ impl Fairshare {
     }
 }
 
+// === the cluster's seams ===
+
+impl SlotPool for Fairshare {
+    fn set_slots(&self, slots: u32) {
+        Fairshare::set_slots(self, slots);
+    }
+
+    fn in_flight(&self) -> u32 {
+        Fairshare::in_flight(self)
+    }
+}
+
+impl ServedWork for Fairshare {
+    fn take_served(&self) -> Vec<(Arc<str>, f64)> {
+        Fairshare::take_served(self)
+    }
+
+    fn active_tenants(&self) -> Vec<Arc<str>> {
+        Fairshare::active_tenants(self)
+    }
+
+    fn charge_remote(&self, charges: &[(Arc<str>, f64)]) {
+        Fairshare::charge_remote(self, charges);
+    }
+}
+
 /// Hands grants to their waiters; releases those nobody waits for any more.
 fn deliver(shared: &Arc<Shared>, state: &mut State, now: Duration, mut grants: Vec<Grant>) {
     while let Some(grant) = grants.pop() {
@@ -166,20 +194,30 @@ fn admitted(permit: Permit) -> Admitted {
     }
 }
 
-fn to_request(r: AdmissionRequest) -> Request {
+/// The one mapping of a store tenant to what the scheduler knows of it, for requests and
+/// change notifications alike. Borrows: a request for a tenant the core already holds
+/// copies no string.
+impl<'a> From<&'a Tenant> for TenantSpec<'a> {
+    fn from(t: &'a Tenant) -> TenantSpec<'a> {
+        TenantSpec {
+            name: Cow::Borrowed(&t.name),
+            // An empty id is an unknown one (a tenant that never came from the store).
+            id: (!t.id.is_empty()).then_some(Cow::Borrowed(&t.id)),
+            weight: t.weight,
+            group: Cow::Borrowed(&t.group),
+            max_in_flight: t.quota.max_in_flight,
+            never_degrade: t.never_degrade,
+        }
+    }
+}
+
+fn to_request(r: &AdmissionRequest) -> Request<'_> {
     Request {
-        tenant: TenantSpec {
-            name: r.tenant.into(),
-            id: (!r.tenant_id.is_empty()).then(|| r.tenant_id.into()),
-            weight: r.tenant_weight,
-            group: r.group.into(),
-            max_in_flight: r.tenant_max_in_flight,
-            never_degrade: r.never_degrade,
-        },
-        model: r.model.into(),
-        model_weight: r.model_admission_weight,
-        model_slots: r.model_max_in_flight,
-        estimate: Tokens { input: r.estimated_input_tokens, output: r.estimated_output_tokens },
+        tenant: TenantSpec::from(&*r.tenant),
+        model: Cow::Borrowed(&r.model.model_name),
+        model_weight: r.model.admission_weight,
+        model_slots: r.model.max_in_flight,
+        estimate: Tokens { input: r.estimate.input, output: r.estimate.output },
     }
 }
 
@@ -189,7 +227,7 @@ impl Admission for Fairshare {
         let (ticket, mut rx) = {
             let mut state = self.shared.lock();
             let now = self.shared.now();
-            let (submitted, others) = state.core.submit(now, to_request(request));
+            let (submitted, others) = state.core.submit(now, to_request(&request));
             deliver(&self.shared, &mut state, now, others);
             match submitted {
                 Submitted::Admitted(grant) => return Ok(admitted(self.permit(grant))),
@@ -223,8 +261,8 @@ impl Admission for Fairshare {
         }
     }
 
-    fn snapshot(&self) -> serde_json::Value {
-        serde_json::to_value(self.state()).unwrap_or_default()
+    fn snapshot(&self) -> Option<SchedulerSnapshot> {
+        Some(self.state())
     }
 }
 
@@ -292,15 +330,7 @@ impl ChangeNotifier for Fairshare {
             ChangeEvent::Tenant { tenant: Some(t), .. } => {
                 let mut state = self.shared.lock();
                 let now = self.shared.now();
-                let spec = TenantSpec {
-                    name: t.name.as_str().into(),
-                    id: Some(t.id.as_str().into()),
-                    weight: t.weight,
-                    group: t.group.as_str().into(),
-                    max_in_flight: t.quota.max_in_flight,
-                    never_degrade: t.never_degrade,
-                };
-                let grants = state.core.update_tenant(now, &spec);
+                let grants = state.core.update_tenant(now, &TenantSpec::from(&*t));
                 deliver(&self.shared, &mut state, now, grants);
             }
             ChangeEvent::Tenant { id, tenant: None } => self.shared.lock().core.remove_tenant(&id),

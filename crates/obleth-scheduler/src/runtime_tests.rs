@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use obleth_core::{Admission, AdmissionClass, AdmissionRequest, Rejection};
+use obleth_core::{Admission, AdmissionClass, AdmissionRequest, Rejection, TokenEstimate};
 
 use super::*;
 use crate::core::Mode;
@@ -17,17 +17,38 @@ fn fairshare(slots: u32, queue_timeout: Duration) -> Fairshare {
 
 fn req(tenant: &str) -> AdmissionRequest {
     AdmissionRequest {
-        tenant: tenant.into(),
-        tenant_id: format!("id-{tenant}"),
-        group: "g".into(),
-        tenant_weight: 1,
-        tenant_max_in_flight: None,
-        never_degrade: false,
-        model: "m".into(),
-        model_admission_weight: 1.0,
-        model_max_in_flight: None,
-        estimated_input_tokens: 10,
-        estimated_output_tokens: 10,
+        tenant: Arc::new(obleth_core::Tenant {
+            id: format!("id-{tenant}"),
+            name: tenant.into(),
+            weight: 1,
+            group: "g".into(),
+            allowed_models: vec![],
+            disabled: false,
+            never_degrade: false,
+            quota: obleth_core::Quota::default(),
+            created_at: 0,
+            updated_at: 0,
+        }),
+        model: Arc::new(model("m")),
+        estimate: TokenEstimate { input: 10, output: 10 },
+    }
+}
+
+fn model(name: &str) -> obleth_core::Model {
+    obleth_core::Model {
+        model_name: name.into(),
+        upstream_model: name.into(),
+        api_base: None,
+        api_key: None,
+        input_cost_per_token: 0.0,
+        output_cost_per_token: 0.0,
+        context_window: None,
+        enabled: true,
+        admission_weight: 1.0,
+        max_in_flight: None,
+        tags: vec![],
+        created_at: 0,
+        updated_at: 0,
     }
 }
 

@@ -175,11 +175,11 @@ fn values_are_spelled_as_the_text_format_wants() {
     assert_eq!(out, "+Inf -Inf NaN 0.25 3 1000000000000000000000 ");
 }
 
-fn req(name: &str, id: &str) -> Request {
+fn req(name: &str, id: &str) -> Request<'static> {
     Request {
         tenant: TenantSpec {
-            name: name.into(),
-            id: Some(id.into()),
+            name: name.to_owned().into(),
+            id: Some(id.to_owned().into()),
             weight: 1,
             group: format!("group-{}", name.len() % 3).into(),
             max_in_flight: None,

@@ -23,7 +23,7 @@ pub const GROUPS: usize = 10;
 /// A saturated core and the harness state around it.
 pub struct Saturated {
     core: Scheduler,
-    specs: Vec<TenantSpec>,
+    specs: Vec<TenantSpec<'static>>,
     in_flight: VecDeque<Ticket>,
     tenant_of: HashMap<Ticket, usize>,
     rng: StdRng,
@@ -50,7 +50,7 @@ impl Saturated {
             core.set_group_weight(&format!("g{g}"), 1 + g as u32);
         }
         let mut rng = rng::stream(42, tenants as u64, Purpose::Setup);
-        let specs: Vec<TenantSpec> = (0..tenants)
+        let specs: Vec<TenantSpec<'static>> = (0..tenants)
             .map(|i| TenantSpec {
                 name: format!("t{i}").into(),
                 id: None,
@@ -66,24 +66,26 @@ impl Saturated {
         let per_tenant = 2 + 32 / tenants;
         for _ in 0..per_tenant {
             for t in 0..tenants {
-                let req = s.request(t);
-                s.submit_timed(t, req);
+                let estimate = s.estimate();
+                s.submit_timed(t, estimate);
             }
         }
         s
     }
 
-    fn request(&mut self, t: usize) -> Request {
-        Request {
-            tenant: self.specs[t].clone(),
+    fn estimate(&mut self) -> Tokens {
+        Tokens { input: self.rng.random_range(50..2000), output: 1024 }
+    }
+
+    fn submit_timed(&mut self, t: usize, estimate: Tokens) -> Duration {
+        // Lends the tenant's strings, as the gateway does.
+        let req = Request {
+            tenant: self.specs[t].borrowed(),
             model: "m".into(),
             model_weight: 1.0,
             model_slots: None,
-            estimate: Tokens { input: self.rng.random_range(50..2000), output: 1024 },
-        }
-    }
-
-    fn submit_timed(&mut self, t: usize, req: Request) -> Duration {
+            estimate,
+        };
         let start = Instant::now();
         let (submitted, others) = black_box(self.core.submit(self.now, req));
         let took = start.elapsed();
@@ -116,8 +118,8 @@ impl Saturated {
         for g in grants {
             self.in_flight.push_back(g.ticket);
         }
-        let req = self.request(t);
-        let submit = self.submit_timed(t, req);
+        let estimate = self.estimate();
+        let submit = self.submit_timed(t, estimate);
         (complete, submit)
     }
 }

@@ -5,6 +5,7 @@
 //! core. The baselines implement the same slot cap and the same brownout rule as the
 //! core, so that a comparison isolates the order in which requests are admitted.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,7 +64,7 @@ pub fn build(w: &Workload, kind: PolicyKind) -> Box<dyn Policy> {
 /// The real scheduler core, unchanged, behind the simulator's ids.
 pub struct FairsharePolicy {
     core: Scheduler,
-    specs: Vec<TenantSpec>,
+    specs: Vec<TenantSpec<'static>>,
     model: Arc<str>,
     by_ticket: HashMap<Ticket, ReqId>,
     ticket_of: HashMap<ReqId, Ticket>,
@@ -91,10 +92,10 @@ impl FairsharePolicy {
             .tenants
             .iter()
             .map(|t| TenantSpec {
-                name: t.name.as_str().into(),
+                name: t.name.clone().into(),
                 id: None,
                 weight: t.weight,
-                group: t.group.as_str().into(),
+                group: t.group.clone().into(),
                 max_in_flight: None,
                 never_degrade: false,
             })
@@ -115,8 +116,8 @@ impl FairsharePolicy {
 impl Policy for FairsharePolicy {
     fn submit(&mut self, now: Duration, req: Arrival) -> Offered {
         let request = Request {
-            tenant: self.specs[req.tenant].clone(),
-            model: self.model.clone(),
+            tenant: self.specs[req.tenant].borrowed(),
+            model: Cow::Borrowed(&self.model),
             model_weight: 1.0,
             model_slots: None,
             // As the gateway does: the prompt plus the requested output.

@@ -22,7 +22,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use obleth::client::{AdminConn, call};
 use obleth::config::Config;
 use obleth::server::{Listeners, Running, start};
-use obleth_core::{Admission, AdmissionRequest};
+use obleth_core::{Admission, AdmissionRequest, Model, Quota, Tenant, TokenEstimate};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -176,22 +176,19 @@ async fn tenant_series_are_bounded_and_leave_with_their_tenant() {
     // 10,000 tenants in 500 groups (admitted straight through the scheduler: the store and
     // the data plane are not what is measured); 30 of them keep a request in flight.
     let mut held = Vec::new();
+    let model = Arc::new(mock_model());
     for i in 0..10_000 {
         let admitted = gw
             .running
             .scheduler
             .admit(AdmissionRequest {
-                tenant: format!("tenant-{i:05}"),
-                tenant_id: format!("ten_{i:05}"),
-                group: format!("group-{:03}", i % 500),
-                tenant_weight: 1,
-                tenant_max_in_flight: None,
-                never_degrade: false,
-                model: "mock-model".into(),
-                model_admission_weight: 1.0,
-                model_max_in_flight: None,
-                estimated_input_tokens: 10,
-                estimated_output_tokens: 10,
+                tenant: Arc::new(tenant(
+                    &format!("tenant-{i:05}"),
+                    &format!("ten_{i:05}"),
+                    &format!("group-{:03}", i % 500),
+                )),
+                model: model.clone(),
+                estimate: TokenEstimate { input: 10, output: 10 },
             })
             .await
             .unwrap();
@@ -322,5 +319,40 @@ fn the_body_checks_catch_broken_bodies() {
     }
     for body in ["# HELP a x\n# TYPE a gauge\na{t=\"1} 1\n", "# HELP a x\n# TYPE a gauge\na 1\n# HELP a y\na 2\n"] {
         assert!(std::panic::catch_unwind(|| promtool(body)).is_err(), "promtool accepted:\n{body}");
+    }
+}
+
+/// A tenant as the store would hand it to the scheduler (weight 1, no limits).
+fn tenant(name: &str, id: &str, group: &str) -> Tenant {
+    Tenant {
+        id: id.into(),
+        name: name.into(),
+        weight: 1,
+        group: group.into(),
+        allowed_models: vec![],
+        disabled: false,
+        never_degrade: false,
+        quota: Quota::default(),
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+/// `mock-model` as the scheduler sees it (admission weight 1, no cap of its own).
+fn mock_model() -> Model {
+    Model {
+        model_name: "mock-model".into(),
+        upstream_model: "mock-model".into(),
+        api_base: None,
+        api_key: None,
+        input_cost_per_token: 0.0,
+        output_cost_per_token: 0.0,
+        context_window: None,
+        enabled: true,
+        admission_weight: 1.0,
+        max_in_flight: None,
+        tags: vec![],
+        created_at: 0,
+        updated_at: 0,
     }
 }

@@ -1,0 +1,107 @@
+//! The scheduler's state as its readers see it: the admin API (`GET /api/v1/scheduler`),
+//! the metrics endpoint and the operator console.
+//!
+//! Defined here, not in `obleth-scheduler`, because it is the seam: readers depend on
+//! this shape, not on the scheduler that fills it. The admin API renders it through
+//! `serde_json::Value`, whose objects sort their keys, so the endpoint's keys come out
+//! in alphabetical order whatever the order of the fields below.
+
+use serde::{Deserialize, Serialize};
+
+/// How tenants compete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// All tenants compete globally on their counters.
+    Weighted,
+    /// Slots are split between groups first, then tenants compete within a group.
+    Hierarchical,
+}
+
+/// Scheduler state for `GET /api/v1/scheduler`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SchedulerSnapshot {
+    pub mode: Mode,
+    pub slots_total: u32,
+    pub slots_used: u32,
+    pub queued: usize,
+    pub groups: Vec<GroupView>,
+    pub tenants: Vec<TenantView>,
+    pub admissions: AdmissionCounts,
+}
+
+/// One fairshare group in a [`SchedulerSnapshot`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupView {
+    pub name: String,
+    pub weight: f64,
+    /// Reserved slots as configured (for the whole cluster when the pool is shared).
+    pub reserved_slots: Option<u32>,
+    /// The in-flight cap as configured (for the whole cluster when the pool is shared).
+    pub max_slots: Option<u32>,
+    /// The reservation in this pool (scaled to this pod's share of a cluster's cap).
+    pub pool_reserved_slots: Option<u32>,
+    /// The in-flight cap in this pool (scaled like `pool_reserved_slots`).
+    pub pool_max_slots: Option<u32>,
+    /// The group's expected split of the slots while it is active: its weighted share,
+    /// within its reserved and max slots (hierarchical mode).
+    pub cap: u32,
+    pub in_flight: u32,
+    pub queued: usize,
+    pub share_score: f64,
+    pub target_share: f64,
+    pub actual_share: f64,
+}
+
+/// One tenant in a [`SchedulerSnapshot`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantView {
+    pub name: String,
+    pub group: String,
+    pub weight: f64,
+    pub queued: usize,
+    pub in_flight: u32,
+    /// Weighted served work (lower goes first).
+    pub share_score: f64,
+    /// Cumulative served cost (tokens, weighted as configured).
+    pub served_tokens: f64,
+    /// Share of the pool this tenant is entitled to among the active tenants.
+    pub target_share: f64,
+    /// Share of recent service (exponentially decayed) it actually received.
+    pub actual_share: f64,
+}
+
+/// Admission counts by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdmissionCounts {
+    pub fast: u64,
+    pub queued: u64,
+    pub brownout: u64,
+    pub refused_queue_full: u64,
+    pub cancelled: u64,
+}
+
+/// A scheduler's slot pool, as what shares one cap between pods sees it
+/// (`obleth-cluster`'s slot heartbeat).
+pub trait SlotPool: Send + Sync + 'static {
+    /// Resizes the pool (live); waiting requests are admitted into new room at once, and
+    /// a smaller pool interrupts nothing running.
+    fn set_slots(&self, slots: u32);
+
+    /// Slots in use now.
+    fn in_flight(&self) -> u32;
+}
+
+/// A scheduler's record of the work it served per tenant, as what orders every pod's
+/// queues by the cluster's service sees it (`obleth-cluster`'s served-work exchange).
+/// Tenants are named as the scheduler names them (their names).
+pub trait ServedWork: Send + Sync + 'static {
+    /// Work completed here since the last call, per tenant.
+    fn take_served(&self) -> Vec<(std::sync::Arc<str>, f64)>;
+
+    /// Tenants with requests queued or in flight here.
+    fn active_tenants(&self) -> Vec<std::sync::Arc<str>>;
+
+    /// Charges work the cluster's other pods served to this scheduler's counters.
+    fn charge_remote(&self, charges: &[(std::sync::Arc<str>, f64)]);
+}
