@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use obleth_scheduler::Fairshare;
+use obleth_core::ServedWork;
 
 use crate::ClusterError;
 
@@ -47,13 +47,13 @@ pub struct ServedShareConfig {
 }
 
 /// Starts the exchange on the current tokio runtime; it runs until the runtime stops.
-pub fn start(config: ServedShareConfig, scheduler: Arc<Fairshare>) -> Result<(), ClusterError> {
+pub fn start(config: ServedShareConfig, scheduler: Arc<dyn ServedWork>) -> Result<(), ClusterError> {
     let client = redis::Client::open(config.redis_url.as_str()).map_err(|e| ClusterError::InvalidUrl(e.to_string()))?;
     tokio::spawn(run(client, config, scheduler));
     Ok(())
 }
 
-async fn run(client: redis::Client, config: ServedShareConfig, scheduler: Arc<Fairshare>) {
+async fn run(client: redis::Client, config: ServedShareConfig, scheduler: Arc<dyn ServedWork>) {
     let script = redis::Script::new(SCRIPT);
     let mut conn: Option<redis::aio::MultiplexedConnection> = None;
     // The total of each active tenant after the last round.

@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use obleth_scheduler::Fairshare;
+use obleth_core::SlotPool;
 use serde::Serialize;
 
 use crate::ClusterError;
@@ -117,7 +117,7 @@ pub struct SlotShare {
 impl SlotShare {
     /// Joins the cluster: the pool starts empty and takes its share from the first
     /// heartbeat (made before this returns, bounded by a second or two).
-    pub async fn start(config: SlotShareConfig, scheduler: Arc<Fairshare>) -> Result<Arc<SlotShare>, ClusterError> {
+    pub async fn start(config: SlotShareConfig, scheduler: Arc<dyn SlotPool>) -> Result<Arc<SlotShare>, ClusterError> {
         let client =
             redis::Client::open(config.redis_url.as_str()).map_err(|e| ClusterError::InvalidUrl(e.to_string()))?;
         let share = Arc::new(SlotShare {
@@ -133,7 +133,7 @@ impl SlotShare {
         scheduler.set_slots(0);
         let script = redis::Script::new(SCRIPT);
         let mut conn = None;
-        if !share.beat(&client, &mut conn, &script, &scheduler).await {
+        if !share.beat(&client, &mut conn, &script, &*scheduler).await {
             let fallback = share.config.fallback_slots.min(share.config.cluster_slots);
             tracing::warn!(
                 slots = fallback,
@@ -150,7 +150,7 @@ impl SlotShare {
                 tick.tick().await;
                 loop {
                     tick.tick().await;
-                    share.beat(&client, &mut conn, &script, &scheduler).await;
+                    share.beat(&client, &mut conn, &script, &*scheduler).await;
                 }
             }
         });
@@ -192,7 +192,7 @@ impl SlotShare {
         client: &redis::Client,
         conn: &mut Option<redis::aio::MultiplexedConnection>,
         script: &redis::Script,
-        scheduler: &Fairshare,
+        scheduler: &dyn SlotPool,
     ) -> bool {
         let limit = self.config.heartbeat.max(Duration::from_millis(500));
         if conn.is_none() {
