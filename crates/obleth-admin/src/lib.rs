@@ -19,6 +19,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
+use obleth_core::budget::BudgetView;
+use obleth_core::ledger::UsageLedger;
 use obleth_core::{Admission, ApiKey, ChangeEvent, ChangeNotifier, Model, key, now_millis};
 use obleth_store::{
     AuditFilter, ControlPlaneStore, GroupSettings, KeyFilter, KeyRotation, ModelFilter, ModelPatch, NewAuditEntry,
@@ -41,10 +43,11 @@ pub struct AdminState {
     pub token: SecretString,
     /// The admission policy, for `GET /api/v1/scheduler`.
     pub admission: Arc<dyn Admission>,
-    /// The budget layer, for `GET /api/v1/tenants/{tenant}/usage`.
-    pub budget: Arc<obleth_budget::Budget>,
-    /// The usage ledger, for `/api/v1/usage/*`; `None` when the process keeps none.
-    pub ledger: Option<obleth_ledger::Ledger>,
+    /// The budget layer, for `GET /api/v1/tenants/{tenant}/usage` and readiness.
+    pub budget: Arc<dyn BudgetView>,
+    /// The usage ledger, for `/api/v1/usage/*` and readiness; `None` when the process
+    /// keeps none.
+    pub ledger: Option<Arc<dyn UsageLedger>>,
     /// Where models may send requests; checked when an `api_base` is set.
     pub upstream_policy: Arc<obleth_core::upstream::UpstreamPolicy>,
 }
@@ -481,8 +484,7 @@ async fn delete_model(
 /// The tenant's use of its limits right now (rate windows, in flight, spend).
 async fn tenant_usage(State(s): State<AdminState>, PathParam(tenant): PathParam) -> Result<Json<Value>, AdminError> {
     let t = s.store.get_tenant(&tenant).await?;
-    let limits = obleth_budget::Limits::from_quota(&t.quota);
-    let usage = s.budget.usage(&t.id, &limits).await.map_err(|e| {
+    let usage = s.budget.usage(&t.id, &t.quota).await.map_err(|e| {
         AdminError::new(StatusCode::SERVICE_UNAVAILABLE, "budget_unavailable", format!("The budget store failed: {e}"))
     })?;
     Ok(Json(json!({

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use obleth_ledger::{Bucket, Filter, GroupBy, LedgerError, SeriesQuery};
+use obleth_core::ledger::{Bucket, Filter, GroupBy, QueryError, SeriesQuery, UsageLedger};
 use serde_json::{Value, json};
 
 use crate::extract::Params;
@@ -63,7 +63,7 @@ pub(crate) async fn totals(State(s): State<AdminState>, params: Params) -> Resul
     let ledger = ledger(&s)?;
     let filter = filter(&s, &p).await?;
     let group_by = group_by(&p)?;
-    let mut data = ledger.backend().totals(&filter, group_by).await.map_err(ledger_error)?;
+    let mut data = ledger.totals(&filter, group_by).await.map_err(ledger_error)?;
     let names = tenant_names(&s, group_by).await?;
     let data: Vec<Value> = data
         .drain(..)
@@ -76,7 +76,7 @@ pub(crate) async fn totals(State(s): State<AdminState>, params: Params) -> Resul
         })
         .collect();
     Ok(Json(json!({
-        "from": filter.from_ms, "to": filter.to_ms, "group_by": group_by, "backend": ledger.backend().kind(), "data": data,
+        "from": filter.from_ms, "to": filter.to_ms, "group_by": group_by, "backend": ledger.kind(), "data": data,
     })))
 }
 
@@ -97,7 +97,7 @@ pub(crate) async fn series(State(s): State<AdminState>, params: Params) -> Resul
         ));
     }
     let query = SeriesQuery { filter: filter.clone(), bucket, group_by };
-    let points = ledger.backend().series(&query).await.map_err(ledger_error)?;
+    let points = ledger.series(&query).await.map_err(ledger_error)?;
     let names = tenant_names(&s, group_by).await?;
     let data: Vec<Value> = points
         .into_iter()
@@ -119,7 +119,7 @@ pub(crate) async fn recent(State(s): State<AdminState>, params: Params) -> Resul
     let ledger = ledger(&s)?;
     let limit = p.limit.unwrap_or(50);
     let filter = filter(&s, &p).await?;
-    let rows = ledger.backend().recent(&filter, limit).await.map_err(ledger_error)?;
+    let rows = ledger.recent(&filter, limit).await.map_err(ledger_error)?;
     Ok(Json(json!({ "data": rows })))
 }
 
@@ -127,19 +127,19 @@ pub(crate) async fn status(State(s): State<AdminState>) -> Result<Json<Value>, A
     Ok(Json(json!(ledger(&s)?.status())))
 }
 
-fn ledger(s: &AdminState) -> Result<&obleth_ledger::Ledger, AdminError> {
-    s.ledger.as_ref().ok_or_else(|| {
+fn ledger(s: &AdminState) -> Result<&dyn UsageLedger, AdminError> {
+    s.ledger.as_deref().ok_or_else(|| {
         AdminError::new(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", "This process keeps no usage ledger.")
     })
 }
 
-fn ledger_error(e: LedgerError) -> AdminError {
+fn ledger_error(e: QueryError) -> AdminError {
     match e {
-        LedgerError::Invalid(m) => AdminError::new(StatusCode::BAD_REQUEST, "invalid_value", m),
-        e => AdminError::new(
+        QueryError::Invalid(m) => AdminError::new(StatusCode::BAD_REQUEST, "invalid_value", m),
+        QueryError::Unavailable(m) => AdminError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "ledger_unavailable",
-            format!("The usage ledger cannot answer: {e}"),
+            format!("The usage ledger cannot answer: {m}"),
         ),
     }
 }

@@ -195,6 +195,28 @@ impl obleth_core::ChangeNotifier for Budget {
     }
 }
 
+/// The read side the admin API holds (usage per tenant, readiness).
+#[async_trait::async_trait]
+impl obleth_core::budget::BudgetView for Budget {
+    fn kind(&self) -> &'static str {
+        Budget::kind(self)
+    }
+
+    fn degraded(&self) -> bool {
+        Budget::degraded(self)
+    }
+
+    async fn usage(
+        &self,
+        tenant_id: &str,
+        quota: &obleth_core::Quota,
+    ) -> Result<TenantUsage, obleth_core::budget::BudgetUnavailable> {
+        Budget::usage(self, tenant_id, &Limits::from_quota(quota))
+            .await
+            .map_err(|e| obleth_core::budget::BudgetUnavailable(e.to_string()))
+    }
+}
+
 /// A granted reservation. [`Held::settle`] reports what the request used so far; when the
 /// guard is dropped (response finished, failed, or the client left) the last figures
 /// settled are reconciled in the background.

@@ -42,9 +42,11 @@ mod layer;
 mod memory;
 mod redis;
 
+// What the admin API reads is the seam's (`obleth-core`).
 pub use failover::{Failover, FailoverConfig};
 pub use layer::{Budget, Held, Refusal};
 pub use memory::MemoryBudget;
+pub use obleth_core::budget::{TenantUsage, Window};
 pub use redis::{RedisBudget, RedisConfig};
 
 /// Money in nano-units (10⁻⁹) of the registry's currency: integer, so that Redis and the
@@ -220,15 +222,6 @@ impl LimitKind {
     }
 }
 
-/// Where a tenant stands in one per-minute bucket, for `x-ratelimit-*` headers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Window {
-    pub limit: u64,
-    pub remaining: u64,
-    /// Until the bucket is full again.
-    pub reset_ms: u64,
-}
-
 /// The tenant's standing after a decision: its rate-limit windows (for the
 /// `x-ratelimit-*` headers) and its spend so far (what a pod falls back on when the
 /// shared store becomes unreachable).
@@ -260,24 +253,6 @@ pub struct Denial {
 pub enum Decision {
     Allowed(RateStatus),
     Denied(Denial),
-}
-
-/// A tenant's use of its limits (the admin API's usage endpoint).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct TenantUsage {
-    pub tokens_per_minute: Option<Window>,
-    pub requests_per_minute: Option<Window>,
-    pub in_flight: u64,
-    pub max_in_flight: Option<u64>,
-    /// `YYYY-MM` (UTC) of `monthly_spend`.
-    pub month: String,
-    pub monthly_spend: f64,
-    pub monthly_budget: Option<f64>,
-    pub monthly_resets_at: UnixMillis,
-    pub lifetime_spend: f64,
-    pub lifetime_budget: Option<f64>,
-    /// Reservations that were never reconciled and expired.
-    pub expired_reservations: u64,
 }
 
 /// A budget store failed.

@@ -5,10 +5,12 @@
 //! behind the traits (see `ARCHITECTURE.md`).
 
 pub mod admission;
+pub mod budget;
 pub mod cache;
 pub mod change;
 pub mod error;
 pub mod key;
+pub mod ledger;
 pub mod model;
 pub mod prom;
 pub mod scheduler;

@@ -21,8 +21,6 @@
 //!   [`clickhouse::ClickHouse`] (production). Both answer the usage queries.
 
 pub mod clickhouse;
-mod query;
-mod row;
 pub mod sqlite;
 pub mod telemetry;
 pub mod wal;
@@ -32,9 +30,11 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 
-pub use query::{Bucket, Filter, GroupBy, SeriesPoint, SeriesQuery, Totals};
-pub use row::LedgerRow;
-pub use writer::{Ledger, LedgerConfig, LedgerStatus, OnFull};
+// The row, the queries and the status are the read side's contract (`obleth-core`).
+pub use obleth_core::ledger::{
+    Bucket, Filter, GroupBy, LedgerRow, LedgerStatus, QueryError, SeriesPoint, SeriesQuery, Totals,
+};
+pub use writer::{Ledger, LedgerConfig, OnFull};
 
 /// Errors of the ledger.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +58,27 @@ pub enum LedgerError {
 }
 
 pub type Result<T, E = LedgerError> = std::result::Result<T, E>;
+
+/// A query's own check (an empty range) fails as the ledger's `Invalid`.
+impl From<QueryError> for LedgerError {
+    fn from(e: QueryError) -> LedgerError {
+        match e {
+            QueryError::Invalid(m) => LedgerError::Invalid(m),
+            QueryError::Unavailable(m) => LedgerError::Unavailable(m),
+        }
+    }
+}
+
+/// What readers see: `Invalid` stays the caller's mistake, anything else is the ledger
+/// unable to answer, with the ledger's own message.
+impl From<LedgerError> for QueryError {
+    fn from(e: LedgerError) -> QueryError {
+        match e {
+            LedgerError::Invalid(m) => QueryError::Invalid(m),
+            e => QueryError::Unavailable(e.to_string()),
+        }
+    }
+}
 
 /// Where rows are kept and queried.
 #[async_trait]

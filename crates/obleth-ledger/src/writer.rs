@@ -7,6 +7,8 @@ use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
+use obleth_core::ledger::{Filter, GroupBy, LedgerStatus, QueryError, SeriesPoint, SeriesQuery, Totals, UsageLedger};
 use obleth_core::{UsageRecord, UsageSink};
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
@@ -65,30 +67,6 @@ impl Default for LedgerConfig {
             on_full: OnFull::Drop,
         }
     }
-}
-
-/// The ledger's state, for the admin API and readiness.
-#[derive(Debug, Clone, Serialize)]
-pub struct LedgerStatus {
-    pub backend: &'static str,
-    /// Whether the last insert (or schema check) succeeded.
-    pub backend_up: bool,
-    pub last_error: Option<String>,
-    pub wal_bytes: u64,
-    pub wal_max_bytes: u64,
-    pub wal_segments: usize,
-    /// Batches in the log not yet in the database.
-    pub pending_batches: u64,
-    /// Rows appended to the log (by this process).
-    pub rows_appended: u64,
-    /// Rows inserted into the database (by this process; replays of batches the database
-    /// already had are not counted).
-    pub rows_written: u64,
-    pub rows_dropped: u64,
-    /// Whether the last append found the log full (its rows were dropped).
-    pub wal_full: bool,
-    /// Whether new requests are refused (`on_full = "reject"` and the log over 90% full).
-    pub refusing: bool,
 }
 
 /// Shared between the sink, the appender and the shipper.
@@ -278,6 +256,30 @@ impl UsageSink for Ledger {
     fn accepting(&self) -> bool {
         self.shared.config.on_full == OnFull::Drop
             || !(self.shared.nearly_full.load(Ordering::Relaxed) || self.shared.wal_full.load(Ordering::Relaxed))
+    }
+}
+
+/// The read side the admin API holds: the backend's queries and the ledger's status.
+#[async_trait]
+impl UsageLedger for Ledger {
+    fn kind(&self) -> &'static str {
+        self.shared.backend.kind()
+    }
+
+    fn status(&self) -> LedgerStatus {
+        Ledger::status(self)
+    }
+
+    async fn totals(&self, filter: &Filter, group_by: GroupBy) -> Result<Vec<Totals>, QueryError> {
+        Ok(self.shared.backend.totals(filter, group_by).await?)
+    }
+
+    async fn series(&self, query: &SeriesQuery) -> Result<Vec<SeriesPoint>, QueryError> {
+        Ok(self.shared.backend.series(query).await?)
+    }
+
+    async fn recent(&self, filter: &Filter, limit: u32) -> Result<Vec<LedgerRow>, QueryError> {
+        Ok(self.shared.backend.recent(filter, limit).await?)
     }
 }
 

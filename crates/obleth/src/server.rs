@@ -323,7 +323,7 @@ pub async fn start(
         token: admin_token,
         admission: fairshare.clone(),
         budget: budget.clone(),
-        ledger: ledger.clone(),
+        ledger: ledger.clone().map(|l| Arc::new(l) as Arc<dyn obleth_core::ledger::UsageLedger>),
         upstream_policy,
     });
     tasks.spawn(listener::serve(listeners.admin, admin, admin_connections.clone(), drained(shutdown.clone())));

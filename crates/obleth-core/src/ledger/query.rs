@@ -1,8 +1,8 @@
-//! The usage queries both backends answer: the admin API's and the dashboard's.
+//! The usage queries every ledger backend answers: the admin API's and the console's.
 
 use serde::{Deserialize, Serialize};
 
-use crate::LedgerError;
+use super::QueryError;
 
 /// Which rows: a time range (milliseconds, `from` inclusive, `to` exclusive) and
 /// optionally one tenant and one model (the routed model's name).
@@ -15,9 +15,9 @@ pub struct Filter {
 }
 
 impl Filter {
-    pub fn validate(&self) -> Result<(), LedgerError> {
+    pub fn validate(&self) -> Result<(), QueryError> {
         if self.to_ms <= self.from_ms {
-            return Err(LedgerError::Invalid(format!(
+            return Err(QueryError::Invalid(format!(
                 "the range is empty: from ({}) must be before to ({})",
                 self.from_ms, self.to_ms
             )));
@@ -74,8 +74,8 @@ impl GroupBy {
         }
     }
 
-    /// The row column the rows are grouped by.
-    pub(crate) fn column(self) -> Option<&'static str> {
+    /// The row column the rows are grouped by (a [`LedgerRow`](super::LedgerRow) field).
+    pub fn column(self) -> Option<&'static str> {
         match self {
             GroupBy::None => None,
             GroupBy::Tenant => Some("tenant_id"),

@@ -1,7 +1,7 @@
 //! The ledger's row: a flat [`UsageRecord`] with the derived durations, in the shape
 //! both backends store (and the write-ahead log keeps, one JSON object per line).
 
-use obleth_core::UsageRecord;
+use crate::UsageRecord;
 use serde::{Deserialize, Serialize};
 
 /// One request, as the ledger stores it. Absent strings are empty, absent times `None`.
@@ -70,7 +70,7 @@ impl From<UsageRecord> for LedgerRow {
             output_tokens: tokens(usage.output_tokens),
             cached_tokens: tokens(usage.cached_tokens),
             tokens_estimated: r.tokens_estimated,
-            cost: obleth_core::bounded_cost(r.cost),
+            cost: crate::bounded_cost(r.cost),
             queue_wait_ms: r.queue_wait_ms,
             ttft_ms: r.first_token_at.map(|t| ms(t).saturating_sub(received)),
             duration_ms: finished - received,
