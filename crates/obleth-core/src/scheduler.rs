@@ -105,3 +105,61 @@ pub trait ServedWork: Send + Sync + 'static {
     /// Charges work the cluster's other pods served to this scheduler's counters.
     fn charge_remote(&self, charges: &[(std::sync::Arc<str>, f64)]);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wire format of `GET /api/v1/scheduler`, which the admin API renders through
+    /// `Value` (keys sorted): what its clients read, held here so that a change to these
+    /// types is a visible change to the API.
+    #[test]
+    fn the_snapshot_renders_as_the_admin_api_always_did() {
+        let snapshot = SchedulerSnapshot {
+            mode: Mode::Hierarchical,
+            slots_total: 4,
+            slots_used: 1,
+            queued: 2,
+            groups: vec![GroupView {
+                name: "g".into(),
+                weight: 2.0,
+                reserved_slots: Some(1),
+                max_slots: None,
+                pool_reserved_slots: Some(1),
+                pool_max_slots: None,
+                cap: 4,
+                in_flight: 1,
+                queued: 2,
+                share_score: 10.5,
+                target_share: 1.0,
+                actual_share: 0.25,
+            }],
+            tenants: vec![TenantView {
+                name: "t".into(),
+                group: "g".into(),
+                weight: 1.0,
+                queued: 2,
+                in_flight: 1,
+                share_score: 10.5,
+                served_tokens: 42.0,
+                target_share: 1.0,
+                actual_share: 0.25,
+            }],
+            admissions: AdmissionCounts { fast: 1, queued: 2, brownout: 3, refused_queue_full: 4, cancelled: 5 },
+        };
+        let json = serde_json::to_value(Some(snapshot)).unwrap_or_default().to_string();
+        assert_eq!(
+            json,
+            concat!(
+                r#"{"admissions":{"brownout":3,"cancelled":5,"fast":1,"queued":2,"refused_queue_full":4},"#,
+                r#""groups":[{"actual_share":0.25,"cap":4,"in_flight":1,"max_slots":null,"name":"g","#,
+                r#""pool_max_slots":null,"pool_reserved_slots":1,"queued":2,"reserved_slots":1,"#,
+                r#""share_score":10.5,"target_share":1.0,"weight":2.0}],"mode":"hierarchical","queued":2,"#,
+                r#""slots_total":4,"slots_used":1,"tenants":[{"actual_share":0.25,"group":"g","in_flight":1,"#,
+                r#""name":"t","queued":2,"served_tokens":42.0,"share_score":10.5,"target_share":1.0,"#,
+                r#""weight":1.0}]}"#
+            )
+        );
+        assert_eq!(serde_json::to_value(None::<SchedulerSnapshot>).unwrap_or_default().to_string(), "null");
+    }
+}
