@@ -12,11 +12,10 @@ use std::collections::HashMap;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, FailedToBufferBody, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::AdminError;
+use crate::{ApiError, ErrorCode};
 
 // === bodies ===
 
@@ -30,37 +29,35 @@ pub(crate) struct JsonBody<T>(pub T);
 pub(crate) struct OptionalJsonBody<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
-    type Rejection = AdminError;
+    type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, AdminError> {
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         match read_json(req, state).await? {
             Some(v) => Ok(JsonBody(v)),
-            None => Err(body_error(None, "invalid_body", "a JSON body is required")),
+            None => Err(body_error(None, ErrorCode::InvalidBody, "a JSON body is required")),
         }
     }
 }
 
 impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJsonBody<T> {
-    type Rejection = AdminError;
+    type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, AdminError> {
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         Ok(OptionalJsonBody(read_json(req, state).await?.unwrap_or_default()))
     }
 }
 
 /// The body as `T`, or `None` when it is empty.
-async fn read_json<T: DeserializeOwned, S: Send + Sync>(req: Request, state: &S) -> Result<Option<T>, AdminError> {
+async fn read_json<T: DeserializeOwned, S: Send + Sync>(req: Request, state: &S) -> Result<Option<T>, ApiError> {
     let json_type = content_type_is_json(&req);
     let bytes = Bytes::from_request(req, state).await.map_err(|e| match e {
-        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => AdminError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request_too_large",
-            "The request body exceeds the admin API's limit of 2 MiB.",
-        ),
-        e if obleth_core::BodyReadTimeout::is_cause_of(&e) => {
-            AdminError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", "The request body did not arrive in time.")
+        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+            ApiError::new(ErrorCode::RequestTooLarge, "The request body exceeds the admin API's limit of 2 MiB.")
         }
-        e => body_error(None, "invalid_body", &format!("the body could not be read: {}", e.body_text())),
+        e if obleth_core::BodyReadTimeout::is_cause_of(&e) => {
+            ApiError::new(ErrorCode::RequestTimeout, "The request body did not arrive in time.")
+        }
+        e => body_error(None, ErrorCode::InvalidBody, &format!("the body could not be read: {}", e.body_text())),
     })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
@@ -68,15 +65,15 @@ async fn read_json<T: DeserializeOwned, S: Send + Sync>(req: Request, state: &S)
     match json_type {
         Some(true) => {}
         Some(false) => {
-            return Err(AdminError::invalid_with_code(
-                "invalid_content_type",
+            return Err(ApiError::invalid_with(
+                ErrorCode::InvalidContentType,
                 "Content-Type",
                 "must be application/json",
             ));
         }
         None => {
-            return Err(AdminError::invalid_with_code(
-                "invalid_content_type",
+            return Err(ApiError::invalid_with(
+                ErrorCode::InvalidContentType,
                 "Content-Type",
                 "is required: send the body as application/json",
             ));
@@ -84,12 +81,12 @@ async fn read_json<T: DeserializeOwned, S: Send + Sync>(req: Request, state: &S)
     }
     // serde reads a struct from an array too (`["t1", 2]`): every admin body is an object.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(body_error(None, "invalid_json", "the body must be a JSON object"));
+        return Err(body_error(None, ErrorCode::InvalidJson, "the body must be a JSON object"));
     }
     let mut de = serde_json::Deserializer::from_slice(&bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(deserialize_error)?;
     // Trailing data (`{"a":1} x`) is as malformed as a syntax error inside the object.
-    de.end().map_err(|e| body_error(None, "invalid_json", &format!("the body is not valid JSON: {e}")))?;
+    de.end().map_err(|e| body_error(None, ErrorCode::InvalidJson, &format!("the body is not valid JSON: {e}")))?;
     Ok(Some(value))
 }
 
@@ -103,7 +100,7 @@ fn content_type_is_json(req: &Request) -> Option<bool> {
 
 /// A serde error with the path of the value it is about. Missing fields are reported at
 /// the object that lacks them, so the field's name (from serde's message) is appended.
-fn deserialize_error(e: serde_path_to_error::Error<serde_json::Error>) -> AdminError {
+fn deserialize_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     let path = e.path().to_string();
     let inner = e.inner();
     // `.` is the body itself; `?` marks a segment serde could not name.
@@ -117,11 +114,11 @@ fn deserialize_error(e: serde_path_to_error::Error<serde_json::Error>) -> AdminE
                 (None, Some(field)) => Some(field.to_owned()),
                 (p, None) => p,
             };
-            body_error(param, "invalid_value", &strip_position(&message))
+            body_error(param, ErrorCode::InvalidValue, &strip_position(&message))
         }
         serde_json::error::Category::Syntax | serde_json::error::Category::Eof | serde_json::error::Category::Io => {
             // Where a broken document stops parsing names no field; the position does.
-            body_error(None, "invalid_json", &format!("the body is not valid JSON: {inner}"))
+            body_error(None, ErrorCode::InvalidJson, &format!("the body is not valid JSON: {inner}"))
         }
     }
 }
@@ -134,12 +131,16 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-fn body_error(param: Option<String>, code: &'static str, message: &str) -> AdminError {
+fn body_error(param: Option<String>, code: ErrorCode, message: &str) -> ApiError {
     let message = match &param {
         Some(p) => format!("invalid {p}: {message}"),
         None => format!("invalid body: {message}"),
     };
-    AdminError { status: StatusCode::BAD_REQUEST, code, message, param }
+    let e = ApiError::new(code, message);
+    match param {
+        Some(p) => e.with_param(p),
+        None => e,
+    }
 }
 
 // === path ===
@@ -149,14 +150,14 @@ fn body_error(param: Option<String>, code: &'static str, message: &str) -> Admin
 pub(crate) struct PathParam(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for PathParam {
-    type Rejection = AdminError;
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AdminError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         Path::<String>::from_request_parts(parts, state).await.map(|Path(v)| PathParam(v)).map_err(path_error)
     }
 }
 
-fn path_error(e: PathRejection) -> AdminError {
+fn path_error(e: PathRejection) -> ApiError {
     use axum::extract::path::ErrorKind;
     let key = match &e {
         PathRejection::FailedToDeserializePathParams(f) => match f.kind() {
@@ -176,8 +177,8 @@ fn path_error(e: PathRejection) -> AdminError {
         e => e.body_text(),
     };
     match key {
-        Some(key) => AdminError::invalid_with_code("invalid_path", &key, &message),
-        None => AdminError { status: StatusCode::BAD_REQUEST, code: "invalid_path", message, param: None },
+        Some(key) => ApiError::invalid_with(ErrorCode::InvalidPath, &key, &message),
+        None => ApiError::new(ErrorCode::InvalidPath, message),
     }
 }
 
@@ -187,17 +188,17 @@ fn path_error(e: PathRejection) -> AdminError {
 pub(crate) struct Params(HashMap<String, String>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Params {
-    type Rejection = AdminError;
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AdminError> {
-        let Query(pairs) = Query::<Vec<(String, String)>>::from_request_parts(parts, state).await.map_err(|e| {
-            AdminError { status: StatusCode::BAD_REQUEST, code: "invalid_query", message: e.body_text(), param: None }
-        })?;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(pairs) = Query::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.body_text()))?;
         let mut map = HashMap::with_capacity(pairs.len());
         for (name, value) in pairs {
             // `limit=1&limit=1000` has no one meaning: refuse rather than pick one.
             if map.contains_key(&name) {
-                return Err(AdminError::invalid(&name, "is given more than once"));
+                return Err(ApiError::invalid(&name, "is given more than once"));
             }
             map.insert(name, value);
         }
@@ -210,39 +211,39 @@ impl Params {
         self.0.remove(name)
     }
 
-    pub(crate) fn bool(&mut self, name: &str) -> Result<Option<bool>, AdminError> {
+    pub(crate) fn bool(&mut self, name: &str) -> Result<Option<bool>, ApiError> {
         match self.take(name).as_deref() {
             None => Ok(None),
             Some("true" | "1") => Ok(Some(true)),
             Some("false" | "0") => Ok(Some(false)),
-            Some(_) => Err(AdminError::invalid(name, "must be true or false")),
+            Some(_) => Err(ApiError::invalid(name, "must be true or false")),
         }
     }
 
     /// An integer between `min` and `max`, or `None` when absent.
-    pub(crate) fn u32_in(&mut self, name: &str, min: u32, max: u32) -> Result<Option<u32>, AdminError> {
+    pub(crate) fn u32_in(&mut self, name: &str, min: u32, max: u32) -> Result<Option<u32>, ApiError> {
         self.take(name)
             .map(|v| {
                 v.trim()
                     .parse::<u32>()
                     .ok()
                     .filter(|n| (min..=max).contains(n))
-                    .ok_or_else(|| AdminError::invalid(name, &format!("must be an integer between {min} and {max}")))
+                    .ok_or_else(|| ApiError::invalid(name, &format!("must be an integer between {min} and {max}")))
             })
             .transpose()
     }
 
     /// `limit` (default 100, at most 1000) and `cursor`.
-    pub(crate) fn page(&mut self) -> Result<obleth_store::PageRequest, AdminError> {
+    pub(crate) fn page(&mut self) -> Result<obleth_store::PageRequest, ApiError> {
         let limit = self.u32_in("limit", 1, obleth_store::MAX_PAGE_LIMIT)?.unwrap_or(obleth_store::DEFAULT_PAGE_LIMIT);
         Ok(obleth_store::PageRequest { limit, cursor: self.take("cursor").filter(|c| !c.is_empty()) })
     }
 
     /// Refuses parameters nobody took.
-    pub(crate) fn finish(self) -> Result<(), AdminError> {
+    pub(crate) fn finish(self) -> Result<(), ApiError> {
         match self.0.into_keys().min() {
             None => Ok(()),
-            Some(unknown) => Err(AdminError::invalid(&unknown, "is not a parameter of this request")),
+            Some(unknown) => Err(ApiError::invalid(&unknown, "is not a parameter of this request")),
         }
     }
 }

@@ -103,12 +103,9 @@ pub fn router(state: AdminState) -> Router {
         router = router.route(path, route);
     }
     router
-        .fallback(|| async {
-            AdminError::new(StatusCode::NOT_FOUND, "not_found", "Unknown admin URL.").into_response()
-        })
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "Unknown admin URL.").into_response() })
         .method_not_allowed_fallback(|| async {
-            AdminError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed on this URL.")
-                .into_response()
+            ApiError::new(ErrorCode::MethodNotAllowed, "Method not allowed on this URL.").into_response()
         })
         .with_state(state)
 }
@@ -123,12 +120,7 @@ async fn require_admin(State(state): State<AdminState>, req: Request, next: Next
         .unwrap_or("");
     let expected = state.token.expose_secret().as_bytes();
     if presented.is_empty() || !bool::from(presented.as_bytes().ct_eq(expected)) {
-        return AdminError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_admin_token",
-            "A valid admin bearer token is required.",
-        )
-        .into_response();
+        return ApiError::new(ErrorCode::InvalidAdminToken, "A valid admin bearer token is required.").into_response();
     }
     next.run(req).await
 }
@@ -172,7 +164,7 @@ async fn ready(State(state): State<AdminState>) -> Response {
 
 // === tenants ===
 
-async fn list_tenants(State(s): State<AdminState>, params: Params) -> Result<Json<Value>, AdminError> {
+async fn list_tenants(State(s): State<AdminState>, params: Params) -> Result<Json<Value>, ApiError> {
     let mut params = params;
     let filter = TenantFilter { group: params.take("group"), disabled: params.bool("disabled")? };
     let page = params.page()?;
@@ -184,7 +176,7 @@ async fn create_tenant(
     State(s): State<AdminState>,
     actor: Actor,
     body: JsonBody<NewTenant>,
-) -> Result<(StatusCode, Json<Value>), AdminError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let JsonBody(new) = body;
     let tenant = s.store.create_tenant(new).await?;
     audit(&s, &actor, "tenant.create", "tenant", &tenant.id, None, Some(json!(tenant))).await;
@@ -192,7 +184,7 @@ async fn create_tenant(
     Ok((StatusCode::CREATED, Json(json!(tenant))))
 }
 
-async fn get_tenant(State(s): State<AdminState>, PathParam(tenant): PathParam) -> Result<Json<Value>, AdminError> {
+async fn get_tenant(State(s): State<AdminState>, PathParam(tenant): PathParam) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!(s.store.get_tenant(&tenant).await?)))
 }
 
@@ -201,7 +193,7 @@ async fn update_tenant(
     PathParam(tenant): PathParam,
     actor: Actor,
     body: JsonBody<TenantPatch>,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<Value>, ApiError> {
     let JsonBody(patch) = body;
     let before = s.store.get_tenant(&tenant).await?;
     let updated = s.store.update_tenant(&before.id, patch).await?;
@@ -215,7 +207,7 @@ async fn delete_tenant(
     State(s): State<AdminState>,
     PathParam(tenant): PathParam,
     actor: Actor,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<Value>, ApiError> {
     let (deleted, hashes) = s.store.delete_tenant(&tenant).await?;
     audit(&s, &actor, "tenant.delete", "tenant", &deleted.id, Some(json!(deleted)), None).await;
     s.notifier.notify(ChangeEvent::Tenant { id: deleted.id.clone(), tenant: None });
@@ -243,25 +235,25 @@ async fn create_key(
     PathParam(tenant): PathParam,
     actor: Actor,
     body: OptionalJsonBody<NewKey>,
-) -> Result<(StatusCode, Json<Value>), AdminError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let OptionalJsonBody(new) = body;
     let tenant = s.store.get_tenant(&tenant).await?;
     let now = now_millis();
     let expires_at = match (new.expires_at, new.expires_in_secs) {
         (Some(_), Some(_)) => {
-            return Err(AdminError::invalid("expires_at", "give either expires_at or expires_in_secs, not both"));
+            return Err(ApiError::invalid("expires_at", "give either expires_at or expires_in_secs, not both"));
         }
         (Some(at), None) if at <= now => {
-            return Err(AdminError::invalid("expires_at", "must be in the future"));
+            return Err(ApiError::invalid("expires_at", "must be in the future"));
         }
         (Some(at), None) => Some(at),
         // Zero would create a key that is expired at birth, as a past expires_at would.
-        (None, Some(0)) => return Err(AdminError::invalid("expires_in_secs", "must be at least 1")),
+        (None, Some(0)) => return Err(ApiError::invalid("expires_in_secs", "must be at least 1")),
         (None, Some(secs)) => Some(now.saturating_add((secs.min(i64::MAX as u64 / 1000) as i64) * 1000)),
         (None, None) => None,
     };
     if new.name.as_ref().is_some_and(|n| n.len() > 128) {
-        return Err(AdminError::invalid("name", "must be at most 128 characters"));
+        return Err(ApiError::invalid("name", "must be at most 128 characters"));
     }
     let generated = key::generate();
     let record = ApiKey {
@@ -288,7 +280,7 @@ async fn list_tenant_keys(
     State(s): State<AdminState>,
     PathParam(tenant): PathParam,
     params: Params,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<Value>, ApiError> {
     let mut params = params;
     let page = params.page()?;
     params.finish()?;
@@ -297,7 +289,7 @@ async fn list_tenant_keys(
     Ok(page_json(s.store.list_keys_page(filter, page).await?, |k| json!(k)))
 }
 
-async fn list_keys(State(s): State<AdminState>, params: Params) -> Result<Json<Value>, AdminError> {
+async fn list_keys(State(s): State<AdminState>, params: Params) -> Result<Json<Value>, ApiError> {
     let mut params = params;
     let tenant = params.take("tenant");
     let prefix = params.take("prefix");
@@ -316,7 +308,7 @@ async fn revoke_key(
     State(s): State<AdminState>,
     PathParam(id): PathParam,
     actor: Actor,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<Value>, ApiError> {
     let started = now_millis();
     let (key, hash) = s.store.revoke_key(&id).await?;
     s.notifier.notify(ChangeEvent::Key { hash });
@@ -350,17 +342,17 @@ async fn rotate_key(
     PathParam(id): PathParam,
     actor: Actor,
     body: OptionalJsonBody<RotateBody>,
-) -> Result<(StatusCode, Json<Value>), AdminError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let OptionalJsonBody(body) = body;
     let overlap = body.overlap_secs.unwrap_or(DEFAULT_ROTATION_OVERLAP_SECS);
     if overlap > MAX_ROTATION_OVERLAP_SECS {
-        return Err(AdminError::invalid(
+        return Err(ApiError::invalid(
             "overlap_secs",
             &format!("must be at most {MAX_ROTATION_OVERLAP_SECS} (30 days)"),
         ));
     }
     if body.name.as_ref().is_some_and(|n| n.len() > 128) {
-        return Err(AdminError::invalid("name", "must be at most 128 characters"));
+        return Err(ApiError::invalid("name", "must be at most 128 characters"));
     }
     let generated = key::generate();
     let rotation = KeyRotation {
@@ -417,7 +409,7 @@ fn model_json(m: &Model) -> Value {
 
 const REDACTED: &str = "[redacted]";
 
-async fn list_models(State(s): State<AdminState>, params: Params) -> Result<Json<Value>, AdminError> {
+async fn list_models(State(s): State<AdminState>, params: Params) -> Result<Json<Value>, ApiError> {
     let mut params = params;
     let filter = ModelFilter { enabled: params.bool("enabled")?, tag: params.take("tag") };
     let page = params.page()?;
@@ -429,7 +421,7 @@ async fn create_model(
     State(s): State<AdminState>,
     actor: Actor,
     body: JsonBody<NewModel>,
-) -> Result<(StatusCode, Json<Value>), AdminError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let JsonBody(new) = body;
     if let Some(base) = &new.api_base {
         upstream::check_api_base(&s.upstream_policy, base).await?;
@@ -441,7 +433,7 @@ async fn create_model(
     Ok((StatusCode::CREATED, Json(model_view(&model))))
 }
 
-async fn get_model(State(s): State<AdminState>, PathParam(name): PathParam) -> Result<Json<Value>, AdminError> {
+async fn get_model(State(s): State<AdminState>, PathParam(name): PathParam) -> Result<Json<Value>, ApiError> {
     Ok(Json(model_view(&s.store.get_model(&name).await?)))
 }
 
@@ -450,7 +442,7 @@ async fn update_model(
     PathParam(name): PathParam,
     actor: Actor,
     body: JsonBody<ModelPatch>,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<Value>, ApiError> {
     let JsonBody(patch) = body;
     if let Some(Some(base)) = &patch.api_base {
         upstream::check_api_base(&s.upstream_policy, base).await?;
@@ -473,7 +465,7 @@ async fn delete_model(
     State(s): State<AdminState>,
     PathParam(name): PathParam,
     actor: Actor,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<Value>, ApiError> {
     let model = s.store.delete_model(&name).await?;
     audit(&s, &actor, "model.delete", "model", &model.model_name, Some(model_audit(&model)), None).await;
     s.notifier.notify(ChangeEvent::Model { name: model.model_name.clone() });
@@ -482,11 +474,13 @@ async fn delete_model(
 }
 
 /// The tenant's use of its limits right now (rate windows, in flight, spend).
-async fn tenant_usage(State(s): State<AdminState>, PathParam(tenant): PathParam) -> Result<Json<Value>, AdminError> {
+async fn tenant_usage(State(s): State<AdminState>, PathParam(tenant): PathParam) -> Result<Json<Value>, ApiError> {
     let t = s.store.get_tenant(&tenant).await?;
-    let usage = s.budget.usage(&t.id, &t.quota).await.map_err(|e| {
-        AdminError::new(StatusCode::SERVICE_UNAVAILABLE, "budget_unavailable", format!("The budget store failed: {e}"))
-    })?;
+    let usage = s
+        .budget
+        .usage(&t.id, &t.quota)
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::BudgetUnavailable, format!("The budget store failed: {e}")))?;
     Ok(Json(json!({
         "tenant_id": t.id,
         "tenant": t.name,
@@ -498,11 +492,11 @@ async fn tenant_usage(State(s): State<AdminState>, PathParam(tenant): PathParam)
 
 // === groups and the scheduler ===
 
-async fn list_groups(State(s): State<AdminState>) -> Result<Json<Value>, AdminError> {
+async fn list_groups(State(s): State<AdminState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({ "data": s.store.list_groups().await? })))
 }
 
-async fn get_group(State(s): State<AdminState>, PathParam(name): PathParam) -> Result<Json<Value>, AdminError> {
+async fn get_group(State(s): State<AdminState>, PathParam(name): PathParam) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!(s.store.get_group(&name).await?)))
 }
 
@@ -511,7 +505,7 @@ async fn put_group(
     PathParam(name): PathParam,
     actor: Actor,
     body: JsonBody<GroupSettings>,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<Value>, ApiError> {
     let JsonBody(body) = body;
     let before = match s.store.get_group(&name).await {
         Ok(g) => Some(json!(g)),
@@ -540,7 +534,7 @@ async fn delete_group(
     State(s): State<AdminState>,
     PathParam(name): PathParam,
     actor: Actor,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<Value>, ApiError> {
     let group = s.store.delete_group(&name).await?;
     audit(&s, &actor, "group.delete", "group", &group.name, Some(json!(group)), None).await;
     s.notifier.notify(ChangeEvent::Group {
@@ -571,14 +565,14 @@ pub const DEFAULT_ACTOR: &str = "admin";
 struct Actor(String);
 
 impl<S: Send + Sync> FromRequestParts<S> for Actor {
-    type Rejection = AdminError;
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AdminError> {
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let Some(value) = parts.headers.get(ACTOR_HEADER) else {
             return Ok(Actor(DEFAULT_ACTOR.to_owned()));
         };
-        let actor = value.to_str().map_err(|_| AdminError::invalid("X-Obleth-Actor", "must be ASCII"))?;
-        obleth_store::validate_actor(actor).map_err(|m| AdminError::invalid("X-Obleth-Actor", &m))?;
+        let actor = value.to_str().map_err(|_| ApiError::invalid("X-Obleth-Actor", "must be ASCII"))?;
+        obleth_store::validate_actor(actor).map_err(|m| ApiError::invalid("X-Obleth-Actor", &m))?;
         Ok(Actor(actor.to_owned()))
     }
 }
@@ -609,7 +603,7 @@ async fn audit(
 }
 
 /// `GET /api/v1/audit?resource=<kind>[:<id>]&actor=&from=&to=&limit=&cursor=`, newest first.
-async fn list_audit(State(s): State<AdminState>, params: Params) -> Result<Json<Value>, AdminError> {
+async fn list_audit(State(s): State<AdminState>, params: Params) -> Result<Json<Value>, ApiError> {
     let mut params = params;
     let (resource_kind, mut resource_id) = match params.take("resource") {
         None => (None, None),
@@ -619,7 +613,7 @@ async fn list_audit(State(s): State<AdminState>, params: Params) -> Result<Json<
         },
     };
     if resource_kind.as_deref().is_some_and(|k| !matches!(k, "tenant" | "key" | "model" | "group")) {
-        return Err(AdminError::invalid("resource", "must be tenant, key, model or group, optionally :<id or name>"));
+        return Err(ApiError::invalid("resource", "must be tenant, key, model or group, optionally :<id or name>"));
     }
     // Tenants are recorded by id; a name names the tenant it is now.
     if resource_kind.as_deref() == Some("tenant")
@@ -633,7 +627,7 @@ async fn list_audit(State(s): State<AdminState>, params: Params) -> Result<Json<
     }
     let actor = params.take("actor");
     let now = now_millis().max(0) as u64;
-    let time = |field: &str, v: Option<String>| -> Result<Option<i64>, AdminError> {
+    let time = |field: &str, v: Option<String>| -> Result<Option<i64>, ApiError> {
         v.map(|v| usage::parse_time(field, &v, now).map(|t| t.min(i64::MAX as u64) as i64)).transpose()
     };
     let from = time("from", params.take("from"))?;
@@ -653,72 +647,8 @@ fn page_json<T>(page: Page<T>, view: impl Fn(&T) -> Value) -> Json<Value> {
 
 // === errors ===
 
-/// An admin API error, rendered as `{"error":{"message","type","param","code"}}`.
-#[derive(Debug)]
-pub struct AdminError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    param: Option<String>,
-}
-
-impl AdminError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        AdminError { status, code, message: message.into(), param: None }
-    }
-
-    fn invalid(field: &str, message: &str) -> Self {
-        Self::invalid_with_code("invalid_value", field, message)
-    }
-
-    fn invalid_with_code(code: &'static str, field: &str, message: &str) -> Self {
-        AdminError {
-            status: StatusCode::BAD_REQUEST,
-            code,
-            message: format!("invalid {field}: {message}"),
-            param: Some(field.to_owned()),
-        }
-    }
-}
-
-impl From<StoreError> for AdminError {
-    fn from(e: StoreError) -> Self {
-        match &e {
-            StoreError::Invalid { field, .. } => AdminError {
-                status: StatusCode::BAD_REQUEST,
-                code: "invalid_value",
-                message: e.to_string(),
-                param: Some((*field).to_owned()),
-            },
-            StoreError::NotFound { .. } => AdminError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
-            StoreError::Conflict(_) => AdminError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
-            StoreError::Unavailable(_) => {
-                tracing::warn!(error = %e, "admin request failed: store unavailable");
-                AdminError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
-                    "The control-plane store is unavailable.",
-                )
-            }
-            StoreError::Backend(_) => {
-                tracing::error!(error = %e, "admin request failed");
-                AdminError::new(StatusCode::INTERNAL_SERVER_ERROR, "store_error", "The control-plane store failed.")
-            }
-        }
-    }
-}
-
-impl IntoResponse for AdminError {
-    fn into_response(self) -> Response {
-        let kind = match self.status.as_u16() {
-            401 => "authentication_error",
-            500.. => "server_error",
-            _ => "invalid_request_error",
-        };
-        let body = json!({"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}});
-        (self.status, Json(body)).into_response()
-    }
-}
+/// The admin API answers from the one error table of `obleth-core`, as the data plane does.
+pub use obleth_core::{ApiError, ErrorCode};
 
 #[cfg(test)]
 mod tests {

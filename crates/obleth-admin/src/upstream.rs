@@ -14,17 +14,17 @@ use std::time::Duration;
 
 use obleth_core::upstream::{ApiBase, Refusal, UpstreamHost, UpstreamPolicy};
 
-use crate::AdminError;
+use crate::{ApiError, ErrorCode};
 
 /// Longest wait for the system resolver while registering a model.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Checks `raw` (an `api_base`) against the policy: a 400 naming `api_base` and the rule
 /// that refused it.
-pub(crate) async fn check_api_base(policy: &UpstreamPolicy, raw: &str) -> Result<(), AdminError> {
-    let base = ApiBase::parse(raw).map_err(|e| AdminError::invalid("api_base", &e))?;
+pub(crate) async fn check_api_base(policy: &UpstreamPolicy, raw: &str) -> Result<(), ApiError> {
+    let base = ApiBase::parse(raw).map_err(|e| ApiError::invalid("api_base", &e))?;
     let refused = |what: String, r: Refusal| {
-        AdminError::invalid_with_code("upstream_forbidden", "api_base", &format!("{what}{r}"))
+        ApiError::invalid_with(ErrorCode::ApiBaseForbidden, "api_base", &format!("{what}{r}"))
     };
     let name = match base.host() {
         UpstreamHost::Ip(ip) => {

@@ -10,12 +10,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use obleth_core::ledger::{Bucket, Filter, GroupBy, QueryError, SeriesQuery, UsageLedger};
 use serde_json::{Value, json};
 
 use crate::extract::Params;
-use crate::{AdminError, AdminState};
+use crate::{AdminState, ApiError, ErrorCode};
 
 /// The most rows `recent` returns, and the most buckets a series may have.
 const MAX_RECENT: u32 = 1000;
@@ -36,7 +35,7 @@ pub(crate) struct UsageParams {
 
 impl UsageParams {
     /// Takes the range and filters, plus the route's `extra` parameters.
-    fn take(mut params: Params, extra: &[&str]) -> Result<UsageParams, AdminError> {
+    fn take(mut params: Params, extra: &[&str]) -> Result<UsageParams, ApiError> {
         let mut p = UsageParams {
             from: params.take("from"),
             to: params.take("to"),
@@ -58,7 +57,7 @@ impl UsageParams {
     }
 }
 
-pub(crate) async fn totals(State(s): State<AdminState>, params: Params) -> Result<Json<Value>, AdminError> {
+pub(crate) async fn totals(State(s): State<AdminState>, params: Params) -> Result<Json<Value>, ApiError> {
     let p = UsageParams::take(params, &["group_by"])?;
     let ledger = ledger(&s)?;
     let filter = filter(&s, &p).await?;
@@ -80,18 +79,18 @@ pub(crate) async fn totals(State(s): State<AdminState>, params: Params) -> Resul
     })))
 }
 
-pub(crate) async fn series(State(s): State<AdminState>, params: Params) -> Result<Json<Value>, AdminError> {
+pub(crate) async fn series(State(s): State<AdminState>, params: Params) -> Result<Json<Value>, ApiError> {
     let p = UsageParams::take(params, &["group_by", "bucket"])?;
     let ledger = ledger(&s)?;
     let filter = filter(&s, &p).await?;
     let group_by = group_by(&p)?;
     let bucket = match p.bucket.as_deref() {
         None => Bucket::Hour,
-        Some(b) => Bucket::parse(b).ok_or_else(|| AdminError::invalid("bucket", "must be minute, hour or day"))?,
+        Some(b) => Bucket::parse(b).ok_or_else(|| ApiError::invalid("bucket", "must be minute, hour or day"))?,
     };
     let buckets = (filter.to_ms - filter.from_ms) / 1000 / bucket.seconds();
     if buckets > MAX_BUCKETS {
-        return Err(AdminError::invalid(
+        return Err(ApiError::invalid(
             "bucket",
             &format!("the range spans {buckets} buckets; at most {MAX_BUCKETS}: use a wider bucket or a shorter range"),
         ));
@@ -114,7 +113,7 @@ pub(crate) async fn series(State(s): State<AdminState>, params: Params) -> Resul
     })))
 }
 
-pub(crate) async fn recent(State(s): State<AdminState>, params: Params) -> Result<Json<Value>, AdminError> {
+pub(crate) async fn recent(State(s): State<AdminState>, params: Params) -> Result<Json<Value>, ApiError> {
     let p = UsageParams::take(params, &["limit"])?;
     let ledger = ledger(&s)?;
     let limit = p.limit.unwrap_or(50);
@@ -123,33 +122,31 @@ pub(crate) async fn recent(State(s): State<AdminState>, params: Params) -> Resul
     Ok(Json(json!({ "data": rows })))
 }
 
-pub(crate) async fn status(State(s): State<AdminState>) -> Result<Json<Value>, AdminError> {
+pub(crate) async fn status(State(s): State<AdminState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!(ledger(&s)?.status())))
 }
 
-fn ledger(s: &AdminState) -> Result<&dyn UsageLedger, AdminError> {
-    s.ledger.as_deref().ok_or_else(|| {
-        AdminError::new(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", "This process keeps no usage ledger.")
-    })
+fn ledger(s: &AdminState) -> Result<&dyn UsageLedger, ApiError> {
+    s.ledger
+        .as_deref()
+        .ok_or_else(|| ApiError::new(ErrorCode::LedgerUnavailable, "This process keeps no usage ledger."))
 }
 
-fn ledger_error(e: QueryError) -> AdminError {
+fn ledger_error(e: QueryError) -> ApiError {
     match e {
-        QueryError::Invalid(m) => AdminError::new(StatusCode::BAD_REQUEST, "invalid_value", m),
-        QueryError::Unavailable(m) => AdminError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ledger_unavailable",
-            format!("The usage ledger cannot answer: {m}"),
-        ),
+        QueryError::Invalid(m) => ApiError::new(ErrorCode::InvalidValue, m),
+        QueryError::Unavailable(m) => {
+            ApiError::new(ErrorCode::LedgerUnavailable, format!("The usage ledger cannot answer: {m}"))
+        }
     }
 }
 
-fn group_by(p: &UsageParams) -> Result<GroupBy, AdminError> {
+fn group_by(p: &UsageParams) -> Result<GroupBy, ApiError> {
     GroupBy::parse(p.group_by.as_deref().unwrap_or("none"))
-        .ok_or_else(|| AdminError::invalid("group_by", "must be none, tenant or model"))
+        .ok_or_else(|| ApiError::invalid("group_by", "must be none, tenant or model"))
 }
 
-async fn filter(s: &AdminState, p: &UsageParams) -> Result<Filter, AdminError> {
+async fn filter(s: &AdminState, p: &UsageParams) -> Result<Filter, ApiError> {
     let now = now_ms();
     let to = match &p.to {
         Some(t) => parse_time("to", t, now)?,
@@ -160,7 +157,7 @@ async fn filter(s: &AdminState, p: &UsageParams) -> Result<Filter, AdminError> {
         None => to.saturating_sub(24 * 3_600_000),
     };
     if from >= to {
-        return Err(AdminError::invalid("from", "must be before to"));
+        return Err(ApiError::invalid("from", "must be before to"));
     }
     let tenant_id = match &p.tenant {
         Some(t) => Some(s.store.get_tenant(t).await?.id),
@@ -170,14 +167,14 @@ async fn filter(s: &AdminState, p: &UsageParams) -> Result<Filter, AdminError> {
 }
 
 /// Tenant ids to names, when the answer is grouped by tenant.
-async fn tenant_names(s: &AdminState, group_by: GroupBy) -> Result<HashMap<String, String>, AdminError> {
+async fn tenant_names(s: &AdminState, group_by: GroupBy) -> Result<HashMap<String, String>, ApiError> {
     if group_by != GroupBy::Tenant {
         return Ok(HashMap::new());
     }
     Ok(s.store.list_tenants().await?.into_iter().map(|t| (t.id, t.name)).collect())
 }
 
-pub(crate) fn parse_time(field: &str, v: &str, now: u64) -> Result<u64, AdminError> {
+pub(crate) fn parse_time(field: &str, v: &str, now: u64) -> Result<u64, ApiError> {
     let v = v.trim();
     if let Ok(ms) = v.parse::<u64>() {
         return Ok(ms);
@@ -188,7 +185,7 @@ pub(crate) fn parse_time(field: &str, v: &str, now: u64) -> Result<u64, AdminErr
     if let Ok(d) = humantime::parse_duration(v) {
         return Ok(now.saturating_sub(d.as_millis() as u64));
     }
-    Err(AdminError::invalid(
+    Err(ApiError::invalid(
         field,
         &format!("'{v}' is not milliseconds since the epoch, an RFC 3339 time or a duration back from now (e.g. 24h)"),
     ))

@@ -228,10 +228,14 @@ impl ApiError {
         self
     }
 
-    /// A `400 invalid_value` about `field` (the admin API's and the budget's wording).
-    pub fn invalid(field: impl Into<Cow<'static, str>>, message: &str) -> Self {
-        let field = field.into();
-        ApiError::new(ErrorCode::InvalidValue, format!("invalid {field}: {message}")).with_param(field)
+    /// A `400 invalid_value` about `field`: "invalid {field}: {message}".
+    pub fn invalid(field: &str, message: &str) -> Self {
+        Self::invalid_with(ErrorCode::InvalidValue, field, message)
+    }
+
+    /// A refusal of `field` with another code ("invalid {field}: {message}").
+    pub fn invalid_with(code: ErrorCode, field: &str, message: &str) -> Self {
+        ApiError::new(code, format!("invalid {field}: {message}")).with_param(field.to_owned())
     }
 
     pub fn status(&self) -> StatusCode {

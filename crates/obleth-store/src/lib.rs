@@ -73,6 +73,28 @@ impl StoreError {
     }
 }
 
+/// How a store error answers on the admin API (the one error table of `obleth-core`).
+impl From<StoreError> for obleth_core::ApiError {
+    fn from(e: StoreError) -> Self {
+        use obleth_core::{ApiError, ErrorCode};
+        match &e {
+            StoreError::Invalid { field, .. } => {
+                ApiError::new(ErrorCode::InvalidValue, e.to_string()).with_param(*field)
+            }
+            StoreError::NotFound { .. } => ApiError::new(ErrorCode::NotFound, e.to_string()),
+            StoreError::Conflict(_) => ApiError::new(ErrorCode::Conflict, e.to_string()),
+            StoreError::Unavailable(_) => {
+                tracing::warn!(error = %e, "admin request failed: store unavailable");
+                ApiError::new(ErrorCode::StoreUnavailable, "The control-plane store is unavailable.")
+            }
+            StoreError::Backend(_) => {
+                tracing::error!(error = %e, "admin request failed");
+                ApiError::new(ErrorCode::StoreError, "The control-plane store failed.")
+            }
+        }
+    }
+}
+
 pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> StoreError {
     StoreError::Invalid { field, message: message.into() }
 }
