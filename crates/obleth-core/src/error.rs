@@ -353,6 +353,14 @@ mod tests {
     }
 
     #[test]
+    fn the_docs_hold_the_table() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/errors.md");
+        let doc = std::fs::read_to_string(path).expect("docs/errors.md");
+        let rows = markdown_rows();
+        assert!(doc.contains(&rows), "docs/errors.md must hold the table as markdown_rows() prints it:\n{rows}");
+    }
+
+    #[test]
     fn the_table_is_consistent() {
         let mut labels = HashMap::new();
         let mut codes: HashMap<&str, ErrorCode> = HashMap::new();
@@ -384,4 +392,24 @@ mod tests {
             }
         }
     }
+}
+
+/// The table as markdown rows, for `docs/errors.md` (a test holds the two equal).
+pub fn markdown_rows() -> String {
+    let mut out = String::from(
+        "| status | `type` | `code` | metric label | source | retryable |\n|---|---|---|---|---|---|\n",
+    );
+    for c in ErrorCode::ALL {
+        let s = c.spec();
+        let retry = if s.retryable { "yes" } else { "no" };
+        out.push_str(&format!(
+            "| {} | `{}` | `{}` | `{}` | {} | {retry} |\n",
+            s.status,
+            s.kind,
+            s.code,
+            s.label,
+            s.source.as_str()
+        ));
+    }
+    out
 }
