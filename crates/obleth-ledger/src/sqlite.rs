@@ -130,7 +130,10 @@ impl LedgerBackend for SqliteLedger {
                     .push_bind(r.streamed)
                     .push_bind(r.client_disconnected);
             });
-            q.build().execute(&mut *tx).await.map_err(db)?;
+            // Not cached: the statement's text changes with the batch's row count, and sqlx
+            // keeps up to 100 prepared statements per connection; a prepared insert of 1000
+            // rows holds about 1 MiB of SQLite's memory, so caching them held ~20 MiB.
+            q.build().persistent(false).execute(&mut *tx).await.map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
         Ok(())
@@ -145,7 +148,8 @@ impl LedgerBackend for SqliteLedger {
                 ids.push_bind(r.request_id.as_str());
             }
             q.push(")");
-            for row in q.build().fetch_all(&self.pool).await.map_err(db)? {
+            // Not cached either: its text changes with the chunk's size (see `insert`).
+            for row in q.build().persistent(false).fetch_all(&self.pool).await.map_err(db)? {
                 found.insert(row.try_get::<String, _>(0).map_err(db)?);
             }
         }
