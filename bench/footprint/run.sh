@@ -30,7 +30,8 @@ load() { # load PID CONNS LUA [AUTH] -> "peak_mib p50 p99"
   echo "$pk $(rss "$pid") $(sed -E 's/.*p50_ms=([0-9.]+).*p99_ms=([0-9.]+).*/\1 \2/' <<<"$res") $(grep -o 'errors_status=[0-9]*' <<<"$res")"
 }
 curl -s -o /dev/null 127.0.0.1:9100/health || {
-  "$PY" "$PEERS/mock_openai.py" --port 9100 --latency-ms 0 > "$WORK/mock.log" 2>&1 & echo $! > "$WORK/mock.pid"
+  "$PY" "$PEERS/mock_openai.py" --port 9100 --latency-ms 0 > "$WORK/mock.log" 2>&1 & MOCK=$!
+  trap 'kill $MOCK 2>/dev/null' EXIT   # the mock this run started goes with it
   for _ in $(seq 1 40); do curl -s -o /dev/null 127.0.0.1:9100/health && break; sleep 0.25; done; }
 start() { # start BIN -> pid; what ../shared/peers/start_obleth.sh does, with the tenant's quota from QUOTA
   if curl -s -o /dev/null 127.0.0.1:8090/healthz; then echo "something already listens on :8090" >&2; return 1; fi
