@@ -100,6 +100,15 @@ impl MemoryBudget {
     }
 }
 
+/// Frees an emptied set's node: a `BTreeSet` keeps its root node (~0.4 KiB here) when its
+/// last element leaves, and every tenant that ever made a request has one (4 MiB for
+/// 10,000 idle tenants).
+fn release_if_empty(deadlines: &mut BTreeSet<(UnixMillis, String)>) {
+    if deadlines.is_empty() {
+        *deadlines = BTreeSet::new();
+    }
+}
+
 /// Frees the slots of a tenant's reservations past their deadline.
 fn expire(ts: &mut TenantState, reservations: &mut HashMap<String, Record>, now: UnixMillis) -> u64 {
     let mut n = 0;
@@ -115,6 +124,7 @@ fn expire(ts: &mut TenantState, reservations: &mut HashMap<String, Record>, now:
         ts.expired += 1;
         n += 1;
     }
+    release_if_empty(&mut ts.deadlines);
     if n > 0 {
         metrics::counter!(crate::layer::EXPIRED_METRIC).increment(n);
         tracing::warn!(expired = n, "budget reservations expired without a reconcile");
@@ -261,6 +271,7 @@ impl BudgetStore for MemoryBudget {
         let ts = tenants.entry(rec.tenant.clone()).or_default();
         if !rec.expired {
             ts.deadlines.remove(&(rec.deadline, res.request_id.clone()));
+            release_if_empty(&mut ts.deadlines);
             ts.in_flight = ts.in_flight.saturating_sub(1);
         }
         if let (Some(cap), Some(b)) = (res.limits.tpm, ts.tpm.as_mut()) {

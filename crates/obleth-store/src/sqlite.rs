@@ -49,7 +49,11 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(Duration::from_secs(5))
+            // SQLite's default page cache is 2 MiB per connection, filled as the tables grow:
+            // 8 MiB for the pool. The request path reads the store only on cache misses, so
+            // 512 KiB each (pages come back from the OS's cache) is enough.
+            .pragma("cache_size", "-512");
         // An in-memory database exists per connection, so it must have exactly one.
         let max = if url.contains(":memory:") { 1 } else { 4 };
         let pool = SqlitePoolOptions::new().max_connections(max).connect_with(options).await.map_err(db_err)?;

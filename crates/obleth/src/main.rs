@@ -11,6 +11,9 @@ use clap::{Parser, Subcommand};
 
 use obleth::{client, config, server, telemetry};
 
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// obleth: the fairshare-first AI gateway.
 #[derive(Debug, Parser)]
 #[command(name = "obleth", version, about)]
