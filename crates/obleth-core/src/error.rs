@@ -396,9 +396,8 @@ mod tests {
 
 /// The table as markdown rows, for `docs/errors.md` (a test holds the two equal).
 pub fn markdown_rows() -> String {
-    let mut out = String::from(
-        "| status | `type` | `code` | metric label | source | retryable |\n|---|---|---|---|---|---|\n",
-    );
+    let mut out =
+        String::from("| status | `type` | `code` | metric label | source | retryable |\n|---|---|---|---|---|---|\n");
     for c in ErrorCode::ALL {
         let s = c.spec();
         let retry = if s.retryable { "yes" } else { "no" };

@@ -69,11 +69,13 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crc::{CRC_32_ISCSI, Crc};
+use crc::{CRC_32_ISCSI, Crc, Table};
 
 use self::fs::{Fs, SegmentFile};
 
-const CRC32C: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
+/// Slicing-by-16 tables (16 KiB): the crate's default reads a byte at a time, and the
+/// checksum of every record written and read back was ~8 % of the gateway's CPU under load.
+const CRC32C: Crc<u32, Table<16>> = Crc::<u32, Table<16>>::new(&CRC_32_ISCSI);
 const HEADER: usize = 8;
 const BODY_HEADER: usize = 9;
 const KIND_BATCH: u8 = 1;

@@ -862,6 +862,11 @@ impl Scheduler {
         let Some(w) = self.tenants[t].queue.pop_front() else {
             unreachable!("pick returns tenants with a non-empty queue")
         };
+        if self.tenants[t].queue.is_empty() {
+            // An emptied queue keeps its buffer: ~0.2 KiB for every tenant that ever
+            // waited, 2 MiB with 10,000 tenants. Waiting is the exception; give it back.
+            self.tenants[t].queue = VecDeque::new();
+        }
         self.waiting.remove(&w.ticket);
         let waited = now.saturating_sub(w.enqueued_at);
         let degraded = !self.tenants[t].never_degrade && self.config.brownout_after.is_some_and(|after| waited > after);
