@@ -326,6 +326,25 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The table as markdown rows, for `docs/errors.md` (a test holds the two equal).
+pub fn markdown_rows() -> String {
+    let mut out =
+        String::from("| status | `type` | `code` | metric label | source | retryable |\n|---|---|---|---|---|---|\n");
+    for c in ErrorCode::ALL {
+        let s = c.spec();
+        let retry = if s.retryable { "yes" } else { "no" };
+        out.push_str(&format!(
+            "| {} | `{}` | `{}` | `{}` | {} | {retry} |\n",
+            s.status,
+            s.kind,
+            s.code,
+            s.label,
+            s.source.as_str()
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -392,23 +411,4 @@ mod tests {
             }
         }
     }
-}
-
-/// The table as markdown rows, for `docs/errors.md` (a test holds the two equal).
-pub fn markdown_rows() -> String {
-    let mut out =
-        String::from("| status | `type` | `code` | metric label | source | retryable |\n|---|---|---|---|---|---|\n");
-    for c in ErrorCode::ALL {
-        let s = c.spec();
-        let retry = if s.retryable { "yes" } else { "no" };
-        out.push_str(&format!(
-            "| {} | `{}` | `{}` | `{}` | {} | {retry} |\n",
-            s.status,
-            s.kind,
-            s.code,
-            s.label,
-            s.source.as_str()
-        ));
-    }
-    out
 }
