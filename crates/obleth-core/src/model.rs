@@ -42,6 +42,26 @@ pub const MAX_COST_PER_TOKEN: f64 = 1000.0;
 pub const MAX_REQUEST_COST: f64 = 1e9;
 
 impl Model {
+    /// An enabled model named `name` (upstream the same name) with the registry's
+    /// defaults: free, admission weight 1, no window, cap, base or key. For tests and tools.
+    pub fn named(name: &str) -> Model {
+        Model {
+            model_name: name.into(),
+            upstream_model: name.into(),
+            api_base: None,
+            api_key: None,
+            input_cost_per_token: 0.0,
+            output_cost_per_token: 0.0,
+            context_window: None,
+            enabled: true,
+            admission_weight: 1.0,
+            max_in_flight: None,
+            tags: vec![],
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
     /// Cost of a request in the registry's currency unit, in `[0, MAX_REQUEST_COST]`
     /// whatever the prices and counts (a price stored before they were bounded included).
     pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> f64 {

@@ -31,6 +31,23 @@ pub struct Tenant {
 }
 
 impl Tenant {
+    /// An enabled tenant of weight 1 in `group`, without limits or allowlist. For tests
+    /// and tools.
+    pub fn named(id: &str, name: &str, group: &str) -> Tenant {
+        Tenant {
+            id: id.into(),
+            name: name.into(),
+            weight: 1,
+            group: group.into(),
+            allowed_models: vec![],
+            disabled: false,
+            never_degrade: false,
+            quota: Quota::default(),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
     /// Whether this tenant may call `model` (by its public registry name).
     pub fn may_use(&self, model: &str) -> bool {
         self.allowed_models.is_empty() || self.allowed_models.iter().any(|m| m == model)
@@ -116,18 +133,7 @@ mod tests {
 
     #[test]
     fn allowlist() {
-        let mut t = Tenant {
-            id: "ten_1".into(),
-            name: "a".into(),
-            weight: 1,
-            group: "default".into(),
-            allowed_models: vec![],
-            disabled: false,
-            never_degrade: false,
-            quota: Quota::default(),
-            created_at: 0,
-            updated_at: 0,
-        };
+        let mut t = Tenant::named("ten_1", "a", "default");
         assert!(t.may_use("anything"));
         t.allowed_models = vec!["m1".into()];
         assert!(t.may_use("m1"));

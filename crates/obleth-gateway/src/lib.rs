@@ -64,9 +64,9 @@ impl Route {
     /// How the route's requests are read and its answers counted.
     pub fn codec(self) -> &'static dyn codec::Codec {
         match self {
-            Route::ChatCompletions => &codec::Chat,
-            Route::Completions => &codec::Completions,
-            Route::Embeddings => &codec::Embeddings,
+            Route::ChatCompletions => &codec::CHAT,
+            Route::Completions => &codec::COMPLETIONS,
+            Route::Embeddings => &codec::EMBEDDINGS,
         }
     }
 

@@ -59,18 +59,20 @@ pub(crate) async fn send(
 
 /// Where the model's requests go: its own `api_base`, or the default upstream.
 fn base<'a>(config: &'a GatewayConfig, model: &Model, own: &'a mut Option<ApiBase>) -> Result<&'a ApiBase, ApiError> {
-    let invalid =
-        || ApiError::upstream_error(format!("The upstream URL of the model '{}' is invalid.", model.model_name));
     // A model's own base is parsed again here, not trusted as stored: rows written before
     // the registry refused credentials, queries and non-canonical hosts may still hold
     // them. The default upstream was parsed once, at start.
     match (&model.api_base, config.default_upstream.as_ref()) {
-        (Some(raw), _) => Ok(own.insert(ApiBase::parse(raw).map_err(|_| invalid())?)),
+        (Some(raw), _) => Ok(own.insert(ApiBase::parse(raw).map_err(|_| invalid_base(model))?)),
         (None, Some(d)) => Ok(d),
         (None, None) => {
             Err(ApiError::upstream_error(format!("No upstream is configured for the model '{}'.", model.model_name)))
         }
     }
+}
+
+fn invalid_base(model: &Model) -> ApiError {
+    ApiError::upstream_error(format!("The upstream URL of the model '{}' is invalid.", model.model_name))
 }
 
 fn build(
@@ -89,9 +91,7 @@ fn build(
         tracing::warn!(model = %model.model_name, reason = %refusal, "upstream refused by the policy");
         return Err(forbidden());
     }
-    let uri = upstream::endpoint(base.as_str(), route.upstream_path()).map_err(|_| {
-        ApiError::upstream_error(format!("The upstream URL of the model '{}' is invalid.", model.model_name))
-    })?;
+    let uri = upstream::endpoint(base.as_str(), route.upstream_path()).map_err(|_| invalid_base(model))?;
     let accept = if route == Route::Embeddings { "application/json" } else { "application/json, text/event-stream" };
     let builder = http::Request::post(uri)
         .header(header::CONTENT_TYPE, "application/json")

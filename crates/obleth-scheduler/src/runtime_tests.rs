@@ -17,39 +17,14 @@ fn fairshare(slots: u32, queue_timeout: Duration) -> Fairshare {
 
 fn req(tenant: &str) -> AdmissionRequest {
     AdmissionRequest {
-        tenant: Arc::new(obleth_core::Tenant {
-            id: format!("id-{tenant}"),
-            name: tenant.into(),
-            weight: 1,
-            group: "g".into(),
-            allowed_models: vec![],
-            disabled: false,
-            never_degrade: false,
-            quota: obleth_core::Quota::default(),
-            created_at: 0,
-            updated_at: 0,
-        }),
+        tenant: Arc::new(obleth_core::Tenant::named(&format!("id-{tenant}"), tenant, "g")),
         model: Arc::new(model("m")),
         estimate: TokenEstimate { input: 10, output: 10 },
     }
 }
 
 fn model(name: &str) -> obleth_core::Model {
-    obleth_core::Model {
-        model_name: name.into(),
-        upstream_model: name.into(),
-        api_base: None,
-        api_key: None,
-        input_cost_per_token: 0.0,
-        output_cost_per_token: 0.0,
-        context_window: None,
-        enabled: true,
-        admission_weight: 1.0,
-        max_in_flight: None,
-        tags: vec![],
-        created_at: 0,
-        updated_at: 0,
-    }
+    obleth_core::Model::named(name)
 }
 
 fn used_and_queued(f: &Fairshare) -> (u32, usize) {

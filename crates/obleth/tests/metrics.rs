@@ -22,7 +22,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use obleth::client::{AdminConn, call};
 use obleth::config::Config;
 use obleth::server::{Listeners, Running, start};
-use obleth_core::{Admission, AdmissionRequest, Model, Quota, Tenant, TokenEstimate};
+use obleth_core::{Admission, AdmissionRequest, Model, Tenant, TokenEstimate};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -324,35 +324,10 @@ fn the_body_checks_catch_broken_bodies() {
 
 /// A tenant as the store would hand it to the scheduler (weight 1, no limits).
 fn tenant(name: &str, id: &str, group: &str) -> Tenant {
-    Tenant {
-        id: id.into(),
-        name: name.into(),
-        weight: 1,
-        group: group.into(),
-        allowed_models: vec![],
-        disabled: false,
-        never_degrade: false,
-        quota: Quota::default(),
-        created_at: 0,
-        updated_at: 0,
-    }
+    Tenant::named(id, name, group)
 }
 
 /// `mock-model` as the scheduler sees it (admission weight 1, no cap of its own).
 fn mock_model() -> Model {
-    Model {
-        model_name: "mock-model".into(),
-        upstream_model: "mock-model".into(),
-        api_base: None,
-        api_key: None,
-        input_cost_per_token: 0.0,
-        output_cost_per_token: 0.0,
-        context_window: None,
-        enabled: true,
-        admission_weight: 1.0,
-        max_in_flight: None,
-        tags: vec![],
-        created_at: 0,
-        updated_at: 0,
-    }
+    Model::named("mock-model")
 }
