@@ -5,17 +5,26 @@
 //! announced through the [`ChangeNotifier`] so that caches drop stale entries at once.
 //! Errors use the same `{"error":{…}}` shape as the data plane.
 
+mod auth;
+mod console;
+mod csv;
 mod extract;
+pub mod lens;
+mod me;
 pub mod openapi;
+pub mod session;
 mod upstream;
 mod usage;
 
+pub use auth::ConsoleAuth;
+pub use lens::Lens;
+
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
@@ -26,10 +35,9 @@ use obleth_store::{
     AuditFilter, ControlPlaneStore, GroupSettings, KeyFilter, KeyRotation, ModelFilter, ModelPatch, NewAuditEntry,
     NewModel, NewTenant, Page, StoreError, TenantFilter, TenantPatch,
 };
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
 
 use crate::extract::{JsonBody, OptionalJsonBody, Params, PathParam};
 
@@ -50,6 +58,16 @@ pub struct AdminState {
     pub ledger: Option<Arc<dyn UsageLedger>>,
     /// Where models may send requests; checked when an `api_base` is set.
     pub upstream_policy: Arc<obleth_core::upstream::UpstreamPolicy>,
+    /// Viewer tokens and console sessions.
+    pub console: Arc<ConsoleAuth>,
+    /// The last minutes of traffic (`/api/v1/stats`).
+    pub pulse: Arc<obleth_core::pulse::Pulse>,
+    /// The scheduler lens's producer (`/api/v1/scheduler/stream`).
+    pub lens: Arc<Lens>,
+    /// This pod's share of a cluster's slots; `None` for one gateway.
+    pub cluster: Option<Arc<dyn obleth_core::ClusterView>>,
+    /// Cancelled at shutdown: ends the lens streams, which never end by themselves.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// The routes behind the admin token, as axum paths. The router is built from this
@@ -70,10 +88,19 @@ fn api_routes() -> Vec<(&'static str, MethodRouter<AdminState>)> {
         ("/api/v1/groups/{name}", get(get_group).put(put_group).delete(delete_group)),
         ("/api/v1/audit", get(list_audit)),
         ("/api/v1/scheduler", get(scheduler)),
+        ("/api/v1/scheduler/stream", get(lens::stream)),
+        ("/api/v1/stats", get(lens::stats)),
+        ("/api/v1/cluster", get(lens::cluster)),
         ("/api/v1/usage/totals", get(usage::totals)),
         ("/api/v1/usage/series", get(usage::series)),
         ("/api/v1/usage/recent", get(usage::recent)),
         ("/api/v1/ledger", get(usage::status)),
+        ("/api/v1/me", get(me::me)),
+        ("/api/v1/me/usage", get(me::budget)),
+        ("/api/v1/me/usage/totals", get(me::totals)),
+        ("/api/v1/me/usage/series", get(me::series)),
+        ("/api/v1/me/usage/recent", get(me::recent)),
+        ("/api/v1/me/scheduler", get(me::scheduler)),
     ]
 }
 
@@ -83,6 +110,7 @@ fn public_routes() -> Vec<(&'static str, MethodRouter<AdminState>)> {
         ("/healthz", get(|| async { "ok" })),
         ("/readyz", get(ready)),
         ("/api/v1/openapi.json", get(|| async { Json(openapi::document()) })),
+        ("/api/v1/session", get(auth::current).post(auth::sign_in).delete(auth::sign_out)),
     ]
 }
 
@@ -97,32 +125,17 @@ pub fn router(state: AdminState) -> Router {
     for (path, route) in api_routes() {
         api = api.route(path, route);
     }
-    let api = api.route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
+    let api = api.route_layer(middleware::from_fn_with_state(state.clone(), auth::authorize));
     let mut router = Router::new().merge(api);
     for (path, route) in public_routes() {
         router = router.route(path, route);
     }
-    router
+    console::routes(router)
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "Unknown admin URL.").into_response() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(ErrorCode::MethodNotAllowed, "Method not allowed on this URL.").into_response()
         })
         .with_state(state)
-}
-
-async fn require_admin(State(state): State<AdminState>, req: Request, next: Next) -> Response {
-    let presented = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or("");
-    let expected = state.token.expose_secret().as_bytes();
-    if presented.is_empty() || !bool::from(presented.as_bytes().ct_eq(expected)) {
-        return ApiError::new(ErrorCode::InvalidAdminToken, "A valid admin bearer token is required.").into_response();
-    }
-    next.run(req).await
 }
 
 /// Ready unless the ledger refuses requests; the body says how each dependency is
@@ -166,7 +179,11 @@ async fn ready(State(state): State<AdminState>) -> Response {
 
 async fn list_tenants(State(s): State<AdminState>, params: Params) -> Result<Json<Value>, ApiError> {
     let mut params = params;
-    let filter = TenantFilter { group: params.take("group"), disabled: params.bool("disabled")? };
+    let filter = TenantFilter {
+        group: params.take("group"),
+        disabled: params.bool("disabled")?,
+        search: params.take("search").filter(|q| !q.trim().is_empty()).map(|q| q.trim().to_owned()),
+    };
     let page = params.page()?;
     params.finish()?;
     Ok(page_json(s.store.list_tenants_page(filter, page).await?, |t| json!(t)))
@@ -213,6 +230,7 @@ async fn delete_tenant(
     s.notifier.notify(ChangeEvent::Tenant { id: deleted.id.clone(), tenant: None });
     for hash in hashes {
         s.notifier.notify(ChangeEvent::Key { hash });
+        s.console.sessions.close_key(&hash);
     }
     tracing::info!(tenant = %deleted.name, "tenant deleted");
     Ok(Json(json!({ "deleted": deleted })))
@@ -312,6 +330,7 @@ async fn revoke_key(
     let started = now_millis();
     let (key, hash) = s.store.revoke_key(&id).await?;
     s.notifier.notify(ChangeEvent::Key { hash });
+    s.console.sessions.close_key(&hash);
     // Revocation only sets revoked_at, and only if unset: a revocation time from this
     // call means the key was active before it.
     let before = match key.revoked_at {
@@ -475,7 +494,11 @@ async fn delete_model(
 
 /// The tenant's use of its limits right now (rate windows, in flight, spend).
 async fn tenant_usage(State(s): State<AdminState>, PathParam(tenant): PathParam) -> Result<Json<Value>, ApiError> {
-    let t = s.store.get_tenant(&tenant).await?;
+    tenant_usage_of(&s, &tenant).await
+}
+
+pub(crate) async fn tenant_usage_of(s: &AdminState, tenant: &str) -> Result<Json<Value>, ApiError> {
+    let t = s.store.get_tenant(tenant).await?;
     let usage = s
         .budget
         .usage(&t.id, &t.quota)
@@ -568,6 +591,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Actor {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        // A console session names its operator at sign-in; the header is for tokens.
+        if let Some(session) = parts.extensions.get::<auth::Principal>().and_then(|p| p.session.as_ref()) {
+            return Ok(Actor(session.actor.clone()));
+        }
         let Some(value) = parts.headers.get(ACTOR_HEADER) else {
             return Ok(Actor(DEFAULT_ACTOR.to_owned()));
         };

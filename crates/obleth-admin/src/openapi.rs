@@ -23,6 +23,7 @@ use utoipa::OpenApi;
     obleth_store::AuditEntry,
     crate::NewKey,
     crate::RotateBody,
+    crate::auth::SignIn,
 )))]
 struct Schemas;
 
@@ -61,7 +62,6 @@ pub struct Operation {
 }
 
 const PAGE: &[&str] = &["limit", "cursor"];
-const USAGE: &[&str] = &["from", "to", "tenant", "model", "group_by"];
 
 const fn op(method: &'static str, path: &'static str, summary: &'static str, status: u16, response: Body) -> Operation {
     Operation { method, path, summary, query: &[], request: None, status, response, auth: true }
@@ -83,7 +83,7 @@ const fn public(o: Operation) -> Operation {
 pub const OPERATIONS: &[Operation] = &[
     with_query(
         op("get", "/api/v1/tenants", "List tenants by name", 200, Body::Page("Tenant")),
-        &["group", "disabled", "limit", "cursor"],
+        &["group", "disabled", "search", "limit", "cursor"],
     ),
     with_body(op("post", "/api/v1/tenants", "Create a tenant", 201, Body::One("Tenant")), "NewTenant", true),
     op("get", "/api/v1/tenants/{tenant}", "Read a tenant (by id or name)", 200, Body::One("Tenant")),
@@ -160,16 +160,68 @@ pub const OPERATIONS: &[Operation] = &[
         &["resource", "actor", "from", "to", "limit", "cursor"],
     ),
     op("get", "/api/v1/scheduler", "The scheduler's slots, queues and shares", 200, Body::Json("Scheduler state")),
-    with_query(op("get", "/api/v1/usage/totals", "Usage totals from the ledger", 200, Body::Json("Totals")), USAGE),
+    with_query(
+        op(
+            "get",
+            "/api/v1/scheduler/stream",
+            "The scheduler lens: one server-sent `lens` event per second, the top tenants by activity and the rest summed",
+            200,
+            Body::Json("text/event-stream of lens frames"),
+        ),
+        &["top"],
+    ),
+    with_query(
+        op("get", "/api/v1/stats", "The last seconds of traffic, one point per second", 200, Body::Json("Stats")),
+        &["window"],
+    ),
+    op("get", "/api/v1/cluster", "This pod's slot share and every live pod's claim", 200, Body::Json("Cluster")),
+    with_query(
+        op("get", "/api/v1/usage/totals", "Usage totals from the ledger", 200, Body::Json("Totals")),
+        &["from", "to", "tenant", "model", "group_by", "format"],
+    ),
     with_query(
         op("get", "/api/v1/usage/series", "Usage per time bucket", 200, Body::Json("Series")),
         &["from", "to", "tenant", "model", "group_by", "bucket"],
     ),
     with_query(
         op("get", "/api/v1/usage/recent", "The latest ledger rows", 200, Body::Json("Rows")),
-        &["from", "to", "tenant", "model", "limit"],
+        &["from", "to", "tenant", "model", "limit", "format"],
     ),
     op("get", "/api/v1/ledger", "The ledger's state", 200, Body::Json("Ledger status")),
+    op("get", "/api/v1/me", "A tenant's session: its tenant and key", 200, Body::Json("The tenant and key")),
+    op("get", "/api/v1/me/usage", "A tenant's session: its limits in use", 200, Body::Json("Usage against the quota")),
+    with_query(
+        op("get", "/api/v1/me/usage/totals", "A tenant's session: its usage totals", 200, Body::Json("Totals")),
+        &["from", "to", "model", "group_by", "format"],
+    ),
+    with_query(
+        op("get", "/api/v1/me/usage/series", "A tenant's session: its usage per bucket", 200, Body::Json("Series")),
+        &["from", "to", "model", "group_by", "bucket"],
+    ),
+    with_query(
+        op("get", "/api/v1/me/usage/recent", "A tenant's session: its latest rows", 200, Body::Json("Rows")),
+        &["from", "to", "model", "limit", "format"],
+    ),
+    op(
+        "get",
+        "/api/v1/me/scheduler",
+        "A tenant's session: the pool and its own place in it",
+        200,
+        Body::Json("Pool and tenant"),
+    ),
+    public(op("get", "/api/v1/session", "The console session of the cookie", 200, Body::Json("Session"))),
+    public(with_body(
+        op(
+            "post",
+            "/api/v1/session",
+            "Sign in: a token (admin, viewer or API key) for an HttpOnly session cookie",
+            201,
+            Body::Json("Session"),
+        ),
+        "SignIn",
+        true,
+    )),
+    public(op("delete", "/api/v1/session", "Sign out: the session ends on the server", 204, Body::Text)),
     public(op("get", "/healthz", "Liveness", 200, Body::Text)),
     public(op("get", "/readyz", "Readiness, with each dependency's state", 200, Body::Json("Readiness"))),
     public(op("get", "/api/v1/openapi.json", "This document", 200, Body::Json("An OpenAPI 3 document"))),
@@ -193,6 +245,10 @@ pub const QUERY_PARAMETERS: &[(&str, &str, &str)] = &[
     ("model", "string", "A model name"),
     ("group_by", "string", "none, tenant or model"),
     ("bucket", "string", "minute, hour or day"),
+    ("search", "string", "Only tenants whose name contains this"),
+    ("format", "string", "json (default) or csv (a download)"),
+    ("top", "integer", "Tenants shown by activity (1 to 200, default 50); the rest are summed as others"),
+    ("window", "integer", "Seconds of traffic (10 to 600, default 300)"),
 ];
 
 fn schema_ref(name: &str) -> Value {
@@ -300,7 +356,9 @@ pub fn document() -> Value {
         "title": "obleth admin API",
         "version": env!("CARGO_PKG_VERSION"),
         "description": "Tenants, keys, models, fairshare groups, the audit trail and usage. Every route but the \
-            health probes and this document needs `Authorization: Bearer <admin token>`. Errors are \
+            health probes, the session routes and this document needs `Authorization: Bearer <token>` (the \
+            admin token; a viewer token for reads; a tenant's API key for /api/v1/me*) or a console session \
+            cookie, whose changes carry `X-CSRF-Token`. Errors are \
             `{\"error\":{\"message\",\"type\",\"param\",\"code\"}}`.",
     });
     let mut paths = Map::new();

@@ -10,15 +10,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use obleth_core::ledger::{Bucket, Filter, GroupBy, QueryError, SeriesQuery, UsageLedger};
 use serde_json::{Value, json};
 
 use crate::extract::Params;
-use crate::{AdminState, ApiError, ErrorCode};
+use crate::{AdminState, ApiError, ErrorCode, csv};
 
-/// The most rows `recent` returns, and the most buckets a series may have.
+/// The most rows `recent` returns, the most buckets a series may have, and the longest
+/// range any query may span: every query the console can make is bounded, so no page can
+/// make the ledger's database scan without end.
 const MAX_RECENT: u32 = 1000;
 const MAX_BUCKETS: u64 = 10_000;
+const MAX_RANGE_MS: u64 = 366 * 86_400_000;
 
 /// The parameters of a usage query. Each route takes only its own (see `openapi.rs`);
 /// any other, a repeated one or a malformed value is a 400 naming it.
@@ -31,18 +35,32 @@ pub(crate) struct UsageParams {
     group_by: Option<String>,
     bucket: Option<String>,
     limit: Option<u32>,
+    /// `json` (default) or `csv`.
+    csv: bool,
 }
 
 impl UsageParams {
-    /// Takes the range and filters, plus the route's `extra` parameters.
-    fn take(mut params: Params, extra: &[&str]) -> Result<UsageParams, ApiError> {
+    /// Takes the range and filters, plus the route's `extra` parameters. A tenant's own
+    /// view (`scope`) names its tenant itself: a `tenant` parameter is refused.
+    fn take(mut params: Params, extra: &[&str], scope: Option<&str>) -> Result<UsageParams, ApiError> {
+        let tenant = params.take("tenant");
+        if scope.is_some() && tenant.is_some() {
+            return Err(ApiError::invalid("tenant", "is set by your session: this view shows only your tenant"));
+        }
         let mut p = UsageParams {
             from: params.take("from"),
             to: params.take("to"),
-            tenant: params.take("tenant"),
+            tenant: scope.map(str::to_owned).or(tenant),
             model: params.take("model"),
             ..UsageParams::default()
         };
+        if extra.contains(&"format") {
+            p.csv = match params.take("format").as_deref() {
+                None | Some("json") => false,
+                Some("csv") => true,
+                Some(_) => return Err(ApiError::invalid("format", "must be json or csv")),
+            };
+        }
         if extra.contains(&"group_by") {
             p.group_by = params.take("group_by");
         }
@@ -57,13 +75,26 @@ impl UsageParams {
     }
 }
 
-pub(crate) async fn totals(State(s): State<AdminState>, params: Params) -> Result<Json<Value>, ApiError> {
-    let p = UsageParams::take(params, &["group_by"])?;
-    let ledger = ledger(&s)?;
-    let filter = filter(&s, &p).await?;
+pub(crate) async fn totals(State(s): State<AdminState>, params: Params) -> Result<Response, ApiError> {
+    totals_for(&s, params, None).await
+}
+
+pub(crate) async fn series(State(s): State<AdminState>, params: Params) -> Result<Json<Value>, ApiError> {
+    series_for(&s, params, None).await
+}
+
+pub(crate) async fn recent(State(s): State<AdminState>, params: Params) -> Result<Response, ApiError> {
+    recent_for(&s, params, None).await
+}
+
+/// Totals, of one tenant only when `scope` names it.
+pub(crate) async fn totals_for(s: &AdminState, params: Params, scope: Option<&str>) -> Result<Response, ApiError> {
+    let p = UsageParams::take(params, &["group_by", "format"], scope)?;
+    let ledger = ledger(s)?;
+    let filter = filter(s, &p).await?;
     let group_by = group_by(&p)?;
     let mut data = ledger.totals(&filter, group_by).await.map_err(ledger_error)?;
-    let names = tenant_names(&s, group_by).await?;
+    let names = tenant_names(s, group_by).await?;
     let data: Vec<Value> = data
         .drain(..)
         .map(|t| {
@@ -74,15 +105,20 @@ pub(crate) async fn totals(State(s): State<AdminState>, params: Params) -> Resul
             v
         })
         .collect();
+    if p.csv {
+        return Ok(csv::attachment("usage-totals.csv", &data));
+    }
     Ok(Json(json!({
         "from": filter.from_ms, "to": filter.to_ms, "group_by": group_by, "backend": ledger.kind(), "data": data,
-    })))
+    }))
+    .into_response())
 }
 
-pub(crate) async fn series(State(s): State<AdminState>, params: Params) -> Result<Json<Value>, ApiError> {
-    let p = UsageParams::take(params, &["group_by", "bucket"])?;
-    let ledger = ledger(&s)?;
-    let filter = filter(&s, &p).await?;
+/// A time series, of one tenant only when `scope` names it.
+pub(crate) async fn series_for(s: &AdminState, params: Params, scope: Option<&str>) -> Result<Json<Value>, ApiError> {
+    let p = UsageParams::take(params, &["group_by", "bucket"], scope)?;
+    let ledger = ledger(s)?;
+    let filter = filter(s, &p).await?;
     let group_by = group_by(&p)?;
     let bucket = match p.bucket.as_deref() {
         None => Bucket::Hour,
@@ -97,7 +133,7 @@ pub(crate) async fn series(State(s): State<AdminState>, params: Params) -> Resul
     }
     let query = SeriesQuery { filter: filter.clone(), bucket, group_by };
     let points = ledger.series(&query).await.map_err(ledger_error)?;
-    let names = tenant_names(&s, group_by).await?;
+    let names = tenant_names(s, group_by).await?;
     let data: Vec<Value> = points
         .into_iter()
         .map(|pt| {
@@ -113,13 +149,18 @@ pub(crate) async fn series(State(s): State<AdminState>, params: Params) -> Resul
     })))
 }
 
-pub(crate) async fn recent(State(s): State<AdminState>, params: Params) -> Result<Json<Value>, ApiError> {
-    let p = UsageParams::take(params, &["limit"])?;
-    let ledger = ledger(&s)?;
+/// The newest rows, of one tenant only when `scope` names it.
+pub(crate) async fn recent_for(s: &AdminState, params: Params, scope: Option<&str>) -> Result<Response, ApiError> {
+    let p = UsageParams::take(params, &["limit", "format"], scope)?;
+    let ledger = ledger(s)?;
     let limit = p.limit.unwrap_or(50);
-    let filter = filter(&s, &p).await?;
+    let filter = filter(s, &p).await?;
     let rows = ledger.recent(&filter, limit).await.map_err(ledger_error)?;
-    Ok(Json(json!({ "data": rows })))
+    if p.csv {
+        let rows: Vec<Value> = rows.iter().map(|r| json!(r)).collect();
+        return Ok(csv::attachment("usage-recent.csv", &rows));
+    }
+    Ok(Json(json!({ "data": rows })).into_response())
 }
 
 pub(crate) async fn status(State(s): State<AdminState>) -> Result<Json<Value>, ApiError> {
@@ -158,6 +199,9 @@ async fn filter(s: &AdminState, p: &UsageParams) -> Result<Filter, ApiError> {
     };
     if from >= to {
         return Err(ApiError::invalid("from", "must be before to"));
+    }
+    if to - from > MAX_RANGE_MS {
+        return Err(ApiError::invalid("from", "the range may span at most 366 days"));
     }
     let tenant_id = match &p.tenant {
         Some(t) => Some(s.store.get_tenant(t).await?.id),

@@ -26,4 +26,7 @@ pub enum ClusterError {
     /// The Redis URL is unacceptable.
     #[error("invalid cluster.redis_url: {0}")]
     InvalidUrl(String),
+    /// Redis did not answer a read.
+    #[error("cluster Redis: {0}")]
+    Redis(String),
 }

@@ -186,6 +186,36 @@ impl SlotShare {
         }
     }
 
+    /// Every live pod's claim, from the hash the heartbeats write (stale entries, which
+    /// the next heartbeat drops, are left out here too).
+    pub async fn claims(&self) -> Result<Vec<obleth_core::PodSlots>, ClusterError> {
+        let read = async {
+            let mut conn = self.client.get_multiplexed_async_connection().await?;
+            let (all, time): (Vec<(String, String)>, (u64, u64)) = redis::pipe()
+                .cmd("HGETALL")
+                .arg(&self.config.key)
+                .cmd("TIME")
+                .query_async(&mut conn)
+                .await?;
+            Ok::<_, redis::RedisError>((all, time.0 * 1000 + time.1 / 1000))
+        };
+        let (all, now) = tokio::time::timeout(Duration::from_secs(1), read)
+            .await
+            .map_err(|_| ClusterError::Redis("timed out reading the slot claims".into()))?
+            .map_err(|e| ClusterError::Redis(e.to_string()))?;
+        let ttl = self.config.ttl.as_millis() as u64;
+        let mut pods: Vec<obleth_core::PodSlots> = all
+            .into_iter()
+            .filter_map(|(pod, value)| {
+                let (ts, claim) = value.split_once(':')?;
+                let (ts, slots) = (ts.parse::<u64>().ok()?, claim.parse::<u32>().ok()?);
+                (ts + ttl >= now).then_some(obleth_core::PodSlots { pod, slots })
+            })
+            .collect();
+        pods.sort_by(|a, b| a.pod.cmp(&b.pod));
+        Ok(pods)
+    }
+
     /// One heartbeat; returns whether it reached Redis.
     async fn beat(
         &self,
@@ -238,5 +268,23 @@ impl SlotShare {
         }
         metrics::counter!("obleth_cluster_heartbeat_failures_total").increment(1);
         false
+    }
+}
+
+#[async_trait::async_trait]
+impl obleth_core::ClusterView for SlotShare {
+    fn status(&self) -> obleth_core::ClusterStatus {
+        let s = SlotShare::status(self);
+        obleth_core::ClusterStatus {
+            pod: self.config.pod.clone(),
+            cluster_slots: s.cluster_slots,
+            slots: s.slots,
+            pods: s.pods,
+            connected: s.connected,
+        }
+    }
+
+    async fn pods(&self) -> Result<Vec<obleth_core::PodSlots>, String> {
+        self.claims().await.map_err(|e| e.to_string())
     }
 }

@@ -93,6 +93,16 @@ error_table! {
     InvalidAdminToken = (401, "authentication_error", "invalid_admin_token", "invalid_admin_token", Client, false),
     /// The metrics endpoint's bearer token is missing or wrong.
     InvalidMetricsToken = (401, "authentication_error", "invalid_metrics_token", "invalid_metrics_token", Client, false),
+    /// A console sign-in with a token that is no admin, viewer or API key.
+    InvalidCredentials = (401, "authentication_error", "invalid_credentials", "invalid_credentials", Client, false),
+    /// No live console session (none, expired or logged out) and no bearer token.
+    SessionRequired = (401, "authentication_error", "session_required", "session_required", Client, false),
+    /// A change made with the session cookie without its `X-CSRF-Token`.
+    CsrfFailed = (403, "permission_error", "csrf_failed", "csrf_failed", Client, false),
+    /// A viewer tried to change something.
+    ReadOnly = (403, "permission_error", "read_only", "read_only", Client, false),
+    /// A tenant's own session asked for more than its tenant.
+    Forbidden = (403, "permission_error", "forbidden", "forbidden", Client, false),
     TenantDisabled = (403, "permission_error", "tenant_disabled", "tenant_disabled", Client, false),
     /// The model is not on the tenant's allowlist.
     ModelNotAllowed = (403, "permission_error", "model_not_allowed", "model_not_allowed", Client, false),

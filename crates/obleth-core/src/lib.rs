@@ -13,6 +13,7 @@ pub mod key;
 pub mod ledger;
 pub mod model;
 pub mod prom;
+pub mod pulse;
 pub mod scheduler;
 pub mod tenant;
 pub mod upstream;
@@ -24,7 +25,7 @@ pub use change::{ChangeEvent, ChangeNotifier};
 pub use error::{ApiError, ErrorCode, Source};
 pub use key::{ApiKey, GeneratedKey, KeyHash};
 pub use model::{MAX_COST_PER_TOKEN, MAX_REQUEST_COST, Model, bounded_cost};
-pub use scheduler::{SchedulerSnapshot, ServedWork, SlotPool};
+pub use scheduler::{ClusterStatus, ClusterView, ModelView, NextPick, PodSlots, SchedulerSnapshot, ServedWork, SlotPool};
 pub use tenant::{Group, Quota, Tenant};
 pub use usage::{Usage, UsageRecord, UsageSink};
 

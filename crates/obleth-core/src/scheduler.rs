@@ -28,6 +28,33 @@ pub struct SchedulerSnapshot {
     pub groups: Vec<GroupView>,
     pub tenants: Vec<TenantView>,
     pub admissions: AdmissionCounts,
+    /// Who gets the next slot and why (`None` while no request waits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<NextPick>,
+    /// Each model the scheduler knows: its cap, in flight and queued.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelView>,
+}
+
+/// The request the scheduler admits when a slot is free, found by the rule it admits by.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NextPick {
+    pub tenant: String,
+    pub group: String,
+    /// `holds_no_slot`, `below_reservation` or `lowest_share_score`.
+    pub rule: String,
+    /// The rule in words, for the console.
+    pub reason: String,
+}
+
+/// One model in a [`SchedulerSnapshot`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelView {
+    pub name: String,
+    /// The model's own slot cap in this pool, if any.
+    pub cap: Option<u32>,
+    pub in_flight: u32,
+    pub queued: usize,
 }
 
 /// One fairshare group in a [`SchedulerSnapshot`].
@@ -106,6 +133,36 @@ pub trait ServedWork: Send + Sync + 'static {
     fn charge_remote(&self, charges: &[(std::sync::Arc<str>, f64)]);
 }
 
+/// A pod's view of the cluster's slot pool, for the admin API and the console.
+#[async_trait::async_trait]
+pub trait ClusterView: Send + Sync + 'static {
+    fn status(&self) -> ClusterStatus;
+
+    /// Every live pod and the slots it claims, read from the shared store (bounded by a
+    /// short timeout: a store that is away makes this an error, not a hang).
+    async fn pods(&self) -> Result<Vec<PodSlots>, String>;
+}
+
+/// What a pod knows of its share without asking the shared store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub pod: String,
+    /// The cluster-wide cap (`admission.max_in_flight`).
+    pub cluster_slots: u32,
+    /// This pod's share of it now.
+    pub slots: u32,
+    pub pods: u32,
+    /// Whether the last heartbeat reached the shared store.
+    pub connected: bool,
+}
+
+/// One pod and the slots it claims.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PodSlots {
+    pub pod: String,
+    pub slots: u32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +203,9 @@ mod tests {
                 actual_share: 0.25,
             }],
             admissions: AdmissionCounts { fast: 1, queued: 2, brownout: 3, refused_queue_full: 4, cancelled: 5 },
+            // Added with the console: absent while empty, so the shape above is unchanged.
+            next: None,
+            models: vec![],
         };
         let json = serde_json::to_value(Some(snapshot)).unwrap_or_default().to_string();
         assert_eq!(

@@ -106,7 +106,7 @@ use slab::Slab;
 // The snapshot's types are the seam's (`obleth-core`), under the names the core has
 // always used for them.
 pub use obleth_core::scheduler::{
-    AdmissionCounts as Counts, GroupView, Mode, SchedulerSnapshot as Snapshot, TenantView,
+    AdmissionCounts as Counts, GroupView, Mode, ModelView, NextPick, SchedulerSnapshot as Snapshot, TenantView,
 };
 
 /// Scheduler settings.
@@ -427,6 +427,14 @@ pub struct Scheduler {
     output_prediction: Option<f64>,
     /// Tenants with `unsynced` work; tracked once [`Scheduler::take_served`] was called.
     unsynced: Option<Vec<usize>>,
+}
+
+/// The rule a pick was made by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rule {
+    HoldsNoSlot,
+    BelowReservation,
+    LowestShareScore,
 }
 
 /// Weight of a group the operator has not configured.
@@ -808,8 +816,13 @@ impl Scheduler {
 
     /// The tenant whose head request goes next, if any may.
     fn pick(&self) -> Option<usize> {
+        self.pick_why().map(|(t, _)| t)
+    }
+
+    /// [`Scheduler::pick`] and the rule that chose it (the console shows it).
+    fn pick_why(&self) -> Option<(usize, Rule)> {
         if self.config.mode == Mode::Weighted {
-            return self.pick_in_group(0);
+            return self.pick_in_group(0).map(|t| (t, Rule::LowestShareScore));
         }
         // `ready_groups` holds only groups below their max_slots, by counter. A backlogged
         // group holding no slot first (everyone keeps one); then one below its reservation;
@@ -819,9 +832,11 @@ impl Scheduler {
             .iter()
             .filter(|(_, g)| self.groups[*g].in_flight == 0)
             .find_map(|(_, g)| self.pick_in_group(*g));
-        holding_none
-            .or_else(|| self.pick_reserved())
-            .or_else(|| self.ready_groups.iter().find_map(|(_, g)| self.pick_in_group(*g)))
+        (holding_none.map(|t| (t, Rule::HoldsNoSlot)))
+            .or_else(|| self.pick_reserved().map(|t| (t, Rule::BelowReservation)))
+            .or_else(|| {
+                self.ready_groups.iter().find_map(|(_, g)| self.pick_in_group(*g)).map(|t| (t, Rule::LowestShareScore))
+            })
     }
 
     /// Among the backlogged groups below their reservation, the one with the lowest
@@ -848,6 +863,40 @@ impl Scheduler {
             }
         }
         best.map(|(_, t)| t)
+    }
+
+    /// The next pick as the snapshot shows it.
+    fn next_pick(&self) -> Option<NextPick> {
+        let (t, rule) = self.pick_why()?;
+        let tenant = &self.tenants[t];
+        let group = &self.groups[tenant.group];
+        let (rule, reason) = match (rule, self.config.mode) {
+            (Rule::HoldsNoSlot, _) => (
+                "holds_no_slot",
+                format!("group {} is waiting and holds no slot: every backlogged group keeps one", group.name),
+            ),
+            (Rule::BelowReservation, _) => (
+                "below_reservation",
+                format!("group {} is below its {} reserved slots", group.name, group.reserved),
+            ),
+            (Rule::LowestShareScore, Mode::Weighted) => (
+                "lowest_share_score",
+                format!("lowest share score among waiting tenants ({:.0}): most behind its weighted share", tenant.counter),
+            ),
+            (Rule::LowestShareScore, Mode::Hierarchical) => (
+                "lowest_share_score",
+                format!(
+                    "group {} has the lowest group score ({:.0}), and within it the tenant the lowest share score ({:.0})",
+                    group.name, group.counter, tenant.counter
+                ),
+            ),
+        };
+        Some(NextPick {
+            tenant: tenant.name.to_string(),
+            group: tenant.group_name.to_string(),
+            rule: rule.to_owned(),
+            reason,
+        })
     }
 
     fn pick_in_group(&self, g: usize) -> Option<usize> {
@@ -1386,6 +1435,12 @@ impl Scheduler {
             groups,
             tenants,
             admissions: self.counts,
+            next: self.next_pick(),
+            models: self
+                .models
+                .iter()
+                .map(|(_, m)| ModelView { name: m.name.to_string(), cap: m.cap, in_flight: m.in_flight, queued: m.queued })
+                .collect(),
         }
     }
 }

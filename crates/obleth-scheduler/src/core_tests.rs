@@ -1101,3 +1101,38 @@ fn work_served_elsewhere_counts_like_work_served_here() {
     // b was served 1000 by the other pods: a is the one behind.
     assert_eq!(&*run(1000.0), "a", "with the cluster's service, a goes first");
 }
+
+// === the next pick, as the console shows it ===
+
+#[test]
+fn the_snapshot_names_the_next_pick_by_the_rule_the_scheduler_admits_by() {
+    let mut s = Scheduler::new(cfg(Mode::Weighted, 1));
+    assert!(s.snapshot(T0).next.is_none(), "nothing waits");
+    let first = admitted(s.submit(T0, req(spec("a", 1, "g"), 100)).0);
+    queued(s.submit(T0, req(spec("a", 1, "g"), 100)).0);
+    queued(s.submit(T0, req(spec("b", 1, "g"), 100)).0);
+    let snap = s.snapshot(T0);
+    let next = snap.next.clone().expect("two wait");
+    assert_eq!(next.rule, "lowest_share_score");
+    assert!(next.reason.contains("share score"), "{}", next.reason);
+    assert_eq!(snap.models.len(), 1);
+    assert_eq!((snap.models[0].in_flight, snap.models[0].queued), (1, 2));
+    // What the snapshot named is what the scheduler admits when the slot frees.
+    let grants = s.complete(T0, first.ticket, None);
+    assert_eq!(grants.len(), 1);
+    let holding: Vec<String> = s.snapshot(T0).tenants.into_iter().filter(|t| t.in_flight == 1).map(|t| t.name).collect();
+    assert_eq!(holding, [next.tenant.clone()]);
+    // Now b has waited while a was served: b is the most behind.
+    queued(s.submit(T0, req(spec("a", 1, "g"), 100)).0);
+    assert_eq!(s.snapshot(T0).next.map(|n| n.tenant), Some(if next.tenant == "a" { "b" } else { "a" }.to_owned()));
+}
+
+#[test]
+fn in_hierarchical_mode_a_waiting_group_without_a_slot_goes_first() {
+    let mut s = Scheduler::new(cfg(Mode::Hierarchical, 1));
+    admitted(s.submit(T0, req(spec("a", 1, "busy"), 100)).0);
+    queued(s.submit(T0, req(spec("a", 1, "busy"), 100)).0);
+    queued(s.submit(T0, req(spec("c", 1, "idle"), 100)).0);
+    let next = s.snapshot(T0).next.expect("two wait");
+    assert_eq!((next.tenant.as_str(), next.group.as_str(), next.rule.as_str()), ("c", "idle", "holds_no_slot"));
+}

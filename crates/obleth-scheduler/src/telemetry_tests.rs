@@ -47,6 +47,8 @@ fn snapshot(groups: Vec<GroupView>, tenants: Vec<TenantView>) -> Snapshot {
         groups,
         tenants,
         admissions: Counts::default(),
+        next: None,
+        models: vec![],
     }
 }
 

@@ -594,7 +594,7 @@ async fn paging(store: &dyn ControlPlaneStore) {
         t.disabled = i % 3 == 0;
         store.create_tenant(t).await.expect("create");
     }
-    let by_group = TenantFilter { group: Some("paging".into()), disabled: None };
+    let by_group = TenantFilter { group: Some("paging".into()), disabled: None, search: None };
     let (mut got, mut cursor, mut pages) = (vec![], None, 0);
     loop {
         let p = store.list_tenants_page(by_group.clone(), page(5, cursor)).await.expect("page");
@@ -615,6 +615,18 @@ async fn paging(store: &dyn ControlPlaneStore) {
     let want: Vec<_> = names.iter().step_by(3).cloned().collect();
     assert_eq!(disabled.items.into_iter().map(|t| t.name).collect::<Vec<_>>(), want);
     assert_eq!(disabled.next_cursor, None);
+    // A search matches a substring of the name, case-insensitively, and pages as well;
+    // `_` and `%` are plain characters, not patterns.
+    let search = |text: &str| TenantFilter { search: Some(text.into()), ..by_group.clone() };
+    let ones = store.list_tenants_page(search("-1"), page(4, None)).await.expect("search");
+    assert_eq!(ones.items.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["pg-10", "pg-11", "pg-12", "pg-13"]);
+    let rest = store.list_tenants_page(search("-1"), page(100, ones.next_cursor)).await.expect("next");
+    assert_eq!(rest.items.len(), 6, "pg-14 … pg-19");
+    assert_eq!(store.list_tenants_page(search("PG-2"), page(100, None)).await.expect("upper").items.len(), 5);
+    for pattern in ["%", "_", "pg_"] {
+        let none = store.list_tenants_page(search(pattern), page(100, None)).await.expect("pattern");
+        assert!(none.items.is_empty(), "{pattern} is not a pattern");
+    }
     // Unfiltered pages equal the full listing.
     let (mut all, mut cursor) = (vec![], None);
     loop {

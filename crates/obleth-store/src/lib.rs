@@ -244,6 +244,9 @@ pub struct TenantFilter {
     pub group: Option<String>,
     /// Only disabled (`true`) or only enabled (`false`) tenants.
     pub disabled: Option<bool>,
+    /// Only tenants whose name contains this text (names are lowercase; so is the
+    /// search).
+    pub search: Option<String>,
 }
 
 /// Filters for paged model listings.

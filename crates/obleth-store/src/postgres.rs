@@ -454,6 +454,11 @@ impl ControlPlaneStore for PostgresStore {
         if let Some(d) = filter.disabled {
             q.and("disabled = ", Arg::Bool(d));
         }
+        if let Some(text) = filter.search {
+            // strpos, not LIKE: `_` and `%` in the search are plain characters.
+            let text = q.arg(Arg::Text(text.to_lowercase()));
+            q.sql.push_str(&format!(" AND strpos(name, {text}) > 0"));
+        }
         if let Some(a) = after {
             q.and("name > ", Arg::Text(a));
         }

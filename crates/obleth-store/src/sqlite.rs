@@ -386,6 +386,11 @@ impl ControlPlaneStore for SqliteStore {
             sql.push_str(" AND disabled = ?");
             args.push(Arg::Bool(d));
         }
+        if let Some(text) = filter.search {
+            // instr, not LIKE: `_` and `%` in the search are plain characters.
+            sql.push_str(" AND instr(name, ?) > 0");
+            args.push(Arg::Text(text.to_lowercase()));
+        }
         if let Some(a) = after {
             sql.push_str(" AND name > ?");
             args.push(Arg::Text(a));

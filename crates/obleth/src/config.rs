@@ -72,10 +72,24 @@ impl Default for RawListen {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawAdmin {
     token: Option<SecretString>,
+    /// Read-only tokens: the console and the API answer their reads and refuse changes.
+    viewer_tokens: Vec<SecretString>,
+    /// How long a console session lives without a new sign-in.
+    #[serde(with = "humantime_serde")]
+    session_ttl: Duration,
+    /// Always mark the session cookie `Secure` (it is also when the request came through
+    /// a TLS proxy that says `X-Forwarded-Proto: https`).
+    secure_cookie: bool,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        RawAdmin { token: None, viewer_tokens: Vec::new(), session_ttl: Duration::from_secs(8 * 3600), secure_cookie: false }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,7 +215,7 @@ impl Default for RawAdmission {
     fn default() -> Self {
         RawAdmission {
             mode: "hierarchical".into(),
-            max_in_flight: 256,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             queue_timeout: Duration::from_secs(60),
             brownout_after: Duration::from_secs(10),
             brownout_max_tokens: 256,
@@ -373,13 +387,26 @@ impl Default for RawLog {
     }
 }
 
+/// `admission.max_in_flight` when the configuration gives none.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 256;
+
 // === typed (validated) ===
+
+/// The console's sign-in (`[admin]` viewer tokens and sessions).
+#[derive(Debug, Clone)]
+pub struct Console {
+    pub viewer_tokens: Vec<SecretString>,
+    pub session_ttl: Duration,
+    pub secure_cookie: bool,
+}
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: Listen,
     pub admin_token: Option<SecretString>,
+    /// The console's sign-in: viewer tokens and sessions.
+    pub console: Console,
     pub database_url: String,
     pub upstream: Upstream,
     pub max_body_bytes: usize,
@@ -529,6 +556,9 @@ const ENV_KEYS: &[EnvKey] = &[
     EnvKey("OBLETH_LISTEN_METRICS", "listen", "metrics", Kind::Str),
     EnvKey("OBLETH_LISTEN_DATA_THREADS", "listen", "data_threads", Kind::Int),
     EnvKey("OBLETH_ADMIN_TOKEN", "admin", "token", Kind::Str),
+    EnvKey("OBLETH_VIEWER_TOKENS", "admin", "viewer_tokens", Kind::List),
+    EnvKey("OBLETH_ADMIN_SESSION_TTL", "admin", "session_ttl", Kind::Str),
+    EnvKey("OBLETH_ADMIN_SECURE_COOKIE", "admin", "secure_cookie", Kind::Bool),
     EnvKey("OBLETH_DATABASE_URL", "database", "url", Kind::Str),
     EnvKey("OBLETH_UPSTREAM_BASE_URL", "upstream", "base_url", Kind::Str),
     EnvKey("OBLETH_UPSTREAM_API_KEY", "upstream", "api_key", Kind::Str),
@@ -697,6 +727,15 @@ impl RawConfig {
         };
         if let Some(token) = &self.admin.token {
             check_admin_token(token.expose_secret()).map_err(|m| invalid("admin.token", m))?;
+        }
+        for token in &self.admin.viewer_tokens {
+            check_admin_token(token.expose_secret()).map_err(|m| invalid("admin.viewer_tokens", m))?;
+            if self.admin.token.as_ref().is_some_and(|t| t.expose_secret() == token.expose_secret()) {
+                return Err(invalid("admin.viewer_tokens", "must differ from admin.token".into()));
+            }
+        }
+        if !(Duration::from_secs(60)..=Duration::from_secs(30 * 86_400)).contains(&self.admin.session_ttl) {
+            return Err(invalid("admin.session_ttl", "must be between 1m and 30d".into()));
         }
         let url = self.database.url.trim().to_owned();
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -888,6 +927,11 @@ impl RawConfig {
         Ok(Config {
             listen,
             admin_token: self.admin.token,
+            console: Console {
+                viewer_tokens: self.admin.viewer_tokens,
+                session_ttl: self.admin.session_ttl,
+                secure_cookie: self.admin.secure_cookie,
+            },
             database_url: url,
             upstream: Upstream {
                 base_url,

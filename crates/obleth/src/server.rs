@@ -203,6 +203,10 @@ pub async fn start(
             (Arc::new(ledger.clone()) as Arc<dyn UsageSink>, Some(ledger))
         }
     };
+    // Every finished request is also counted in the last minutes of traffic, for the
+    // console's overview (no database read per page view).
+    let pulse = Arc::new(obleth_core::pulse::Pulse::new());
+    let sink: Arc<dyn UsageSink> = Arc::new(obleth_core::pulse::PulseSink { pulse: pulse.clone(), inner: sink });
     // The default encoding's table (3 ms and 0.5 MiB for cl100k_base, 11 ms and 1 MiB for
     // o200k_base) is built ahead of the first request; any other encoding is built when
     // a model first needs it.
@@ -325,6 +329,15 @@ pub async fn start(
         budget: budget.clone(),
         ledger: ledger.clone().map(|l| Arc::new(l) as Arc<dyn obleth_core::ledger::UsageLedger>),
         upstream_policy,
+        console: Arc::new(obleth_admin::ConsoleAuth::new(
+            config.console.viewer_tokens.clone(),
+            config.console.session_ttl,
+            config.console.secure_cookie,
+        )),
+        lens: obleth_admin::Lens::new(fairshare.clone(), pulse.clone()),
+        pulse,
+        cluster: slot_share.clone().map(|s| s as Arc<dyn obleth_core::ClusterView>),
+        shutdown: shutdown.clone(),
     });
     tasks.spawn(listener::serve(listeners.admin, admin, admin_connections.clone(), drained(shutdown.clone())));
     let metrics_addr = match listeners.metrics {
@@ -569,7 +582,15 @@ pub struct DemoArgs {
     /// Address of the bundled mock backend.
     #[arg(long, default_value = "127.0.0.1:0")]
     pub mock_listen: SocketAddr,
+    /// Do not drive the demo's contention (a noisy batch tenant against a light
+    /// interactive one).
+    #[arg(long)]
+    pub no_traffic: bool,
 }
+
+/// The demo's slot pool when none is configured: small enough that its two tenants
+/// contend, so the scheduler has something to decide.
+const DEMO_SLOTS: u32 = 8;
 
 /// `obleth demo`: the gateway on the embedded store in front of the bundled mock.
 pub async fn demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
@@ -594,6 +615,9 @@ pub async fn demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         None => SecretString::from(format!("obl-admin-{}{}", obleth_core::new_id(""), obleth_core::new_id(""))),
     };
     config.admin_token = Some(token.clone());
+    if !args.no_traffic && config.admission.core.slots == crate::config::DEFAULT_MAX_IN_FLIGHT {
+        config.admission.core.slots = DEMO_SLOTS;
+    }
 
     let shutdown = CancellationToken::new();
     let mock_listener = TcpListener::bind(args.mock_listen).await.context("binding the mock backend")?;
@@ -631,6 +655,7 @@ pub async fn demo(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     let key = call(&conn, "POST", "/api/v1/tenants/demo/keys", Some(json!({"name": "demo"}))).await?;
     let secret = key["secret"].as_str().unwrap_or_default();
     let data = loopback(running.data_addr);
+    let traffic = if args.no_traffic { String::new() } else { demo_traffic(&conn, data, &shutdown).await? };
     println!(
         r#"
 obleth demo is running.
@@ -640,6 +665,11 @@ obleth demo is running.
   metrics      http://{metrics}/metrics
   mock backend http://{mock_addr}/v1  (16 sequences, 30 ms to first token, 15 ms per token)
 
+Open the console:
+
+  http://{admin}/ui/
+  sign in with the admin token: {token}
+{traffic}
 A tenant 'demo' and the model 'mock-model' are registered. A new key was created for you:
 
   export OPENAI_API_KEY={secret}
@@ -665,6 +695,38 @@ Press Ctrl-C to stop.
         metrics = running.metrics_addr.map(|a| loopback(a).to_string()).unwrap_or_default(),
     );
     run_until_signal(running, shutdown).await
+}
+
+/// Seeds the two demo tenants and starts their load; returns what to print about it.
+async fn demo_traffic(conn: &AdminConn, data: SocketAddr, stop: &CancellationToken) -> anyhow::Result<String> {
+    let tenants = [
+        // name, weight, clients, max_tokens, pause
+        ("batch", 1, 12, 96, Duration::ZERO),
+        ("interactive", 4, 3, 24, Duration::from_millis(300)),
+    ];
+    for (name, weight, concurrency, max_tokens, pause) in tenants {
+        let path = format!("/api/v1/tenants/{name}");
+        if call(conn, "GET", &path, None).await.is_err() {
+            call(conn, "POST", "/api/v1/tenants", Some(json!({"name": name, "weight": weight}))).await?;
+        }
+        let key = call(conn, "POST", &format!("{path}/keys"), Some(json!({"name": "demo traffic"}))).await?;
+        let key = key["secret"].as_str().context("the admin API returned no key secret")?.to_owned();
+        crate::traffic::spawn(
+            data,
+            "mock-model",
+            crate::traffic::Load { key, concurrency, max_tokens, pause },
+            stop.clone(),
+        );
+    }
+    Ok(format!(
+        "
+Demo traffic is running: 'batch' (weight 1, 12 clients, long answers) keeps a queue
+against 'interactive' (weight 4, 3 clients, short answers) on a pool of {DEMO_SLOTS} slots.
+In the Scheduler lens, interactive is far below its weighted share, so its requests
+take the next free slot ahead of batch's queue; batch fills the rest of the pool.
+Start with --no-traffic to turn it off.
+"
+    ))
 }
 
 /// A wildcard bind address, shown as loopback so the printed URLs work as typed.

@@ -348,6 +348,10 @@ async fn probe(h: &Harness, method: &str, url: &str, token: Option<&str>) -> (St
     }
     let res = h.http.request(req.body(Full::new(Bytes::new())).unwrap()).await.unwrap();
     let status = res.status();
+    // The scheduler lens never ends: its first event is enough.
+    if res.headers().get("content-type").is_some_and(|v| v == "text/event-stream") {
+        return (status, Value::Null);
+    }
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
@@ -405,7 +409,7 @@ async fn the_openapi_documents_match_the_routers() {
     assert_eq!(doc["components"]["securitySchemes"]["admin_token"]["scheme"], "bearer");
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
-            let public = ["/healthz", "/readyz", "/api/v1/openapi.json"].contains(&path.as_str());
+            let public = ["/healthz", "/readyz", "/api/v1/openapi.json", "/api/v1/session"].contains(&path.as_str());
             assert_eq!(op["security"].as_array().unwrap().is_empty(), public, "{method} {path}");
         }
     }
