@@ -13,7 +13,9 @@ fn main() {
         collect(&dist, &dist, &mut files);
     }
     files.sort();
-    let mut out = String::from("/// Every file of `console/dist`: (path under `/ui/`, bytes).\npub static FILES: &[(&str, &[u8])] = &[\n");
+    let mut out = String::from(
+        "/// Every file of `console/dist`: (path under `/ui/`, bytes).\npub static FILES: &[(&str, &[u8])] = &[\n",
+    );
     for (rel, abs) in &files {
         writeln!(out, "    ({rel:?}, include_bytes!({:?})),", abs.display().to_string()).expect("write to a String");
     }

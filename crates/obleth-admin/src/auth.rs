@@ -80,9 +80,9 @@ async fn admit(s: &AdminState, headers: &HeaderMap, method: &Method, path: &str)
 
 async fn principal(s: &AdminState, headers: &HeaderMap) -> Result<Principal, ApiError> {
     if let Some(token) = bearer(headers) {
-        let (role, tenant) = identify(s, token).await?.ok_or_else(|| {
-            ApiError::new(ErrorCode::InvalidAdminToken, "A valid admin bearer token is required.")
-        })?;
+        let (role, tenant) = identify(s, token)
+            .await?
+            .ok_or_else(|| ApiError::new(ErrorCode::InvalidAdminToken, "A valid admin bearer token is required."))?;
         return Ok(Principal { role, tenant, session: None });
     }
     let Some(id) = headers.get(header::COOKIE).and_then(|v| v.to_str().ok()).and_then(session::cookie_value) else {
@@ -137,8 +137,13 @@ async fn identify(s: &AdminState, token: &str) -> Result<Option<(Role, Option<Te
         Err(obleth_store::StoreError::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let scope =
-        TenantScope { tenant_id: tenant.id, tenant_name: tenant.name, key_id: k.id, key_prefix: k.prefix, key_hash: hash };
+    let scope = TenantScope {
+        tenant_id: tenant.id,
+        tenant_name: tenant.name,
+        key_id: k.id,
+        key_prefix: k.prefix,
+        key_hash: hash,
+    };
     Ok(Some((Role::Tenant, Some(scope))))
 }
 
@@ -242,8 +247,8 @@ pub(crate) async fn sign_in(
 /// `GET /api/v1/session`: the session of the cookie (and its CSRF value, for a page that
 /// was reloaded).
 pub(crate) async fn current(State(s): State<AdminState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let id = cookie(&headers)
-        .ok_or_else(|| ApiError::new(ErrorCode::SessionRequired, "Sign in to the console first."))?;
+    let id =
+        cookie(&headers).ok_or_else(|| ApiError::new(ErrorCode::SessionRequired, "Sign in to the console first."))?;
     Ok(Json(session_json(&live_session(&s, id).await?)))
 }
 
@@ -267,7 +272,10 @@ fn cookie(headers: &HeaderMap) -> Option<&str> {
 
 fn secure(s: &AdminState, headers: &HeaderMap) -> bool {
     s.console.secure_cookie
-        || headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|p| p.eq_ignore_ascii_case("https"))
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|p| p.eq_ignore_ascii_case("https"))
 }
 
 fn with_cookie(mut response: Response, cookie: &str) -> Response {

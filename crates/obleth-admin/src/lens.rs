@@ -139,17 +139,18 @@ pub(crate) async fn stream(State(s): State<AdminState>, params: Params) -> Resul
     let top = params.u32_in("top", 1, MAX_TOP)?.unwrap_or(DEFAULT_TOP) as usize;
     params.finish()?;
     let rx = s.lens.subscribe();
-    let events = futures_util::stream::unfold((rx, s.shutdown.clone(), true), move |(mut rx, stop, first)| async move {
-        if !first {
-            tokio::select! {
-                changed = rx.changed() => changed.ok()?,
-                _ = stop.cancelled() => return None,
+    let events =
+        futures_util::stream::unfold((rx, s.shutdown.clone(), true), move |(mut rx, stop, first)| async move {
+            if !first {
+                tokio::select! {
+                    changed = rx.changed() => changed.ok()?,
+                    _ = stop.cancelled() => return None,
+                }
             }
-        }
-        let frame = rx.borrow_and_update().clone();
-        let event = format!("event: lens\ndata: {}\n\n", render(&frame, top));
-        Some((Ok::<_, std::convert::Infallible>(event), (rx, stop, false)))
-    });
+            let frame = rx.borrow_and_update().clone();
+            let event = format!("event: lens\ndata: {}\n\n", render(&frame, top));
+            Some((Ok::<_, std::convert::Infallible>(event), (rx, stop, false)))
+        });
     let mut response = Body::from_stream(events).into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -186,4 +187,3 @@ pub(crate) async fn cluster(State(s): State<AdminState>) -> Json<Value> {
         "error": error,
     }))
 }
-

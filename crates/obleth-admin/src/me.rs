@@ -18,7 +18,10 @@ fn scope(p: &Principal) -> Result<&TenantScope, ApiError> {
 }
 
 /// `GET /api/v1/me`: the tenant and the key of this session.
-pub(crate) async fn me(State(s): State<AdminState>, Extension(p): Extension<Principal>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn me(
+    State(s): State<AdminState>,
+    Extension(p): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
     let scope = scope(&p)?;
     let tenant = s.store.get_tenant(&scope.tenant_id).await?;
     let key = s.store.lookup_key(&scope.key_hash).await?;

@@ -88,8 +88,14 @@ impl Sessions {
         ttl_ms: i64,
     ) -> (String, Session) {
         let id = random_hex(32);
-        let session =
-            Session { role, actor, tenant, csrf: random_hex(32), created_at: now, expires_at: now.saturating_add(ttl_ms) };
+        let session = Session {
+            role,
+            actor,
+            tenant,
+            csrf: random_hex(32),
+            created_at: now,
+            expires_at: now.saturating_add(ttl_ms),
+        };
         let mut table = self.lock();
         if table.len() >= MAX_SESSIONS {
             table.retain(|_, s| s.expires_at > now);

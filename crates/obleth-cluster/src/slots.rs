@@ -191,12 +191,8 @@ impl SlotShare {
     pub async fn claims(&self) -> Result<Vec<obleth_core::PodSlots>, ClusterError> {
         let read = async {
             let mut conn = self.client.get_multiplexed_async_connection().await?;
-            let (all, time): (Vec<(String, String)>, (u64, u64)) = redis::pipe()
-                .cmd("HGETALL")
-                .arg(&self.config.key)
-                .cmd("TIME")
-                .query_async(&mut conn)
-                .await?;
+            let (all, time): (Vec<(String, String)>, (u64, u64)) =
+                redis::pipe().cmd("HGETALL").arg(&self.config.key).cmd("TIME").query_async(&mut conn).await?;
             Ok::<_, redis::RedisError>((all, time.0 * 1000 + time.1 / 1000))
         };
         let (all, now) = tokio::time::timeout(Duration::from_secs(1), read)

@@ -25,7 +25,9 @@ pub use change::{ChangeEvent, ChangeNotifier};
 pub use error::{ApiError, ErrorCode, Source};
 pub use key::{ApiKey, GeneratedKey, KeyHash};
 pub use model::{MAX_COST_PER_TOKEN, MAX_REQUEST_COST, Model, bounded_cost};
-pub use scheduler::{ClusterStatus, ClusterView, ModelView, NextPick, PodSlots, SchedulerSnapshot, ServedWork, SlotPool};
+pub use scheduler::{
+    ClusterStatus, ClusterView, ModelView, NextPick, PodSlots, SchedulerSnapshot, ServedWork, SlotPool,
+};
 pub use tenant::{Group, Quota, Tenant};
 pub use usage::{Usage, UsageRecord, UsageSink};
 

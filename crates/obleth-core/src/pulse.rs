@@ -19,9 +19,8 @@ use crate::{AdmissionClass, UsageRecord, UsageSink};
 pub const MAX_WINDOW_SECS: u64 = 600;
 
 /// Upper bounds of the latency histogram's buckets, in milliseconds (the last is open).
-const LATENCY_BOUNDS_MS: [u64; 24] = [
-    1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700, 1000, 1500, 2000, 3000, 5000, 10_000, 30_000,
-];
+const LATENCY_BOUNDS_MS: [u64; 24] =
+    [1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700, 1000, 1500, 2000, 3000, 5000, 10_000, 30_000];
 
 /// One second of traffic.
 #[derive(Debug, Clone, Default)]

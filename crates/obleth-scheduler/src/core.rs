@@ -875,13 +875,15 @@ impl Scheduler {
                 "holds_no_slot",
                 format!("group {} is waiting and holds no slot: every backlogged group keeps one", group.name),
             ),
-            (Rule::BelowReservation, _) => (
-                "below_reservation",
-                format!("group {} is below its {} reserved slots", group.name, group.reserved),
-            ),
+            (Rule::BelowReservation, _) => {
+                ("below_reservation", format!("group {} is below its {} reserved slots", group.name, group.reserved))
+            }
             (Rule::LowestShareScore, Mode::Weighted) => (
                 "lowest_share_score",
-                format!("lowest share score among waiting tenants ({:.0}): most behind its weighted share", tenant.counter),
+                format!(
+                    "lowest share score among waiting tenants ({:.0}): most behind its weighted share",
+                    tenant.counter
+                ),
             ),
             (Rule::LowestShareScore, Mode::Hierarchical) => (
                 "lowest_share_score",
@@ -1439,7 +1441,12 @@ impl Scheduler {
             models: self
                 .models
                 .iter()
-                .map(|(_, m)| ModelView { name: m.name.to_string(), cap: m.cap, in_flight: m.in_flight, queued: m.queued })
+                .map(|(_, m)| ModelView {
+                    name: m.name.to_string(),
+                    cap: m.cap,
+                    in_flight: m.in_flight,
+                    queued: m.queued,
+                })
                 .collect(),
         }
     }

@@ -1120,8 +1120,9 @@ fn the_snapshot_names_the_next_pick_by_the_rule_the_scheduler_admits_by() {
     // What the snapshot named is what the scheduler admits when the slot frees.
     let grants = s.complete(T0, first.ticket, None);
     assert_eq!(grants.len(), 1);
-    let holding: Vec<String> = s.snapshot(T0).tenants.into_iter().filter(|t| t.in_flight == 1).map(|t| t.name).collect();
-    assert_eq!(holding, [next.tenant.clone()]);
+    let holding: Vec<String> =
+        s.snapshot(T0).tenants.into_iter().filter(|t| t.in_flight == 1).map(|t| t.name).collect();
+    assert_eq!(holding, std::slice::from_ref(&next.tenant));
     // Now b has waited while a was served: b is the most behind.
     queued(s.submit(T0, req(spec("a", 1, "g"), 100)).0);
     assert_eq!(s.snapshot(T0).next.map(|n| n.tenant), Some(if next.tenant == "a" { "b" } else { "a" }.to_owned()));

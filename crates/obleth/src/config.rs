@@ -88,7 +88,12 @@ struct RawAdmin {
 
 impl Default for RawAdmin {
     fn default() -> Self {
-        RawAdmin { token: None, viewer_tokens: Vec::new(), session_ttl: Duration::from_secs(8 * 3600), secure_cookie: false }
+        RawAdmin {
+            token: None,
+            viewer_tokens: Vec::new(),
+            session_ttl: Duration::from_secs(8 * 3600),
+            secure_cookie: false,
+        }
     }
 }
 

@@ -37,7 +37,8 @@ pub fn spawn(data: SocketAddr, model: &str, load: Load, stop: CancellationToken)
         .to_string(),
     );
     for _ in 0..load.concurrency {
-        let (client, url, body, key, stop) = (client.clone(), url.clone(), body.clone(), load.key.clone(), stop.clone());
+        let (client, url, body, key, stop) =
+            (client.clone(), url.clone(), body.clone(), load.key.clone(), stop.clone());
         let pause = load.pause;
         tokio::spawn(async move {
             loop {

@@ -39,7 +39,13 @@ struct With<'a> {
 }
 
 impl Http {
-    async fn send(&self, method: &str, path: &str, with: With<'_>, body: Option<Value>) -> (StatusCode, HeaderMap, Bytes) {
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        with: With<'_>,
+        body: Option<Value>,
+    ) -> (StatusCode, HeaderMap, Bytes) {
         let mut req = Request::builder().method(method).uri(format!("{}{path}", self.base));
         if let Some(t) = with.bearer {
             req = req.header("authorization", format!("Bearer {t}"));
@@ -60,10 +66,11 @@ impl Http {
             }
             None => Bytes::new(),
         };
-        let res = tokio::time::timeout(Duration::from_secs(10), self.client.request(req.body(Full::new(body)).unwrap()))
-            .await
-            .expect("answered in time")
-            .unwrap();
+        let res =
+            tokio::time::timeout(Duration::from_secs(10), self.client.request(req.body(Full::new(body)).unwrap()))
+                .await
+                .expect("answered in time")
+                .unwrap();
         let (parts, body) = res.into_parts();
         (parts.status, parts.headers, body.collect().await.unwrap().to_bytes())
     }
@@ -97,7 +104,11 @@ async fn start() -> (Gateway, Http, CancellationToken) {
     let mock = mock(&stop).await;
     let mut gw = Gateway::new(
         mock,
-        &[("OBLETH_VIEWER_TOKENS", VIEWER_TOKEN), ("OBLETH_ADMISSION_MAX_IN_FLIGHT", "2"), ("OBLETH_LOG_LEVEL", "debug")],
+        &[
+            ("OBLETH_VIEWER_TOKENS", VIEWER_TOKEN),
+            ("OBLETH_ADMISSION_MAX_IN_FLIGHT", "2"),
+            ("OBLETH_LOG_LEVEL", "debug"),
+        ],
     );
     gw.start().await;
     let http = Http { client: Client::builder(TokioExecutor::new()).build_http(), base: gw.admin.admin_url.clone() };
@@ -237,7 +248,8 @@ async fn a_tenant_sees_only_itself_and_its_session_ends_with_its_key() {
     assert!(!own.to_string().contains("beta"), "{own}");
 
     // Every way to reach another tenant is refused.
-    let beta_id = call(&gw.admin, "GET", "/api/v1/tenants/beta", None).await.unwrap()["id"].as_str().unwrap().to_owned();
+    let beta_id =
+        call(&gw.admin, "GET", "/api/v1/tenants/beta", None).await.unwrap()["id"].as_str().unwrap().to_owned();
     let bearer = With { bearer: Some(&alpha), ..With::default() };
     for with in [me, bearer] {
         for path in [
@@ -327,7 +339,9 @@ async fn the_lens_streams_the_top_tenants_every_second_and_the_stats_count_reque
     assert!(!picked.is_empty(), "a next pick was named while requests waited");
     assert!(last["models"].as_array().unwrap().iter().any(|m| m["name"] == "mock-model"));
     // Bad parameters are refused before the stream starts.
-    let (s, b) = http.json("GET", "/api/v1/scheduler/stream?top=0", With { bearer: Some(ADMIN_TOKEN), ..With::default() }, None).await;
+    let (s, b) = http
+        .json("GET", "/api/v1/scheduler/stream?top=0", With { bearer: Some(ADMIN_TOKEN), ..With::default() }, None)
+        .await;
     assert_eq!((s, b["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("top")));
     stop.cancel();
 
