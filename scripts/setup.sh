@@ -6,7 +6,8 @@
 # - packages: redis-server, clickhouse-server (the ledger's tests start their own),
 #   haproxy (the multi-pod test), the PostgreSQL server binaries and psql (tests start
 #   servers of their own, one on TLS), openssl (its certificates), prometheus (promtool
-#   checks the /metrics text), python3-venv (the OpenAI SDK end-to-end tests);
+#   checks the /metrics text), python3-venv (the OpenAI SDK end-to-end tests), chromium
+#   (the console's browser tests);
 # - services: Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432 with trust auth
 #   for local TCP clients (the Postgres store's tests create a database each).
 #
@@ -38,6 +39,9 @@ has psql || need+=(postgresql-client)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 has openssl || need+=(openssl)
 has promtool || need+=(prometheus)
+# The console's browser tests drive Debian's Chromium (never a downloaded browser).
+has chromium || need+=(chromium)
+has npm || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then
   say "installing ${need[*]}"
   # Services' post-install scripts must not try to start daemons the tests start.

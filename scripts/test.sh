@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test obleth has: the Rust workspace (unit, property and integration tests
-# against real servers on 127.0.0.1:0) and the end-to-end suite with the official
-# OpenAI Python SDK against the real binary. Installs what it needs on first run.
+# against real servers on 127.0.0.1:0), the end-to-end suite with the official OpenAI
+# Python SDK against the real binary, and the console's Chromium tests. Installs what it needs on first run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,3 +18,6 @@ fi
 
 echo "== OpenAI SDK end-to-end tests"
 bash scripts/e2e.sh
+
+echo "== Operator console: committed build and Chromium tests"
+bash scripts/console.sh
