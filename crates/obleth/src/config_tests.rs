@@ -225,3 +225,29 @@ fn upstream_allowed_hosts_and_base_url_are_checked() {
         assert!(!err.contains(":pw@"), "the URL's credentials are not echoed: {err}");
     }
 }
+
+#[test]
+fn viewer_tokens_and_sessions_are_checked() {
+    let admin = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822c";
+    let viewer = "0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b";
+    let c = Config::from_parts(
+        "[admin]\nsession_ttl = \"2h\"\nsecure_cookie = true\n",
+        "f",
+        env(&[("OBLETH_ADMIN_TOKEN", admin), ("OBLETH_VIEWER_TOKENS", &format!("{viewer}, {viewer}x"))]),
+    )
+    .expect("valid");
+    assert_eq!(c.console.viewer_tokens.len(), 2);
+    assert_eq!(c.console.session_ttl, Duration::from_secs(7200));
+    assert!(c.console.secure_cookie);
+    let d = Config::from_parts("", "f", env(&[])).expect("defaults");
+    assert!(d.console.viewer_tokens.is_empty() && !d.console.secure_cookie);
+    assert_eq!(d.console.session_ttl, Duration::from_secs(8 * 3600));
+    for (vars, field) in [
+        (vec![("OBLETH_VIEWER_TOKENS", "short")], "admin.viewer_tokens"),
+        (vec![("OBLETH_ADMIN_TOKEN", admin), ("OBLETH_VIEWER_TOKENS", admin)], "admin.viewer_tokens"),
+        (vec![("OBLETH_ADMIN_SESSION_TTL", "5s")], "admin.session_ttl"),
+    ] {
+        let err = Config::from_parts("", "f", env(&vars)).expect_err(field).to_string();
+        assert!(err.contains(field), "{err}");
+    }
+}
