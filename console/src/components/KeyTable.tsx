@@ -1,7 +1,7 @@
 import { useState } from 'preact/hooks';
 import { post, enc } from '../api';
 import type { ApiKey } from '../types';
-import { Badge, ConfirmDialog, Dialog, Field, FormError, Link, SecretDialog, apiFieldErrors, val } from './ui';
+import { Badge, ConfirmDialog, Dialog, Field, FormFooter, Link, SecretDialog, apiFieldErrors, val } from './ui';
 import { fmtAgo, fmtTime, parseOptInt } from '../format';
 
 export function keyState(k: ApiKey, now = Date.now()): { label: string; tone: 'ok' | 'bad' | 'warn' | 'muted' } {
@@ -56,15 +56,7 @@ function RotateDialog(props: { k: ApiKey; onClose: () => void; onDone: (s: NewSe
         <Field label="New key name (optional)" id="rot-name" error={errs.name}>
           <input id="rot-name" value={name} onInput={(e) => setName(val(e))} autoComplete="off" />
         </Field>
-        <FormError message={formErr} />
-        <div class="actions">
-          <button type="button" class="btn" onClick={props.onClose}>
-            Cancel
-          </button>
-          <button type="submit" class="btn primary" disabled={busy}>
-            {busy ? 'Rotating…' : 'Rotate key'}
-          </button>
-        </div>
+        <FormFooter error={formErr} busy={busy} busyLabel="Rotating…" label="Rotate key" onCancel={props.onClose} />
       </form>
     </Dialog>
   );
@@ -197,15 +189,7 @@ export function CreateKeyDialog(props: { tenant: string; onClose: () => void; on
         <Field label="Expires in (seconds, optional)" id="key-expires" error={errs.expires_in_secs} hint="Empty: never expires.">
           <input id="key-expires" inputMode="numeric" value={expires} onInput={(e) => setExpires(val(e))} />
         </Field>
-        <FormError message={formErr} />
-        <div class="actions">
-          <button type="button" class="btn" onClick={props.onClose}>
-            Cancel
-          </button>
-          <button type="submit" class="btn primary" disabled={busy}>
-            {busy ? 'Creating…' : 'Create key'}
-          </button>
-        </div>
+        <FormFooter error={formErr} busy={busy} busyLabel="Creating…" label="Create key" onCancel={props.onClose} />
       </form>
     </Dialog>
   );

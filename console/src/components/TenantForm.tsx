@@ -1,7 +1,7 @@
 import { useState } from 'preact/hooks';
 import { post, patch, enc } from '../api';
 import type { Tenant, Quota } from '../types';
-import { Field, FormError, apiFieldErrors, val, checked } from './ui';
+import { Field, FormFooter, apiFieldErrors, val, checked } from './ui';
 import { nameProblem, parseOptInt, parseOptFloat } from '../format';
 
 const KNOWN = ['name', 'weight', 'group', 'allowed_models', 'disabled', 'never_degrade', 'quota.tpm', 'quota.rpm', 'quota.max_in_flight', 'quota.monthly_budget', 'quota.lifetime_budget', 'quota.fail_closed', 'quota'];
@@ -143,15 +143,7 @@ export function TenantForm(props: {
           <input type="checkbox" checked={f.never_degrade} onChange={setB('never_degrade')} /> Never degrade (no brownout)
         </label>
       </div>
-      <FormError message={formErr} />
-      <div class="actions">
-        <button type="button" class="btn" onClick={props.onCancel}>
-          Cancel
-        </button>
-        <button type="submit" class="btn primary" disabled={busy}>
-          {busy ? 'Saving…' : t ? 'Save changes' : 'Create tenant'}
-        </button>
-      </div>
+      <FormFooter error={formErr} busy={busy} busyLabel="Saving…" label={t ? 'Save changes' : 'Create tenant'} onCancel={props.onCancel} />
     </form>
   );
 }

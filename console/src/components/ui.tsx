@@ -382,3 +382,20 @@ export function FormError(props: { message: string | null }) {
     </div>
   );
 }
+
+/** The error line and the Cancel / submit buttons that end every form. */
+export function FormFooter(props: { error: string | null; busy: boolean; busyLabel: string; label: string; onCancel: () => void }) {
+  return (
+    <>
+      <FormError message={props.error} />
+      <div class="actions">
+        <button type="button" class="btn" onClick={props.onCancel}>
+          Cancel
+        </button>
+        <button type="submit" class="btn primary" disabled={props.busy}>
+          {props.busy ? props.busyLabel : props.label}
+        </button>
+      </div>
+    </>
+  );
+}

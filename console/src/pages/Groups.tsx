@@ -4,7 +4,7 @@ import type { Group } from '../types';
 import { session, canWrite } from '../session';
 import { useStore } from '../store';
 import { lens } from '../lens';
-import { ConfirmDialog, Dialog, Empty, ErrorBox, Field, FormError, Loading, Panel, ReadOnlyHint, ShareBar, apiFieldErrors, useAsync, val } from '../components/ui';
+import { ConfirmDialog, Dialog, Empty, ErrorBox, Field, FormFooter, Loading, Panel, ReadOnlyHint, ShareBar, apiFieldErrors, useAsync, val } from '../components/ui';
 import { fmtAgo, fmtInt, fmtPct, nameProblem, parseOptInt } from '../format';
 
 function GroupForm(props: { group?: Group; onDone: () => void; onCancel: () => void }) {
@@ -56,15 +56,7 @@ function GroupForm(props: { group?: Group; onDone: () => void; onCancel: () => v
       <Field label="Max slots" id="gf-max" error={errs.max_slots} hint="Most slots the group may hold (empty: only the pool bounds it).">
         <input id="gf-max" inputMode="numeric" value={max} onInput={(e) => setMax(val(e))} />
       </Field>
-      <FormError message={formErr} />
-      <div class="actions">
-        <button type="button" class="btn" onClick={props.onCancel}>
-          Cancel
-        </button>
-        <button type="submit" class="btn primary" disabled={busy}>
-          {busy ? 'Saving…' : g ? 'Save group' : 'Create group'}
-        </button>
-      </div>
+      <FormFooter error={formErr} busy={busy} busyLabel="Saving…" label={g ? 'Save group' : 'Create group'} onCancel={props.onCancel} />
     </form>
   );
 }

@@ -4,7 +4,7 @@ import type { Model } from '../types';
 import { session, canWrite } from '../session';
 import { useStore } from '../store';
 import { lens } from '../lens';
-import { Badge, ConfirmDialog, Dialog, Empty, ErrorBox, Field, FormError, Loading, Panel, ReadOnlyHint, apiFieldErrors, useAsync, val, checked } from '../components/ui';
+import { Badge, ConfirmDialog, Dialog, Empty, ErrorBox, Field, FormFooter, Loading, Panel, ReadOnlyHint, apiFieldErrors, useAsync, val, checked } from '../components/ui';
 import { fmtAgo, fmtInt, fmtNum, parseOptFloat, parseOptInt } from '../format';
 
 export const modelPath = (name: string) => `/api/v1/models/${name.split('/').map(encodeURIComponent).join('/')}`;
@@ -118,15 +118,7 @@ function ModelForm(props: { model?: Model; onDone: () => void; onCancel: () => v
           </label>
         )}
       </div>
-      <FormError message={formErr} />
-      <div class="actions">
-        <button type="button" class="btn" onClick={props.onCancel}>
-          Cancel
-        </button>
-        <button type="submit" class="btn primary" disabled={busy}>
-          {busy ? 'Saving…' : m ? 'Save model' : 'Register model'}
-        </button>
-      </div>
+      <FormFooter error={formErr} busy={busy} busyLabel="Saving…" label={m ? 'Save model' : 'Register model'} onCancel={props.onCancel} />
     </form>
   );
 }
