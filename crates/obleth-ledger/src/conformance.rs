@@ -145,6 +145,11 @@ async fn replays_do_not_double_count(backend: &dyn LedgerBackend, tag: &str) {
     assert_eq!(totals[0].requests, 150, "each request counted once: {totals:?}");
     assert_eq!(totals[0].input_tokens, rows.iter().map(|r| u64::from(r.input_tokens)).sum::<u64>());
     assert_eq!(backend.recent(&filter(tag, Some("a")), 1000).await.expect("recent").len(), 150);
+    // The newest rows, each once, though every one of them is stored three times.
+    let newest: Vec<String> =
+        backend.recent(&filter(tag, Some("a")), 10).await.expect("recent").into_iter().map(|r| r.request_id).collect();
+    let want: Vec<String> = rows.iter().rev().take(10).map(|r| r.request_id.clone()).collect();
+    assert_eq!(newest, want);
 }
 
 /// Buckets and groups add up to the rows.

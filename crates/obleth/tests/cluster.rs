@@ -304,6 +304,13 @@ async fn three_pods_behind_haproxy() {
     };
     within(Duration::from_secs(5), "three pods split the cap 2/2/2", || async { slots(&pods).await == vec![2, 2, 2] })
         .await;
+    // The console's cluster panel: each pod sees every live pod's claim, read from Redis.
+    let cluster = call(&pods[0].admin, "GET", "/api/v1/cluster", None).await.unwrap();
+    assert_eq!((cluster["enabled"].as_bool(), cluster["cluster_slots"].as_u64()), (Some(true), Some(CAP)), "{cluster}");
+    assert_eq!(cluster["slots"], 2);
+    let claims: Vec<u64> = cluster["pods"].as_array().unwrap().iter().map(|p| p["slots"].as_u64().unwrap()).collect();
+    assert_eq!(claims, vec![2, 2, 2], "{cluster}");
+    assert!(cluster["pods"].as_array().unwrap().iter().any(|p| p["pod"] == cluster["pod"]), "{cluster}");
 
     // Propagation through the deployment: a tenant whose key every pod has cached (caches
     // are held a minute here), revoked and re-weighted through HAProxy's admin frontend.

@@ -305,8 +305,9 @@ async fn the_demo_records_to_the_embedded_ledger() {
     let dir = tempfile::tempdir().unwrap();
     let (data, admin, metrics) = (free_port(), free_port(), free_port());
     let out = std::fs::File::create(dir.path().join("demo.out")).unwrap();
+    // Without its contention: this test counts the demo's rows.
     let mut child = Command::new(env!("CARGO_BIN_EXE_obleth"))
-        .arg("demo")
+        .args(["demo", "--no-traffic"])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("OBLETH_LISTEN_DATA", format!("127.0.0.1:{data}"))
@@ -352,4 +353,49 @@ async fn the_demo_records_to_the_embedded_ledger() {
     assert_eq!(totals["data"][0]["requests"], 3, "{totals}");
     assert!(gw.dir.path().join("obleth-data/usage.db").exists(), "the ledger is in the demo's data directory");
     assert!(gw.dir.path().join("obleth-data/wal").is_dir());
+}
+
+/// `obleth demo` drives its contention by default: a noisy batch tenant keeps a queue on
+/// a pool of 8 slots while the light interactive one is served, as the console shows.
+#[tokio::test]
+async fn the_demo_drives_contention_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, admin, metrics) = (free_port(), free_port(), free_port());
+    let out = std::fs::File::create(dir.path().join("demo.out")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_obleth"))
+        .arg("demo")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("OBLETH_LISTEN_DATA", format!("127.0.0.1:{data}"))
+        .env("OBLETH_LISTEN_ADMIN", format!("127.0.0.1:{admin}"))
+        .env("OBLETH_LISTEN_METRICS", format!("127.0.0.1:{metrics}"))
+        .env("OBLETH_ADMIN_TOKEN", ADMIN_TOKEN)
+        .current_dir(dir.path())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let gw = Gateway {
+        child: Some(child),
+        data: SocketAddr::from(([127, 0, 0, 1], data)),
+        admin: AdminConn { admin_url: format!("http://127.0.0.1:{admin}"), admin_token: ADMIN_TOKEN.into() },
+        env: vec![],
+        dir,
+        starts: 0,
+    };
+    let printed = || std::fs::read_to_string(gw.dir.path().join("demo.out")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = call(&gw.admin, "GET", "/api/v1/scheduler", None).await.unwrap_or_default();
+        let tenant = |name: &str| s["tenants"].as_array().and_then(|ts| ts.iter().find(|t| t["name"] == name).cloned());
+        let batch_waits = tenant("batch").is_some_and(|t| t["queued"].as_u64().unwrap_or(0) > 0);
+        if s["slots_total"] == 8 && s["slots_used"] == 8 && batch_waits && tenant("interactive").is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no contention within 30 s: {s}\n{}", printed());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let text = printed();
+    assert!(text.contains(&format!("http://127.0.0.1:{admin}/ui/")), "the console's URL is printed:\n{text}");
+    assert!(text.contains("Demo traffic is running"), "{text}");
 }
