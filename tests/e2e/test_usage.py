@@ -84,5 +84,8 @@ def test_usage_queries_validate_their_parameters(admin: Admin):
         assert body["error"]["param"] == param, body
     body = admin.call("GET", "/api/v1/usage/totals?tenant=nobody", expect=404)
     assert body["error"]["type"] == "invalid_request_error", body
-    body = admin.call("GET", "/api/v1/usage/series?from=3650d&bucket=minute", expect=400)
+    body = admin.call("GET", "/api/v1/usage/series?from=30d&bucket=minute", expect=400)
     assert "buckets" in body["error"]["message"], body
+    # Every range is bounded too, whatever the bucket (the console cannot ask for a decade).
+    body = admin.call("GET", "/api/v1/usage/series?from=3650d&bucket=day", expect=400)
+    assert (body["error"]["param"], "366 days" in body["error"]["message"]) == ("from", True), body
