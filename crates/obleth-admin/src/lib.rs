@@ -1,9 +1,12 @@
-//! The admin API on `:9090`: tenants, API keys and the model registry.
+//! The admin API on `:9090`: tenants, API keys, the model registry, usage, the scheduler
+//! lens, and the operator console under `/ui/`.
 //!
-//! Every route but the health probes requires `Authorization: Bearer <admin token>`,
-//! compared in constant time. Writes go to the control-plane store, then the change is
-//! announced through the [`ChangeNotifier`] so that caches drop stale entries at once.
-//! Errors use the same `{"error":{…}}` shape as the data plane.
+//! Every route but the health probes, the session routes and the console's files needs a
+//! caller: a bearer token (the admin token, a viewer token, a tenant's API key; compared
+//! in constant time) or a console session cookie; `auth.rs` applies each role's rules.
+//! Writes go to the control-plane store, then the change is announced through the
+//! [`ChangeNotifier`] so that caches drop stale entries at once. Errors use the same
+//! `{"error":{…}}` shape as the data plane.
 
 mod auth;
 mod console;
