@@ -5,7 +5,7 @@ import { useStore } from '../store';
 import type { LensFrame, Readyz } from '../types';
 import { Badge, Empty, Loading, Panel, ShareBar, Sparkline, Stat, useAsync, Link, val } from '../components/ui';
 import { fmtCompact, fmtInt, fmtNum, fmtPct } from '../format';
-import { healthTone } from './Overview';
+import { AdmissionsPanel, healthTone } from './Overview';
 
 const SPARK = 60;
 
@@ -244,17 +244,7 @@ export function Lens() {
         </Panel>
       )}
 
-      {f.admissions && (
-        <Panel title="Admissions since start">
-          <div class="stats-row compact">
-            <Stat label="fast" value={fmtInt(f.admissions.fast)} />
-            <Stat label="queued" value={fmtInt(f.admissions.queued)} />
-            <Stat label="brownout" value={fmtInt(f.admissions.brownout)} />
-            <Stat label="refused (queue full)" value={fmtInt(f.admissions.refused_queue_full)} />
-            <Stat label="cancelled" value={fmtInt(f.admissions.cancelled)} />
-          </div>
-        </Panel>
-      )}
+      <AdmissionsPanel frame={f} />
     </div>
   );
 }

@@ -2,7 +2,7 @@ import { useMemo } from 'preact/hooks';
 import { get, getReadyz } from '../api';
 import { lens } from '../lens';
 import { useStore } from '../store';
-import type { Cluster, Readyz, Stats, StatsPoint } from '../types';
+import type { Cluster, LensFrame, Readyz, Stats, StatsPoint } from '../types';
 import { Chart } from '../components/Chart';
 import { Badge, ErrorBox, Loading, Panel, ShareBar, Stat, useAsync, useInterval, Link } from '../components/ui';
 import { fmtCompact, fmtInt, fmtMs, fmtPct, fmtNum } from '../format';
@@ -230,17 +230,24 @@ export function Overview() {
           </div>
         </div>
       )}
-      {f?.admissions && (
-        <Panel title="Admissions since start">
-          <div class="stats-row compact">
-            <Stat label="fast" value={fmtInt(f.admissions.fast)} />
-            <Stat label="queued" value={fmtInt(f.admissions.queued)} />
-            <Stat label="brownout" value={fmtInt(f.admissions.brownout)} />
-            <Stat label="refused (queue full)" value={fmtInt(f.admissions.refused_queue_full)} />
-            <Stat label="cancelled" value={fmtInt(f.admissions.cancelled)} />
-          </div>
-        </Panel>
-      )}
+      <AdmissionsPanel frame={f} />
     </div>
+  );
+}
+
+/** The scheduler's admission counts since start, from a lens frame (Overview and Lens). */
+export function AdmissionsPanel(props: { frame: LensFrame | null | undefined }) {
+  const a = props.frame?.admissions;
+  if (!a) return null;
+  return (
+    <Panel title="Admissions since start">
+      <div class="stats-row compact">
+        <Stat label="fast" value={fmtInt(a.fast)} />
+        <Stat label="queued" value={fmtInt(a.queued)} />
+        <Stat label="brownout" value={fmtInt(a.brownout)} />
+        <Stat label="refused (queue full)" value={fmtInt(a.refused_queue_full)} />
+        <Stat label="cancelled" value={fmtInt(a.cancelled)} />
+      </div>
+    </Panel>
   );
 }

@@ -688,19 +688,9 @@ mod tests {
     fn credentials_in_a_stored_api_base_are_never_shown() {
         // A row stored before api_base refused credentials and queries.
         let m = Model {
-            model_name: "legacy".into(),
-            upstream_model: "legacy".into(),
             api_base: Some("http://svc:hunter2@vllm.internal:8000/v1?token=abc123".into()),
             api_key: Some(SecretString::from("sk-model-key")),
-            input_cost_per_token: 0.0,
-            output_cost_per_token: 0.0,
-            context_window: None,
-            enabled: true,
-            admission_weight: 1.0,
-            max_in_flight: None,
-            tags: vec![],
-            created_at: 0,
-            updated_at: 0,
+            ..Model::named("legacy")
         };
         for shown in [model_view(&m), model_audit(&m)] {
             let text = shown.to_string();

@@ -302,40 +302,16 @@ async fn in_process_spend_survives_a_restart() {
 /// directory, with no external service.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_records_to_the_embedded_ledger() {
-    let dir = tempfile::tempdir().unwrap();
-    let (data, admin, metrics) = (free_port(), free_port(), free_port());
-    let out = std::fs::File::create(dir.path().join("demo.out")).unwrap();
     // Without its contention: this test counts the demo's rows.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_obleth"))
-        .args(["demo", "--no-traffic"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("OBLETH_LISTEN_DATA", format!("127.0.0.1:{data}"))
-        .env("OBLETH_LISTEN_ADMIN", format!("127.0.0.1:{admin}"))
-        .env("OBLETH_LISTEN_METRICS", format!("127.0.0.1:{metrics}"))
-        .env("OBLETH_ADMIN_TOKEN", ADMIN_TOKEN)
-        .current_dir(dir.path())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
-    let printed = || std::fs::read_to_string(dir.path().join("demo.out")).unwrap_or_default();
+    let mut gw = demo(&["--no-traffic"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     let key = loop {
-        if let Some(line) = printed().lines().find(|l| l.trim_start().starts_with("export OPENAI_API_KEY=")) {
+        if let Some(line) = demo_output(&gw).lines().find(|l| l.trim_start().starts_with("export OPENAI_API_KEY=")) {
             break line.trim().trim_start_matches("export OPENAI_API_KEY=").to_owned();
         }
-        assert!(child.try_wait().unwrap().is_none(), "the demo exited:\n{}", printed());
-        assert!(Instant::now() < deadline, "the demo printed no key:\n{}", printed());
+        assert!(gw.child.as_mut().unwrap().try_wait().unwrap().is_none(), "the demo exited:\n{}", demo_output(&gw));
+        assert!(Instant::now() < deadline, "the demo printed no key:\n{}", demo_output(&gw));
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let gw = Gateway {
-        child: Some(child),
-        data: SocketAddr::from(([127, 0, 0, 1], data)),
-        admin: AdminConn { admin_url: format!("http://127.0.0.1:{admin}"), admin_token: ADMIN_TOKEN.into() },
-        env: vec![],
-        dir,
-        starts: 0,
     };
     let body = json!({"model": "mock-model", "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]});
     let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
@@ -359,31 +335,8 @@ async fn the_demo_records_to_the_embedded_ledger() {
 /// a pool of 8 slots while the light interactive one is served, as the console shows.
 #[tokio::test]
 async fn the_demo_drives_contention_by_default() {
-    let dir = tempfile::tempdir().unwrap();
-    let (data, admin, metrics) = (free_port(), free_port(), free_port());
-    let out = std::fs::File::create(dir.path().join("demo.out")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_obleth"))
-        .arg("demo")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("OBLETH_LISTEN_DATA", format!("127.0.0.1:{data}"))
-        .env("OBLETH_LISTEN_ADMIN", format!("127.0.0.1:{admin}"))
-        .env("OBLETH_LISTEN_METRICS", format!("127.0.0.1:{metrics}"))
-        .env("OBLETH_ADMIN_TOKEN", ADMIN_TOKEN)
-        .current_dir(dir.path())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
-    let gw = Gateway {
-        child: Some(child),
-        data: SocketAddr::from(([127, 0, 0, 1], data)),
-        admin: AdminConn { admin_url: format!("http://127.0.0.1:{admin}"), admin_token: ADMIN_TOKEN.into() },
-        env: vec![],
-        dir,
-        starts: 0,
-    };
-    let printed = || std::fs::read_to_string(gw.dir.path().join("demo.out")).unwrap_or_default();
+    let gw = demo(&[]);
+    let printed = || demo_output(&gw);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let s = call(&gw.admin, "GET", "/api/v1/scheduler", None).await.unwrap_or_default();
@@ -396,6 +349,40 @@ async fn the_demo_drives_contention_by_default() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let text = printed();
-    assert!(text.contains(&format!("http://127.0.0.1:{admin}/ui/")), "the console's URL is printed:\n{text}");
+    assert!(text.contains(&format!("{}/ui/", gw.admin.admin_url)), "the console's URL is printed:\n{text}");
     assert!(text.contains("Demo traffic is running"), "{text}");
+}
+
+/// `obleth demo` with `args` as a child process on free ports, in a directory of its own;
+/// its output goes to `demo.out` there (see [`demo_output`]).
+fn demo(args: &[&str]) -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, admin, metrics) = (free_port(), free_port(), free_port());
+    let out = std::fs::File::create(dir.path().join("demo.out")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_obleth"))
+        .arg("demo")
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("OBLETH_LISTEN_DATA", format!("127.0.0.1:{data}"))
+        .env("OBLETH_LISTEN_ADMIN", format!("127.0.0.1:{admin}"))
+        .env("OBLETH_LISTEN_METRICS", format!("127.0.0.1:{metrics}"))
+        .env("OBLETH_ADMIN_TOKEN", ADMIN_TOKEN)
+        .current_dir(dir.path())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    Gateway {
+        child: Some(child),
+        data: SocketAddr::from(([127, 0, 0, 1], data)),
+        admin: AdminConn { admin_url: format!("http://127.0.0.1:{admin}"), admin_token: ADMIN_TOKEN.into() },
+        env: vec![],
+        dir,
+        starts: 0,
+    }
+}
+
+fn demo_output(gw: &Gateway) -> String {
+    std::fs::read_to_string(gw.dir.path().join("demo.out")).unwrap_or_default()
 }
