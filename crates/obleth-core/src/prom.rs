@@ -61,17 +61,20 @@ pub fn family(out: &mut String, name: &str, help: &str) {
 /// One sample of a family.
 pub fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
     out.push_str(name);
-    out.push('{');
-    for (i, (label, v)) in labels.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
+    if !labels.is_empty() {
+        out.push('{');
+        for (i, (label, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(label);
+            out.push_str("=\"");
+            escape_label(v, out);
+            out.push('"');
         }
-        out.push_str(label);
-        out.push_str("=\"");
-        escape_label(v, out);
-        out.push('"');
+        out.push('}');
     }
-    out.push_str("} ");
+    out.push(' ');
     push_value(value, out);
     out.push('\n');
 }

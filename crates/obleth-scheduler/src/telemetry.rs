@@ -25,6 +25,8 @@ pub mod names {
     pub const TENANT_IN_FLIGHT: &str = "obleth_scheduler_tenant_in_flight";
     pub const TENANT_SHARE_SCORE: &str = "obleth_scheduler_tenant_share_score";
     pub const TENANT_SHARE: &str = "obleth_scheduler_tenant_share";
+    /// Jain's index over the backlogged tenants (see [`super::fairness_index`]).
+    pub const FAIRNESS_INDEX: &str = "obleth_scheduler_fairness_index";
 }
 
 pub use obleth_core::prom::OTHER;
@@ -61,6 +63,13 @@ pub fn publish(s: &Snapshot) {
 /// for `share_score` the lowest score among those with requests queued or in flight
 /// (the one that would be served first), 0 when none has any.
 pub fn render(s: &Snapshot, limits: SeriesLimits, out: &mut String) {
+    family(
+        out,
+        names::FAIRNESS_INDEX,
+        "Jain's fairness index of actual over target share among tenants with requests queued (1: each gets its share)",
+    );
+    sample(out, names::FAIRNESS_INDEX, &[], fairness_index(&s.tenants));
+
     let groups = split(
         &s.groups,
         limits.groups,
@@ -134,6 +143,22 @@ pub fn render(s: &Snapshot, limits: SeriesLimits, out: &mut String) {
         }
         sample(out, names::TENANT_SHARE, &[("tenant", OTHER), ("kind", kind)], tenants.sum(value));
     }
+}
+
+/// Jain's fairness index, `(Σx)² / (n·Σx²)`, of `x = actual / target` share over the
+/// tenants with requests queued: 1 when each backlogged tenant gets service in
+/// proportion to its weight, down to `1/n` when one of `n` gets it all. Only backlogged
+/// tenants count, because an idle tenant below its share is not wronged. It is 1 when
+/// fewer than two are backlogged or none has been served yet (nobody is ahead).
+pub fn fairness_index(tenants: &[TenantView]) -> f64 {
+    let (mut n, mut sum, mut squares) = (0usize, 0.0, 0.0);
+    for t in tenants.iter().filter(|t| t.queued > 0 && t.target_share > 0.0) {
+        let x = t.actual_share / t.target_share;
+        n += 1;
+        sum += x;
+        squares += x * x;
+    }
+    if n < 2 || squares <= 0.0 { 1.0 } else { sum * sum / (n as f64 * squares) }
 }
 
 #[cfg(test)]

@@ -228,3 +228,20 @@ fn ten_thousand_tenants_render_in_a_few_kilobytes_and_deleted_ones_disappear() {
     assert!(!text.contains(&format!("tenant=\"{name}\"")), "a deleted tenant's series stayed");
     assert_eq!(series_of(&text, names::TENANT_QUEUED).len(), 9_999 + 1);
 }
+
+#[test]
+fn the_fairness_index_counts_only_backlogged_tenants() {
+    let at = |tenants: Vec<TenantView>| value(&rendered(&snapshot(vec![], tenants), 10, 10), names::FAIRNESS_INDEX);
+    // Each backlogged tenant served in proportion to its weight: 1, whatever the shares.
+    assert_eq!(at(vec![tenant("a", 3, 1, 0.0, 0.75, 0.75), tenant("b", 3, 1, 0.0, 0.25, 0.25)]), 1.0);
+    // One of two gets everything: 1/2.
+    assert_eq!(at(vec![tenant("a", 3, 1, 0.0, 0.5, 1.0), tenant("b", 3, 0, 0.0, 0.5, 0.0)]), 0.5);
+    // x = (1.6, 0.4): (2.0)^2 / (2 * 2.72).
+    let j = at(vec![tenant("a", 1, 1, 0.0, 0.5, 0.8), tenant("b", 1, 1, 0.0, 0.5, 0.2)]);
+    assert!((j - 4.0 / 5.44).abs() < 1e-12, "{j}");
+    // An idle tenant below its share is not starved: it does not count.
+    assert_eq!(at(vec![tenant("a", 2, 1, 0.0, 1.0, 1.0), tenant("idle", 0, 0, 0.0, 0.0, 0.0)]), 1.0);
+    // Nobody backlogged, or nobody served yet: 1.
+    assert_eq!(at(vec![]), 1.0);
+    assert_eq!(at(vec![tenant("a", 1, 0, 0.0, 0.5, 0.0), tenant("b", 1, 0, 0.0, 0.5, 0.0)]), 1.0);
+}
