@@ -175,8 +175,10 @@ impl Inner {
         }
     }
 
-    /// Records a shared call's outcome; returns true when the store just came back.
-    fn outcome(&self, ok: bool) -> bool {
+    /// Records a shared call's outcome (`None`: it succeeded); returns true when the store
+    /// just came back.
+    fn outcome(&self, error: Option<&BudgetError>) -> bool {
+        let ok = error.is_none();
         let mut b = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
         match (&mut *b, ok) {
             (Breaker::Closed { failures }, true) => {
@@ -194,7 +196,8 @@ impl Inner {
                 if *failures >= self.config.breaker_failures {
                     *b = Breaker::Open { until: Instant::now() + self.config.breaker_cooldown };
                     metrics::gauge!(BREAKER_METRIC).set(1.0);
-                    tracing::warn!("the shared budget store is failing; deciding on this pod's local share");
+                    let error = error.map(ToString::to_string).unwrap_or_default();
+                    tracing::warn!(%error, "the shared budget store is failing; deciding on this pod's local share");
                 }
                 false
             }
@@ -242,7 +245,7 @@ impl Inner {
             if let Err(e) = self.shared.absorb(&b.id, &b.tenant, &b.limits, b.used).await {
                 tracing::warn!(error = %e, "absorbing local budget use failed; will retry");
                 self.state().in_doubt.push_front(b);
-                self.outcome(false);
+                self.outcome(Some(&e));
                 return;
             }
         }
@@ -253,7 +256,7 @@ impl Inner {
             if let Err(e) = self.shared.reconcile(&reservation, actual).await {
                 tracing::warn!(error = %e, "retrying a budget reconcile failed; will retry");
                 self.state().pending.push_front((reservation, actual));
-                self.outcome(false);
+                self.outcome(Some(&e));
                 break;
             }
         }
@@ -302,7 +305,7 @@ impl BudgetStore for Failover {
         }
         match self.inner.shared.reserve(r).await {
             Ok(decision) => {
-                let back = self.inner.outcome(true);
+                let back = self.inner.outcome(None);
                 let status = match &decision {
                     Decision::Allowed(s) => s,
                     Decision::Denied(d) => &d.status,
@@ -315,7 +318,7 @@ impl BudgetStore for Failover {
             }
             Err(e) => {
                 tracing::debug!(error = %e, "shared budget store failed a reserve");
-                self.inner.outcome(false);
+                self.inner.outcome(Some(&e));
                 // The reserve may have run before the call failed: release it (a reconcile
                 // of a reservation that does not exist changes nothing).
                 let orphan = Reservation {
@@ -342,7 +345,7 @@ impl BudgetStore for Failover {
         }
         let result = if self.inner.try_shared() {
             let r = self.inner.shared.reconcile(reservation, actual).await;
-            let back = self.inner.outcome(r.is_ok());
+            let back = self.inner.outcome(r.as_ref().err());
             if r.is_ok() && (back || self.inner.needs_catch_up()) {
                 self.spawn_catch_up();
             }
@@ -364,7 +367,7 @@ impl BudgetStore for Failover {
     async fn usage(&self, tenant: &str, limits: &Limits) -> Result<TenantUsage, BudgetError> {
         if self.inner.try_shared() {
             let r = self.inner.shared.usage(tenant, limits).await;
-            self.inner.outcome(r.is_ok());
+            self.inner.outcome(r.as_ref().err());
             if r.is_ok() {
                 return r;
             }

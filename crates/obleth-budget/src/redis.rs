@@ -187,7 +187,7 @@ impl RedisBudget {
     /// start while Redis is down. Must be called within a Tokio runtime.
     pub fn connect_lazy(config: RedisConfig) -> Result<RedisBudget, BudgetError> {
         let url = config.redacted_url();
-        let client = Client::open(config.url.as_str())
+        let client = obleth_redis::client(config.url.as_str())
             .map_err(|e| BudgetError::Backend(format!("redis url {url}: {}", scrub(&e.to_string(), &config.url))))?;
         let conns = PerThread { client, url, raw_url: config.url.clone(), by_thread: Mutex::new(HashMap::new()) };
         // Fails now on a URL the client cannot use, not on the first request.

@@ -130,7 +130,7 @@ impl ChangeBus {
         store: Arc<dyn ControlPlaneStore>,
     ) -> Result<Arc<ChangeBus>, ClusterError> {
         let client =
-            redis::Client::open(config.redis_url.as_str()).map_err(|e| ClusterError::InvalidUrl(e.to_string()))?;
+            obleth_redis::client(config.redis_url.as_str()).map_err(|e| ClusterError::InvalidUrl(e.to_string()))?;
         let (tx, rx) = mpsc::channel(PUBLISH_QUEUE);
         let config = Arc::new(config);
         tokio::spawn(publish_loop(client.clone(), config.clone(), local.clone(), rx));

@@ -48,7 +48,8 @@ pub struct ServedShareConfig {
 
 /// Starts the exchange on the current tokio runtime; it runs until the runtime stops.
 pub fn start(config: ServedShareConfig, scheduler: Arc<dyn ServedWork>) -> Result<(), ClusterError> {
-    let client = redis::Client::open(config.redis_url.as_str()).map_err(|e| ClusterError::InvalidUrl(e.to_string()))?;
+    let client =
+        obleth_redis::client(config.redis_url.as_str()).map_err(|e| ClusterError::InvalidUrl(e.to_string()))?;
     tokio::spawn(run(client, config, scheduler));
     Ok(())
 }

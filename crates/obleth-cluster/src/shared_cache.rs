@@ -108,7 +108,7 @@ pub struct RedisSharedCache {
 impl RedisSharedCache {
     pub fn new(config: SharedCacheConfig) -> Result<RedisSharedCache, ClusterError> {
         let client =
-            redis::Client::open(config.redis_url.as_str()).map_err(|e| ClusterError::InvalidUrl(e.to_string()))?;
+            obleth_redis::client(config.redis_url.as_str()).map_err(|e| ClusterError::InvalidUrl(e.to_string()))?;
         let manager = ConnectionManagerConfig::new()
             .set_number_of_retries(0)
             .set_connection_timeout(Some(config.timeout.max(Duration::from_millis(200))))

@@ -119,7 +119,7 @@ impl SlotShare {
     /// heartbeat (made before this returns, bounded by a second or two).
     pub async fn start(config: SlotShareConfig, scheduler: Arc<dyn SlotPool>) -> Result<Arc<SlotShare>, ClusterError> {
         let client =
-            redis::Client::open(config.redis_url.as_str()).map_err(|e| ClusterError::InvalidUrl(e.to_string()))?;
+            obleth_redis::client(config.redis_url.as_str()).map_err(|e| ClusterError::InvalidUrl(e.to_string()))?;
         let share = Arc::new(SlotShare {
             config,
             slots: AtomicU32::new(0),

@@ -12,6 +12,8 @@
 //! counted twice meanwhile. The shipper's duplicate check keeps such rows rare.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,7 +26,10 @@ use hyper_util::rt::TokioExecutor;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::{Filter, GroupBy, LedgerBackend, LedgerError, LedgerRow, Result, SeriesPoint, SeriesQuery, Totals};
+use crate::{Filter, GroupBy, LedgerBackend, LedgerError, LedgerRow, Result, SeriesPoint, SeriesQuery, Totals, rollup};
+
+/// Schema version 2, the hourly sums (see `rollup`).
+pub const ROLLUP_SCHEMA: &str = include_str!("clickhouse/rollup.sql");
 
 /// Schema version 1 (`{db}` and `{table}` substituted).
 pub const SCHEMA: &str = include_str!("clickhouse/schema.sql");
@@ -43,6 +48,9 @@ pub struct ClickHouseConfig {
     pub password: Option<SecretString>,
     /// Per request.
     pub timeout: Duration,
+    /// CA certificates (PEM) to trust for an `https://` URL instead of the public roots
+    /// (a private CA, or a self-signed server).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ClickHouseConfig {
@@ -54,6 +62,7 @@ impl Default for ClickHouseConfig {
             user: None,
             password: None,
             timeout: Duration::from_secs(10),
+            ca_file: None,
         }
     }
 }
@@ -66,12 +75,34 @@ pub struct ClickHouse {
     config: ClickHouseConfig,
     base: String,
     authorization: Option<String>,
+    /// From when (ms) the hourly sums are complete: rows inserted before the sums existed
+    /// are not in them. `u64::MAX` until the schema was checked (queries read rows only).
+    rollup_since_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for ClickHouse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClickHouse").field("url", &self.base).field("table", &self.table()).finish_non_exhaustive()
     }
+}
+
+/// A TLS client configuration trusting exactly the CA certificates in `path`.
+fn trusting(path: &std::path::Path) -> Result<rustls::ClientConfig> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let invalid = |why: String| LedgerError::Invalid(format!("ledger.clickhouse_ca_file {}: {why}", path.display()));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| invalid(e.to_string()))? {
+        roots.add(cert.map_err(|e| invalid(e.to_string()))?).map_err(|e| invalid(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(invalid("holds no certificate".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 impl ClickHouse {
@@ -101,13 +132,13 @@ impl ClickHouse {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(config.timeout.min(Duration::from_secs(5))));
         connector.enforce_http(false);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(connector);
+        let https = match &config.ca_file {
+            None => hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots(),
+            Some(path) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(trusting(path)?),
+        };
+        let https = https.https_or_http().enable_http1().wrap_connector(connector);
         let http = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https);
-        Ok(ClickHouse { http, config, base, authorization })
+        Ok(ClickHouse { http, config, base, authorization, rollup_since_ms: AtomicU64::new(u64::MAX) })
     }
 
     fn table(&self) -> String {
@@ -138,7 +169,7 @@ impl ClickHouse {
         }
         let request = request.body(Full::new(Bytes::from(body))).map_err(|e| LedgerError::Invalid(e.to_string()))?;
         let exchange = async {
-            let response = self.http.request(request).await.map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+            let response = self.http.request(request).await.map_err(|e| LedgerError::Unavailable(chain(&e)))?;
             let status = response.status();
             let body =
                 response.into_body().collect().await.map_err(|e| LedgerError::Unavailable(e.to_string()))?.to_bytes();
@@ -184,20 +215,59 @@ impl ClickHouse {
         // Version 1 is `CREATE TABLE IF NOT EXISTS`: run every time, so that a table lost
         // since (a server that came back empty) is created again. Later versions (ALTERs)
         // run once, by the version recorded.
-        let ddl = SCHEMA.replace("{db}", db).replace("{table}", &self.config.table);
-        let ddl: String = ddl.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
-        self.execute(&ddl, None).await?;
+        for statement in sql_statements(SCHEMA, db, &self.config.table) {
+            self.execute(&statement, None).await?;
+        }
         if current < 1 {
-            self.execute(
-                &format!(
-                    "INSERT INTO {db}.obleth_ledger_migrations (tbl, version, applied_at) VALUES ({table}, 1, now())"
-                ),
-                None,
-            )
-            .await?;
+            self.record_version(1).await?;
             tracing::info!(table = %self.table(), "created the ClickHouse ledger table");
         }
+        // Version 2, the hourly sums: created once. Rows inserted before the view existed
+        // are not in the sums, so they are used only from a little after it was made.
+        if current < 2 {
+            for statement in sql_statements(ROLLUP_SCHEMA, db, &self.config.table) {
+                self.execute(&statement, None).await?;
+            }
+            self.record_version(2).await?;
+            tracing::info!(table = %self.table(), "created the ClickHouse ledger's hourly sums");
+        }
+        #[derive(Deserialize)]
+        struct Since {
+            at: u64,
+        }
+        let since: Vec<Since> = self
+            .select(&format!(
+                "SELECT toUInt32(min(applied_at)) AS at FROM {db}.obleth_ledger_migrations WHERE tbl = {table} AND version = 2"
+            ))
+            .await?;
+        if let Some(s) = since.first() {
+            self.rollup_since_ms.store(rollup_start_ms(s.at), Ordering::Relaxed);
+        }
         Ok(())
+    }
+
+    async fn record_version(&self, version: u32) -> Result<()> {
+        let (db, table) = (&self.config.database, quote(&self.config.table));
+        let sql = format!(
+            "INSERT INTO {db}.obleth_ledger_migrations (tbl, version, applied_at) VALUES ({table}, {version}, now())"
+        );
+        self.execute(&sql, None).await.map(drop)
+    }
+
+    fn since(&self) -> u64 {
+        self.rollup_since_ms.load(Ordering::Relaxed)
+    }
+
+    /// The `WHERE` of a query on the hourly sums (`f`'s bounds are whole hours).
+    fn hours_clause(&self, f: &Filter) -> String {
+        let mut w = format!(" WHERE hour >= {} AND hour < {}", f.from_ms / 1000, (f.to_ms / 1000).min(u32::MAX as u64));
+        if let Some(t) = &f.tenant_id {
+            w.push_str(&format!(" AND tenant_id = {}", quote(t)));
+        }
+        if let Some(m) = &f.model {
+            w.push_str(&format!(" AND model = {}", quote(m)));
+        }
+        w
     }
 
     fn where_clause(&self, f: &Filter) -> String {
@@ -268,23 +338,47 @@ impl LedgerBackend for ClickHouse {
         query.filter.validate()?;
         let secs = query.bucket.seconds();
         let key = query.group_by.column().unwrap_or("''");
-        let sql = format!(
-            "SELECT intDiv(toUInt32(received_at), {secs}) * {secs} AS bucket_start, {key} AS key, {AGGREGATES} FROM {} FINAL{} GROUP BY bucket_start, key ORDER BY bucket_start, key",
-            self.table(),
-            self.where_clause(&query.filter)
-        );
-        self.select(&sql).await
+        let mut parts = Vec::new();
+        for (filter, hours) in rollup::plan(&query.filter, Some(query.bucket), self.since()).parts() {
+            let sql = if hours {
+                format!(
+                    "SELECT intDiv(hour, {secs}) * {secs} AS bucket_start, {key} AS key, {SUMS} FROM {}_hourly{} GROUP BY bucket_start, key",
+                    self.table(),
+                    self.hours_clause(filter)
+                )
+            } else {
+                format!(
+                    "SELECT intDiv(toUInt32(received_at), {secs}) * {secs} AS bucket_start, {key} AS key, {AGGREGATES} FROM {} FINAL{} GROUP BY bucket_start, key",
+                    self.table(),
+                    self.where_clause(filter)
+                )
+            };
+            parts.extend(self.select::<SeriesPoint>(&sql).await?);
+        }
+        Ok(rollup::merge_series(parts))
     }
 
     async fn totals(&self, filter: &Filter, group_by: GroupBy) -> Result<Vec<Totals>> {
         filter.validate()?;
         let key = group_by.column().unwrap_or("''");
-        let sql = format!(
-            "SELECT {key} AS key, {AGGREGATES} FROM {} FINAL{} GROUP BY key ORDER BY cost DESC, key",
-            self.table(),
-            self.where_clause(filter)
-        );
-        self.select(&sql).await
+        let mut parts = Vec::new();
+        for (filter, hours) in rollup::plan(filter, None, self.since()).parts() {
+            let sql = if hours {
+                format!(
+                    "SELECT {key} AS key, {SUMS} FROM {}_hourly{} GROUP BY key",
+                    self.table(),
+                    self.hours_clause(filter)
+                )
+            } else {
+                format!(
+                    "SELECT {key} AS key, {AGGREGATES} FROM {} FINAL{} GROUP BY key",
+                    self.table(),
+                    self.where_clause(filter)
+                )
+            };
+            parts.extend(self.select::<Totals>(&sql).await?);
+        }
+        Ok(rollup::merge_totals(parts))
     }
 
     async fn recent(&self, filter: &Filter, limit: u32) -> Result<Vec<LedgerRow>> {
@@ -351,6 +445,36 @@ const AGGREGATES: &str = "count() AS requests, \
     sum(cached_tokens) AS cached_tokens, \
     sum(cost) AS cost, \
     sum(queue_wait_ms) AS queue_wait_ms";
+
+/// The hourly sums' columns, named as [`AGGREGATES`].
+const SUMS: &str = "sum(requests) AS requests, sum(errors) AS errors, sum(rejected) AS rejected, \
+    sum(brownout) AS brownout, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, \
+    sum(cached_tokens) AS cached_tokens, sum(cost) AS cost, sum(queue_wait_ms) AS queue_wait_ms";
+
+/// The first hour the sums are complete for, given when (seconds) their view was made:
+/// the next whole hour after a five-minute margin for pods' clocks and for rows received
+/// just before but inserted just after.
+fn rollup_start_ms(created_at_s: u64) -> u64 {
+    (created_at_s + 300).div_ceil(3600) * 3600 * 1000
+}
+
+/// The statements of a schema file, comments removed, names substituted.
+fn sql_statements(file: &str, db: &str, table: &str) -> Vec<String> {
+    let text: String = file.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
+    text.split(';').map(|s| s.trim().replace("{db}", db).replace("{table}", table)).filter(|s| !s.is_empty()).collect()
+}
+
+/// An error with its causes (a connection error says why: refused, TLS, DNS).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
 
 /// A ClickHouse string literal.
 fn quote(s: &str) -> String {

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
-use crate::{Filter, GroupBy, LedgerBackend, LedgerError, LedgerRow, Result, SeriesPoint, SeriesQuery, Totals};
+use crate::{Filter, GroupBy, LedgerBackend, LedgerError, LedgerRow, Result, SeriesPoint, SeriesQuery, Totals, rollup};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS usage (
@@ -47,6 +47,50 @@ CREATE TABLE IF NOT EXISTS usage (
 );
 CREATE INDEX IF NOT EXISTS usage_tenant_time ON usage (tenant_id, received_at_ms);
 CREATE INDEX IF NOT EXISTS usage_time ON usage (received_at_ms);
+CREATE TABLE IF NOT EXISTS usage_hourly (
+    hour INTEGER NOT NULL,
+    tenant_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    requests INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    rejected INTEGER NOT NULL,
+    brownout INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL,
+    cost REAL NOT NULL,
+    queue_wait_ms INTEGER NOT NULL,
+    PRIMARY KEY (hour, tenant_id, model)
+) WITHOUT ROWID;
+"#;
+
+/// The hourly sums (see `rollup`), kept by a trigger: `INSERT OR IGNORE` fires it only
+/// for rows really inserted, so a replayed row is never summed twice, and it runs in the
+/// insert's transaction, so the sums never disagree with the rows. Created together with
+/// a fill from the rows already there (a ledger file from before the sums), in one
+/// transaction holding the write lock. Statements are separated by blank lines.
+const ROLLUP_TRIGGER: &str = r#"
+CREATE TRIGGER usage_hourly_fill AFTER INSERT ON usage BEGIN
+    INSERT INTO usage_hourly VALUES (
+        NEW.received_at_ms / 3600000 * 3600, NEW.tenant_id, NEW.model, 1, NEW.status >= 400,
+        NEW.admission_class = 'rejected', NEW.admission_class = 'brownout', NEW.input_tokens,
+        NEW.output_tokens, NEW.cached_tokens, NEW.cost, NEW.queue_wait_ms)
+    ON CONFLICT (hour, tenant_id, model) DO UPDATE SET
+        requests = requests + 1, errors = errors + excluded.errors,
+        rejected = rejected + excluded.rejected, brownout = brownout + excluded.brownout,
+        input_tokens = input_tokens + excluded.input_tokens,
+        output_tokens = output_tokens + excluded.output_tokens,
+        cached_tokens = cached_tokens + excluded.cached_tokens, cost = cost + excluded.cost,
+        queue_wait_ms = queue_wait_ms + excluded.queue_wait_ms;
+END
+
+DELETE FROM usage_hourly
+
+INSERT INTO usage_hourly
+    SELECT received_at_ms / 3600000 * 3600 AS hour, tenant_id, model, count(*), sum(status >= 400),
+        sum(admission_class = 'rejected'), sum(admission_class = 'brownout'), sum(input_tokens),
+        sum(output_tokens), sum(cached_tokens), sum(cost), sum(queue_wait_ms)
+    FROM usage GROUP BY hour, tenant_id, model
 "#;
 
 const COLUMNS: &str = "request_id, received_at, received_at_ms, admitted_at_ms, first_token_at_ms, finished_at_ms, \
@@ -102,7 +146,7 @@ impl LedgerBackend for SqliteLedger {
 
     async fn prepare(&self) -> Result<()> {
         sqlx::raw_sql(SCHEMA).execute(&self.pool).await.map_err(db)?;
-        Ok(())
+        add_rollup(&self.pool).await
     }
 
     async fn insert(&self, rows: &[LedgerRow]) -> Result<()> {
@@ -167,38 +211,66 @@ impl LedgerBackend for SqliteLedger {
 
     async fn series(&self, query: &SeriesQuery) -> Result<Vec<SeriesPoint>> {
         query.filter.validate()?;
+        let plan = rollup::plan(&query.filter, Some(query.bucket), 0);
         let secs = query.bucket.seconds() as i64;
         let key = query.group_by.column().unwrap_or("''");
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-            "SELECT (received_at / {secs}) * {secs} AS bucket, {key} AS key, {AGGREGATES} FROM usage"
-        ));
-        push_filter(&mut q, &query.filter);
-        q.push(" GROUP BY bucket, key ORDER BY bucket, key");
-        let rows = q.build().fetch_all(&self.pool).await.map_err(db)?;
-        rows.iter().map(|row| Ok(SeriesPoint { bucket_start: get_u64(row, "bucket")?, totals: totals(row)? })).collect()
+        let mut parts = Vec::new();
+        for (filter, hours) in plan.parts() {
+            let select = if hours {
+                format!("SELECT (hour / {secs}) * {secs} AS bucket, {key} AS key, {SUMS} FROM usage_hourly")
+            } else {
+                format!("SELECT (received_at / {secs}) * {secs} AS bucket, {key} AS key, {AGGREGATES} FROM usage")
+            };
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(select);
+            push_filter(&mut q, filter, hours);
+            q.push(" GROUP BY bucket, key");
+            for row in q.build().fetch_all(&self.pool).await.map_err(db)? {
+                parts.push(SeriesPoint { bucket_start: get_u64(&row, "bucket")?, totals: totals(&row)? });
+            }
+        }
+        Ok(rollup::merge_series(parts))
     }
 
     async fn totals(&self, filter: &Filter, group_by: GroupBy) -> Result<Vec<Totals>> {
         filter.validate()?;
+        let plan = rollup::plan(filter, None, 0);
         let key = group_by.column().unwrap_or("''");
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {key} AS key, {AGGREGATES} FROM usage"));
-        push_filter(&mut q, filter);
-        q.push(" GROUP BY key ORDER BY cost DESC, key");
-        let rows = q.build().fetch_all(&self.pool).await.map_err(db)?;
-        let mut out: Vec<Totals> = rows.iter().map(totals).collect::<Result<_>>()?;
-        out.retain(|t| t.requests > 0);
-        Ok(out)
+        let mut parts = Vec::new();
+        for (filter, hours) in plan.parts() {
+            let (aggregates, table) = if hours { (SUMS, "usage_hourly") } else { (AGGREGATES, "usage") };
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new(format!("SELECT {key} AS key, {aggregates} FROM {table}"));
+            push_filter(&mut q, filter, hours);
+            q.push(" GROUP BY key");
+            for row in q.build().fetch_all(&self.pool).await.map_err(db)? {
+                parts.push(totals(&row)?);
+            }
+        }
+        Ok(rollup::merge_totals(parts))
     }
 
     async fn recent(&self, filter: &Filter, limit: u32) -> Result<Vec<LedgerRow>> {
         filter.validate()?;
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {COLUMNS} FROM usage"));
-        push_filter(&mut q, filter);
+        push_filter(&mut q, filter, false);
         q.push(" ORDER BY received_at_ms DESC, request_id DESC LIMIT ");
         q.push_bind(i64::from(limit));
         let rows = q.build().fetch_all(&self.pool).await.map_err(db)?;
         rows.iter().map(row).collect()
     }
+}
+
+/// Creates the hourly sums' trigger and fills them, once (see [`ROLLUP_TRIGGER`]).
+async fn add_rollup(pool: &SqlitePool) -> Result<()> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+    let trigger = "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name = 'usage_hourly_fill'";
+    let has: i64 = sqlx::query_scalar(trigger).fetch_one(&mut *tx).await.map_err(db)?;
+    if has == 0 {
+        for statement in ROLLUP_TRIGGER.split("\n\n") {
+            sqlx::query(statement).execute(&mut *tx).await.map_err(db)?;
+        }
+    }
+    tx.commit().await.map_err(db)
 }
 
 const AGGREGATES: &str = "count(*) AS requests, \
@@ -211,11 +283,22 @@ const AGGREGATES: &str = "count(*) AS requests, \
     coalesce(sum(cost), 0.0) AS cost, \
     coalesce(sum(queue_wait_ms), 0) AS queue_wait_ms";
 
-fn push_filter(q: &mut QueryBuilder<Sqlite>, f: &Filter) {
-    q.push(" WHERE received_at_ms >= ");
-    q.push_bind(f.from_ms as i64);
-    q.push(" AND received_at_ms < ");
-    q.push_bind(f.to_ms.min(i64::MAX as u64) as i64);
+/// The hourly sums' columns, named as [`AGGREGATES`].
+const SUMS: &str = "sum(requests) AS requests, sum(errors) AS errors, sum(rejected) AS rejected, \
+    sum(brownout) AS brownout, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, \
+    sum(cached_tokens) AS cached_tokens, sum(cost) AS cost, sum(queue_wait_ms) AS queue_wait_ms";
+
+/// The `WHERE` of a query on the rows, or on the hourly sums when `hours`.
+fn push_filter(q: &mut QueryBuilder<Sqlite>, f: &Filter, hours: bool) {
+    let (column, from, to) = if hours {
+        ("hour", (f.from_ms / 1000) as i64, (f.to_ms / 1000).min(i64::MAX as u64) as i64)
+    } else {
+        ("received_at_ms", f.from_ms as i64, f.to_ms.min(i64::MAX as u64) as i64)
+    };
+    q.push(format!(" WHERE {column} >= "));
+    q.push_bind(from);
+    q.push(format!(" AND {column} < "));
+    q.push_bind(to);
     if let Some(t) = &f.tenant_id {
         q.push(" AND tenant_id = ");
         q.push_bind(t.clone());

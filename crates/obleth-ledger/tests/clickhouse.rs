@@ -169,3 +169,27 @@ async fn a_lost_table_is_created_again() {
     assert!(ledger.close(Duration::from_secs(20)).await, "{:?}", ledger.status());
     assert_eq!(count(&server, "lost"), (20, 20));
 }
+
+/// ClickHouse over HTTPS: trusting the private CA that signed the server's certificate
+/// (`ledger.clickhouse_ca_file`), the whole suite passes; with only the public roots,
+/// the server is refused rather than trusted.
+#[tokio::test]
+async fn https_with_a_private_ca() {
+    let server = OwnClickHouse::start_https();
+    let config = ClickHouseConfig {
+        url: server.https_url(),
+        database: "tls".into(),
+        timeout: Duration::from_secs(5),
+        ..ClickHouseConfig::default()
+    };
+    let trusted = ClickHouse::new(ClickHouseConfig { ca_file: Some(server.ca().ca_cert()), ..config.clone() }).unwrap();
+    conformance::run(&trusted, "tls").await;
+
+    let untrusted = ClickHouse::new(config).unwrap();
+    let err = untrusted.prepare().await.expect_err("a certificate no public root signed").to_string();
+    assert!(err.to_lowercase().contains("certificate") || err.contains("invalid peer"), "{err}");
+
+    let missing = ClickHouseConfig { ca_file: Some("/nonexistent/ca.pem".into()), ..ClickHouseConfig::default() };
+    let err = ClickHouse::new(missing).expect_err("no such file").to_string();
+    assert!(err.contains("ledger.clickhouse_ca_file") && err.contains("/nonexistent/ca.pem"), "{err}");
+}

@@ -18,21 +18,31 @@ mod guard;
 mod postgres;
 mod retry;
 mod rules;
+mod schema;
 mod sqlite;
 
 pub use guard::{GuardConfig, StoreGuard, StoreHealth};
 pub use postgres::PostgresStore;
 pub use rules::validate_actor;
+pub use schema::{Schema, SchemaStatus};
 pub use sqlite::SqliteStore;
 
 /// Opens the store named by `url`: SQLite for `sqlite:` URLs (`sqlite://cp.db`,
 /// `sqlite::memory:`), Postgres for `postgres://` and `postgresql://`. Either applies
 /// its pending migrations.
 pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn ControlPlaneStore>> {
+    Ok(open(url, Schema::Migrate).await?.0)
+}
+
+/// Opens the store named by `url` (as [`connect`]) and migrates or checks its schema as
+/// `schema` says.
+pub async fn open(url: &str, schema: Schema) -> Result<(std::sync::Arc<dyn ControlPlaneStore>, SchemaStatus)> {
     if url.starts_with("sqlite:") {
-        Ok(std::sync::Arc::new(SqliteStore::connect(url).await?))
+        let (store, status) = SqliteStore::open(url, schema).await?;
+        Ok((std::sync::Arc::new(store), status))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(std::sync::Arc::new(PostgresStore::connect(url).await?))
+        let (store, status) = PostgresStore::open(url, schema).await?;
+        Ok((std::sync::Arc::new(store), status))
     } else {
         // Name only the scheme: the rest of a URL may hold a password.
         let scheme = url

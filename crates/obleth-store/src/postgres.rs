@@ -23,13 +23,16 @@ use sqlx::{PgExecutor, PgPool, Row};
 
 use crate::retry::{Failure, retry};
 use crate::rules::{Arg, MODEL_CURSOR, TENANT_CURSOR};
+use crate::schema::{self, Schema, SchemaStatus};
 use crate::{
     AuditEntry, AuditFilter, ControlPlaneStore, GroupSettings, KeyFilter, KeyRotation, ModelFilter, ModelPatch,
     NewAuditEntry, NewModel, NewTenant, Page, PageRequest, Result, RotatedKey, StoreError, TenantFilter, TenantPatch,
     rules,
 };
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+fn migrator() -> sqlx::migrate::Migrator {
+    schema::lenient(sqlx::migrate!("./migrations/postgres"))
+}
 
 /// Connections in the pool: admin traffic is light and the data plane reads through caches.
 const MAX_CONNECTIONS: u32 = 8;
@@ -65,6 +68,11 @@ impl PostgresStore {
     /// as `?sslmode=` accepted) and applies pending migrations. Several replicas may
     /// start at once: the migrator serialises them with an advisory lock.
     pub async fn connect(url: &str) -> Result<Self> {
+        Ok(Self::open(url, Schema::Migrate).await?.0)
+    }
+
+    /// Connects to `url` and migrates or checks its schema as `schema` says.
+    pub async fn open(url: &str, schema: Schema) -> Result<(Self, SchemaStatus)> {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(crate::invalid("database.url", "must start with postgres:// or postgresql://"));
         }
@@ -86,20 +94,44 @@ impl PostgresStore {
                 StoreError::Backend(m) => StoreError::Backend(format!("connecting to Postgres at {target}: {m}")),
                 other => other,
             })?;
-        MIGRATOR.run(&pool).await.map_err(|e| match e {
-            sqlx::migrate::MigrateError::Execute(e) => match db_err(e).error {
-                StoreError::Backend(m) => StoreError::Backend(format!("migration failed: {m}")),
-                other => other,
-            },
-            other => StoreError::Backend(format!("migration failed: {other}")),
-        })?;
-        Ok(PostgresStore { pool })
+        let migrator = migrator();
+        let before = applied(&pool).await?;
+        let applied_now = match schema {
+            Schema::Migrate => {
+                migrator.run(&pool).await.map_err(|e| match e {
+                    sqlx::migrate::MigrateError::Execute(e) => match db_err(e).error {
+                        StoreError::Backend(m) => StoreError::Backend(format!("migration failed: {m}")),
+                        other => other,
+                    },
+                    other => StoreError::Backend(format!("migration failed: {other}")),
+                })?;
+                schema::newly_applied(before.as_deref(), applied(&pool).await?.as_deref())
+            }
+            Schema::Require => {
+                schema::check(&migrator, before.as_deref())?;
+                Vec::new()
+            }
+        };
+        Ok((PostgresStore { pool }, SchemaStatus { latest: schema::latest(&migrator), applied_now }))
     }
 
     /// Closes the pool and waits for its connections to end.
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The migrations applied to the database; `None` before the first.
+async fn applied(pool: &PgPool) -> Result<Option<Vec<schema::Applied>>> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await
+        .map_err(|e| db_err(e).error)?;
+    if !exists {
+        return Ok(None);
+    }
+    let rows = sqlx::query_as("SELECT version, checksum, success FROM _sqlx_migrations").fetch_all(pool).await;
+    Ok(Some(rows.map_err(|e| db_err(e).error)?))
 }
 
 /// Reads a tenant by id or name; `lock` takes the row lock (inside a transaction).

@@ -20,13 +20,16 @@ use sqlx::{Row, Sqlite, SqliteExecutor, SqlitePool, Transaction};
 
 use crate::retry::{Failure, retry};
 use crate::rules::{Arg, MODEL_CURSOR, TENANT_CURSOR};
+use crate::schema::{self, Schema, SchemaStatus};
 use crate::{
     AuditEntry, AuditFilter, ControlPlaneStore, GroupSettings, KeyFilter, KeyRotation, ModelFilter, ModelPatch,
     NewAuditEntry, NewModel, NewTenant, Page, PageRequest, Result, RotatedKey, StoreError, TenantFilter, TenantPatch,
     rules,
 };
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+fn migrator() -> sqlx::migrate::Migrator {
+    schema::lenient(sqlx::migrate!("./migrations/sqlite"))
+}
 
 /// The SQLite-backed store.
 #[derive(Clone)]
@@ -44,6 +47,11 @@ impl SqliteStore {
     /// Opens (creating if missing) the database at `url` (`sqlite://path.db` or
     /// `sqlite::memory:`) and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self> {
+        Ok(Self::open(url, Schema::Migrate).await?.0)
+    }
+
+    /// Opens the database at `url` and migrates or checks its schema as `schema` says.
+    pub async fn open(url: &str, schema: Schema) -> Result<(Self, SchemaStatus)> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| crate::invalid("database.url", e.to_string()))?
             .create_if_missing(true)
@@ -57,14 +65,36 @@ impl SqliteStore {
         // An in-memory database exists per connection, so it must have exactly one.
         let max = if url.contains(":memory:") { 1 } else { 4 };
         let pool = SqlitePoolOptions::new().max_connections(max).connect_with(options).await.map_err(db_err)?;
-        MIGRATOR.run(&pool).await.map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
-        Ok(SqliteStore { pool })
+        let migrator = migrator();
+        let before = applied(&pool).await?;
+        let applied_now = match schema {
+            Schema::Migrate => {
+                migrator.run(&pool).await.map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
+                schema::newly_applied(before.as_deref(), applied(&pool).await?.as_deref())
+            }
+            Schema::Require => {
+                schema::check(&migrator, before.as_deref())?;
+                Vec::new()
+            }
+        };
+        Ok((SqliteStore { pool }, SchemaStatus { latest: schema::latest(&migrator), applied_now }))
     }
 
     /// A transaction holding SQLite's write lock from its first statement on.
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, Failure> {
         self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)
     }
+}
+
+/// The migrations applied to the database; `None` before the first.
+async fn applied(pool: &SqlitePool) -> Result<Option<Vec<schema::Applied>>> {
+    let table = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'";
+    let exists: i64 = sqlx::query_scalar(table).fetch_one(pool).await.map_err(db_err)?;
+    if exists == 0 {
+        return Ok(None);
+    }
+    let rows = sqlx::query_as("SELECT version, checksum, success FROM _sqlx_migrations").fetch_all(pool).await;
+    Ok(Some(rows.map_err(db_err)?))
 }
 
 /// Reads a tenant by id or name.

@@ -82,3 +82,39 @@ async fn a_held_write_lock_is_waited_for_then_unavailable() {
     sqlx::raw_sql("ROLLBACK").execute(&mut other).await.expect("unlock");
     store.delete_tenant("held").await.expect("once the lock is free");
 }
+
+/// With `Schema::Require` nothing is migrated: an empty database, or one missing a
+/// migration, is refused; a database a newer release migrated further is served.
+#[tokio::test]
+async fn require_checks_the_schema_without_changing_it() {
+    use obleth_store::Schema;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("cp.db").display());
+    let err = SqliteStore::open(&url, Schema::Require).await.expect_err("no schema").to_string();
+    assert!(err.contains("no schema yet"), "{err}");
+
+    let (_, status) = SqliteStore::open(&url, Schema::Migrate).await.expect("migrate");
+    assert_eq!(status.applied_now.len() as i64, status.latest, "every migration applied once");
+    let (store, status) = SqliteStore::open(&url, Schema::Require).await.expect("migrated");
+    assert!(status.applied_now.is_empty());
+    store.create_tenant(serde_json::from_str(r#"{"name":"t"}"#).expect("json")).await.expect("usable");
+
+    // A newer release's migration, applied first during a rolling upgrade.
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("pool");
+    sqlx::query("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (999, 'next release', 1, x'00', 0)")
+        .execute(&pool)
+        .await
+        .expect("insert");
+    SqliteStore::open(&url, Schema::Require).await.expect("a newer schema is served");
+    SqliteStore::open(&url, Schema::Migrate).await.expect("and migrating beside it is a no-op, not an error");
+
+    // A migration missing (an older schema).
+    sqlx::query(
+        "DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations WHERE version < 999)",
+    )
+    .execute(&pool)
+    .await
+    .expect("delete");
+    let err = SqliteStore::open(&url, Schema::Require).await.expect_err("older").to_string();
+    assert!(err.contains("older than this release needs") && err.contains("obleth migrate"), "{err}");
+}

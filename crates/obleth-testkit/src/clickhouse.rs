@@ -37,6 +37,8 @@ pub struct OwnClickHouse {
     binary: PathBuf,
     http_port: u16,
     tcp_port: u16,
+    /// The HTTPS port and its certificates, for [`OwnClickHouse::start_https`].
+    https: Option<(u16, crate::TestCa)>,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -48,10 +50,43 @@ impl OwnClickHouse {
     /// If `clickhouse-server` is not installed, or the server is not ready within 60 s
     /// (the message then carries the tail of its error log).
     pub fn start() -> OwnClickHouse {
+        OwnClickHouse::create(false)
+    }
+
+    /// Like [`OwnClickHouse::start`], and also serving HTTPS on a second port
+    /// ([`OwnClickHouse::https_url`]) with a certificate for `localhost` signed by
+    /// [`OwnClickHouse::ca`].
+    pub fn start_https() -> OwnClickHouse {
+        OwnClickHouse::create(true)
+    }
+
+    fn create(https: bool) -> OwnClickHouse {
         let binary = util::find_binary("clickhouse-server")
             .expect("clickhouse-server is not installed (apt-get install clickhouse-server)");
-        let [http_port, tcp_port] = util::free_ports::<2>();
+        let [http_port, tcp_port, https_port] = util::free_ports::<3>();
         let dir = tempfile::Builder::new().prefix("obleth-clickhouse-").tempdir().unwrap();
+        let https = https.then(|| {
+            let certs = dir.path().join("tls");
+            std::fs::create_dir(&certs).unwrap();
+            (https_port, crate::TestCa::create(&certs))
+        });
+        let tls = match &https {
+            None => String::new(),
+            Some((port, ca)) => format!(
+                r#"<https_port>{port}</https_port>
+    <openSSL>
+        <server>
+            <certificateFile>{}</certificateFile>
+            <privateKeyFile>{}</privateKeyFile>
+            <verificationMode>none</verificationMode>
+            <loadDefaultCAFile>false</loadDefaultCAFile>
+            <disableProtocols>sslv2,sslv3</disableProtocols>
+        </server>
+    </openSSL>"#,
+                ca.server_cert().display(),
+                ca.server_key().display()
+            ),
+        };
         for sub in ["data", "tmp", "user_files", "format_schemas", "log"] {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
         }
@@ -67,6 +102,7 @@ impl OwnClickHouse {
     </logger>
     <http_port>{http_port}</http_port>
     <tcp_port>{tcp_port}</tcp_port>
+    {tls}
     <listen_host>127.0.0.1</listen_host>
     <path>{d}/data/</path>
     <tmp_path>{d}/tmp/</tmp_path>
@@ -96,7 +132,7 @@ impl OwnClickHouse {
 "#;
         std::fs::write(dir.path().join("config.xml"), config).unwrap();
         std::fs::write(dir.path().join("users.xml"), users).unwrap();
-        let mut ch = OwnClickHouse { binary, http_port, tcp_port, dir, child: None };
+        let mut ch = OwnClickHouse { binary, http_port, tcp_port, https, dir, child: None };
         ch.launch();
         ch
     }
@@ -104,6 +140,17 @@ impl OwnClickHouse {
     /// The base URL of its HTTP interface, e.g. `http://127.0.0.1:40123`.
     pub fn http_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// `https://localhost:PORT`, for a server started with [`OwnClickHouse::start_https`].
+    pub fn https_url(&self) -> String {
+        let (port, _) = self.https.as_ref().expect("started with start_https");
+        format!("https://localhost:{port}")
+    }
+
+    /// The certificates of a server started with [`OwnClickHouse::start_https`].
+    pub fn ca(&self) -> &crate::TestCa {
+        &self.https.as_ref().expect("started with start_https").1
     }
 
     /// The HTTP port; it stays the same across restarts.

@@ -16,8 +16,10 @@
 mod clickhouse;
 mod postgres;
 mod redis;
+mod tls;
 mod util;
 
 pub use clickhouse::OwnClickHouse;
 pub use postgres::OwnPostgres;
 pub use redis::OwnRedis;
+pub use tls::TestCa;

@@ -56,33 +56,10 @@ impl OwnPostgres {
     /// connections without TLS refused.
     fn enable_tls(&self) {
         let data = self.data();
-        let dir = self.dir.path().display().to_string();
         let (crt, key) = (format!("{data}/server.crt"), format!("{data}/server.key"));
-        let ext = format!("{dir}/server.ext");
-        std::fs::write(
-            &ext,
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        let ca = self.ca_cert().display().to_string();
-        let (ca_key, csr) = (format!("{dir}/ca.key"), format!("{dir}/server.csr"));
-        let steps: [&[&str]; 3] = [
-            &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=obleth test CA"],
-            &["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", &key, "-out", &csr],
-            &["x509", "-req", "-in", &csr, "-CA", &ca, "-CAkey", &ca_key, "-CAcreateserial", "-days", "2"],
-        ];
-        let tails: [&[&str]; 3] = [&["-keyout", &ca_key, "-out", &ca], &[], &["-extfile", &ext, "-out", &crt]];
-        for (step, tail) in steps.iter().zip(tails) {
-            let made = Command::new("openssl")
-                .args(*step)
-                .args(tail)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            assert!(made, "openssl {step:?} failed");
-        }
+        let ca = crate::TestCa::create(self.dir.path());
+        std::fs::copy(ca.server_cert(), &crt).unwrap();
+        std::fs::copy(ca.server_key(), &key).unwrap();
         if self.as_postgres {
             Command::new("chown").args(["postgres:postgres", &crt, &key]).status().unwrap();
         }

@@ -22,6 +22,8 @@ const READY_DEADLINE: Duration = Duration::from_secs(10);
 pub struct OwnRedis {
     binary: PathBuf,
     port: u16,
+    /// The TLS port and the certificates, for [`OwnRedis::start_tls`].
+    tls: Option<(u16, crate::TestCa)>,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -36,9 +38,37 @@ impl OwnRedis {
             util::find_binary("redis-server").expect("redis-server is not installed (apt-get install redis-server)");
         let [port] = util::free_ports::<1>();
         let dir = tempfile::Builder::new().prefix("obleth-redis-").tempdir().unwrap();
-        let mut r = OwnRedis { binary, port, dir, child: None };
+        let mut r = OwnRedis { binary, port, tls: None, dir, child: None };
         r.launch();
         r
+    }
+
+    /// Like [`OwnRedis::start`], and also serving TLS on a second port
+    /// ([`OwnRedis::tls_url`]) with a certificate for `localhost` signed by
+    /// [`OwnRedis::ca`], requiring clients to present a certificate that CA signed
+    /// (`tls-auth-clients yes`). The plain port stays, for the test's own checks.
+    pub fn start_tls() -> OwnRedis {
+        let binary =
+            util::find_binary("redis-server").expect("redis-server is not installed (apt-get install redis-server)");
+        let [port, tls_port] = util::free_ports::<2>();
+        let dir = tempfile::Builder::new().prefix("obleth-redis-").tempdir().unwrap();
+        let certs = dir.path().join("tls");
+        std::fs::create_dir(&certs).unwrap();
+        let ca = crate::TestCa::create(&certs);
+        let mut r = OwnRedis { binary, port, tls: Some((tls_port, ca)), dir, child: None };
+        r.launch();
+        r
+    }
+
+    /// `rediss://localhost:TLS_PORT`, for a Redis started with [`OwnRedis::start_tls`].
+    pub fn tls_url(&self) -> String {
+        let (port, _) = self.tls.as_ref().expect("started with start_tls");
+        format!("rediss://localhost:{port}")
+    }
+
+    /// The certificates of a Redis started with [`OwnRedis::start_tls`].
+    pub fn ca(&self) -> &crate::TestCa {
+        &self.tls.as_ref().expect("started with start_tls").1
     }
 
     /// `redis://127.0.0.1:PORT`; the same across restarts.
@@ -78,7 +108,13 @@ impl OwnRedis {
     }
 
     fn launch(&mut self) {
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some((port, ca)) = &self.tls {
+            command.args(["--tls-port", &port.to_string(), "--tls-auth-clients", "yes"]);
+            command.arg("--tls-cert-file").arg(ca.server_cert()).arg("--tls-key-file").arg(ca.server_key());
+            command.arg("--tls-ca-cert-file").arg(ca.ca_cert());
+        }
+        let child = command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", "yes", "--appendfsync", "always"])
             .arg("--dir")

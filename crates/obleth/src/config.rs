@@ -47,6 +47,16 @@ struct RawConfig {
     cluster: RawCluster,
     metrics: RawMetrics,
     log: RawLog,
+    redis_tls: RawRedisTls,
+}
+
+/// TLS material for every `rediss://` URL (budgets, cluster); PEM files.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRedisTls {
+    ca_file: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,11 +111,14 @@ impl Default for RawAdmin {
 #[serde(deny_unknown_fields, default)]
 struct RawDatabase {
     url: String,
+    /// Apply pending migrations at start; false where `obleth migrate` runs as its own
+    /// step (a cluster: pods never race on DDL).
+    migrate: bool,
 }
 
 impl Default for RawDatabase {
     fn default() -> Self {
-        RawDatabase { url: "sqlite://obleth.db".into() }
+        RawDatabase { url: "sqlite://obleth.db".into(), migrate: true }
     }
 }
 
@@ -276,6 +289,7 @@ struct RawLedger {
     clickhouse_table: String,
     clickhouse_user: Option<String>,
     clickhouse_password: Option<SecretString>,
+    clickhouse_ca_file: Option<PathBuf>,
     #[serde(with = "humantime_serde")]
     clickhouse_timeout: Duration,
     wal_dir: PathBuf,
@@ -349,6 +363,7 @@ impl Default for RawLedger {
             clickhouse_table: "obleth_usage".into(),
             clickhouse_user: None,
             clickhouse_password: None,
+            clickhouse_ca_file: None,
             clickhouse_timeout: Duration::from_secs(10),
             wal_dir: DEFAULT_WAL_DIR.into(),
             wal_max_bytes: d.wal.max_bytes,
@@ -413,6 +428,8 @@ pub struct Config {
     /// The console's sign-in: viewer tokens and sessions.
     pub console: Console,
     pub database_url: String,
+    /// What `serve` does with the control-plane schema (`database.migrate`).
+    pub schema: obleth_store::Schema,
     pub upstream: Upstream,
     pub max_body_bytes: usize,
     pub max_response_bytes: usize,
@@ -429,6 +446,8 @@ pub struct Config {
     pub cluster: Option<Cluster>,
     pub metrics: Metrics,
     pub log_level: String,
+    /// TLS material for `rediss://` URLs (installed by `server::start`).
+    pub redis_tls: obleth_redis::TlsFiles,
 }
 
 /// The bounds of the connections of each listener (`[limits]`).
@@ -565,6 +584,7 @@ const ENV_KEYS: &[EnvKey] = &[
     EnvKey("OBLETH_ADMIN_SESSION_TTL", "admin", "session_ttl", Kind::Str),
     EnvKey("OBLETH_ADMIN_SECURE_COOKIE", "admin", "secure_cookie", Kind::Bool),
     EnvKey("OBLETH_DATABASE_URL", "database", "url", Kind::Str),
+    EnvKey("OBLETH_DATABASE_MIGRATE", "database", "migrate", Kind::Bool),
     EnvKey("OBLETH_UPSTREAM_BASE_URL", "upstream", "base_url", Kind::Str),
     EnvKey("OBLETH_UPSTREAM_API_KEY", "upstream", "api_key", Kind::Str),
     EnvKey("OBLETH_UPSTREAM_FORWARD_CLIENT_AUTHORIZATION", "upstream", "forward_client_authorization", Kind::Bool),
@@ -612,6 +632,10 @@ const ENV_KEYS: &[EnvKey] = &[
     EnvKey("OBLETH_LEDGER_CLICKHOUSE_USER", "ledger", "clickhouse_user", Kind::Str),
     EnvKey("OBLETH_LEDGER_CLICKHOUSE_PASSWORD", "ledger", "clickhouse_password", Kind::Str),
     EnvKey("OBLETH_LEDGER_CLICKHOUSE_TIMEOUT", "ledger", "clickhouse_timeout", Kind::Str),
+    EnvKey("OBLETH_LEDGER_CLICKHOUSE_CA_FILE", "ledger", "clickhouse_ca_file", Kind::Str),
+    EnvKey("OBLETH_REDIS_TLS_CA_FILE", "redis_tls", "ca_file", Kind::Str),
+    EnvKey("OBLETH_REDIS_TLS_CLIENT_CERT", "redis_tls", "client_cert", Kind::Str),
+    EnvKey("OBLETH_REDIS_TLS_CLIENT_KEY", "redis_tls", "client_key", Kind::Str),
     EnvKey("OBLETH_LEDGER_WAL_DIR", "ledger", "wal_dir", Kind::Str),
     EnvKey("OBLETH_LEDGER_WAL_MAX_BYTES", "ledger", "wal_max_bytes", Kind::Int),
     EnvKey("OBLETH_LEDGER_WAL_SEGMENT_BYTES", "ledger", "wal_segment_bytes", Kind::Int),
@@ -845,11 +869,8 @@ impl RawConfig {
             }
             ("redis", Some(url)) => {
                 let url = url.expose_secret().trim();
-                if url.starts_with("rediss://") {
-                    return Err(invalid("budget.redis_url", "TLS (rediss://) is not supported by this build".into()));
-                }
-                if !url.starts_with("redis://") {
-                    return Err(invalid("budget.redis_url", "must be a redis:// URL".into()));
+                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                    return Err(invalid("budget.redis_url", "must be a redis:// or rediss:// URL".into()));
                 }
                 Some(obleth_budget::RedisConfig {
                     url: url.to_owned(),
@@ -878,8 +899,8 @@ impl RawConfig {
             None => None,
             Some(url) => {
                 let u = url.expose_secret().trim();
-                if !u.starts_with("redis://") {
-                    return Err(invalid("cluster.redis_url", "must be a redis:// URL".into()));
+                if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
+                    return Err(invalid("cluster.redis_url", "must be a redis:// or rediss:// URL".into()));
                 }
                 let c = &self.cluster;
                 for (field, d) in [
@@ -929,6 +950,12 @@ impl RawConfig {
                 format!("'{}' is not a log filter (e.g. info, obleth=debug)", self.log.level),
             ));
         }
+        let tls = self.redis_tls;
+        if tls.client_cert.is_some() != tls.client_key.is_some() {
+            return Err(invalid("redis_tls.client_cert", "client_cert and client_key go together".into()));
+        }
+        let redis_tls =
+            obleth_redis::TlsFiles { ca_file: tls.ca_file, client_cert: tls.client_cert, client_key: tls.client_key };
         Ok(Config {
             listen,
             admin_token: self.admin.token,
@@ -938,6 +965,7 @@ impl RawConfig {
                 secure_cookie: self.admin.secure_cookie,
             },
             database_url: url,
+            schema: if self.database.migrate { obleth_store::Schema::Migrate } else { obleth_store::Schema::Require },
             upstream: Upstream {
                 base_url,
                 allowed_hosts,
@@ -967,6 +995,7 @@ impl RawConfig {
             cluster,
             metrics,
             log_level: self.log.level,
+            redis_tls,
         })
     }
 }
@@ -1091,6 +1120,7 @@ impl RawLedger {
                     user: self.clickhouse_user,
                     password: self.clickhouse_password,
                     timeout: self.clickhouse_timeout,
+                    ca_file: self.clickhouse_ca_file,
                 };
                 // Checks the URL and names now, not at the first insert.
                 obleth_ledger::clickhouse::ClickHouse::new(config.clone())
@@ -1129,6 +1159,7 @@ pub struct Redacted<'a> {
     listen_metrics: String,
     admin_token: &'a str,
     database_url: String,
+    database_migrate: bool,
     upstream_base_url: Option<&'a str>,
     upstream_api_key: &'a str,
     upstream_allowed_hosts: Vec<String>,
@@ -1151,6 +1182,7 @@ impl Config {
             listen_metrics: self.listen.metrics.to_string(),
             admin_token: secret(&self.admin_token),
             database_url: obleth_core::redact_url(&self.database_url),
+            database_migrate: self.schema == obleth_store::Schema::Migrate,
             upstream_base_url: self.upstream.base_url.as_deref(),
             upstream_api_key: secret(&self.upstream.api_key),
             upstream_allowed_hosts: self.upstream.allowed_hosts.iter().map(ToString::to_string).collect(),

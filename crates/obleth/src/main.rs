@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use obleth::{client, config, server, telemetry};
+use obleth::{client, config, ops, server, telemetry};
 
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -36,6 +36,12 @@ enum Command {
     Mock(server::MockArgs),
     /// Validate the configuration and print it with secrets redacted.
     CheckConfig,
+    /// Apply the control-plane migrations and exit (a deployment's schema step; pods
+    /// then run with database.migrate = false).
+    Migrate(ops::MigrateArgs),
+    /// Probe a pod's health endpoint and exit 0 if it answers 200 (a container's
+    /// health check).
+    Health(ops::HealthArgs),
     /// Manage tenants through the admin API.
     Tenants {
         #[command(flatten)]
@@ -102,6 +108,11 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&config.redacted())?);
                 Ok(())
             }
+            Command::Migrate(args) => {
+                let config = load_config(cli.config.as_deref())?;
+                ops::migrate(&config, &args).await
+            }
+            Command::Health(args) => ops::health(&args).await,
             Command::Tenants { conn, cmd } => client::tenants(&conn, cmd).await,
             Command::Keys { conn, cmd } => client::keys(&conn, cmd).await,
             Command::Models { conn, cmd } => client::models(&conn, cmd).await,

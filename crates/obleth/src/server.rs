@@ -161,7 +161,10 @@ pub async fn start(
     let admin_token = config.admin_token.clone().context(
         "admin.token is required: set OBLETH_ADMIN_TOKEN (32+ characters, e.g. `openssl rand -hex 24`) or [admin] token in the config file",
     )?;
-    let store: Arc<dyn ControlPlaneStore> = obleth_store::connect(&config.database_url).await.with_context(|| {
+    if config.redis_tls != obleth_redis::TlsFiles::default() {
+        obleth_redis::set_tls(&config.redis_tls)?;
+    }
+    let (store, _) = obleth_store::open(&config.database_url, config.schema).await.with_context(|| {
         format!("opening the control-plane database {}", obleth_core::redact_url(&config.database_url))
     })?;
     let guard = obleth_store::StoreGuard::new(store.clone(), config.store_guard.clone());
