@@ -83,6 +83,9 @@ struct Inner {
 
 impl Failover {
     pub fn new(shared: Arc<dyn BudgetStore>, config: FailoverConfig) -> Failover {
+        // At 0 from the start, so that alerts and `increase()` see the first change.
+        metrics::gauge!(BREAKER_METRIC).set(0.0);
+        metrics::counter!(DEGRADED_METRIC).increment(0);
         Failover {
             inner: Arc::new(Inner {
                 shared,

@@ -71,7 +71,7 @@ impl Budget {
         let request = Reserve { tenant, request_id, limits, tokens, cost };
         match self.store.reserve(&request).await {
             Ok(Decision::Allowed(status)) => {
-                metrics::counter!(DECISIONS_METRIC, "decision" => "allowed", "limit" => "").increment(1);
+                metrics::counter!(DECISIONS_METRIC, "decision" => "allowed", "limit" => "none").increment(1);
                 self.remember(tenant, name, status);
                 Ok(Held {
                     inner: Some(Inner {
@@ -96,7 +96,7 @@ impl Budget {
                 Err(Refusal::Denied(denial))
             }
             Err(e) => {
-                metrics::counter!(DECISIONS_METRIC, "decision" => "unavailable", "limit" => "").increment(1);
+                metrics::counter!(DECISIONS_METRIC, "decision" => "unavailable", "limit" => "none").increment(1);
                 Err(Refusal::Unavailable(e.to_string()))
             }
         }

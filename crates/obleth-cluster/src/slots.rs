@@ -120,6 +120,8 @@ impl SlotShare {
     pub async fn start(config: SlotShareConfig, scheduler: Arc<dyn SlotPool>) -> Result<Arc<SlotShare>, ClusterError> {
         let client =
             obleth_redis::client(config.redis_url.as_str()).map_err(|e| ClusterError::InvalidUrl(e.to_string()))?;
+        // At 0 from the start, so that alerts and `increase()` see the first failure.
+        metrics::counter!("obleth_cluster_heartbeat_failures_total").increment(0);
         let share = Arc::new(SlotShare {
             config,
             slots: AtomicU32::new(0),

@@ -6,7 +6,21 @@ use metrics::{counter, gauge, histogram};
 
 use crate::wal::WalStats;
 
+/// Every counter an alert or a panel takes `increase()` of, at 0 from the start: a
+/// series that appears only with its first event hides that event from `increase()`.
+pub(crate) fn declare() {
+    for reason in DROP_REASONS {
+        counter!("obleth_ledger_rows_dropped_total", "reason" => reason).increment(0);
+    }
+    counter!("obleth_ledger_replayed_rows_total").increment(0);
+    counter!("obleth_ledger_rows_already_present_total").increment(0);
+}
+
+/// Why rows are dropped (the `reason` label).
+pub(crate) const DROP_REASONS: [&str; 5] = ["queue_full", "closed", "wal_full", "wal_error", "corrupt"];
+
 pub(crate) fn rows_dropped(rows: u64, reason: &'static str) {
+    debug_assert!(DROP_REASONS.contains(&reason), "declare {reason} at 0 too");
     counter!("obleth_ledger_rows_dropped_total", "reason" => reason).increment(rows);
 }
 
@@ -46,6 +60,7 @@ pub(crate) fn wal(stats: &WalStats) {
 
 /// Gauges read at scrape time.
 pub fn publish(status: &crate::LedgerStatus) {
+    gauge!("obleth_ledger_wal_max_bytes").set(status.wal_max_bytes as f64);
     gauge!("obleth_ledger_backend_up", "backend" => status.backend).set(if status.backend_up { 1.0 } else { 0.0 });
     gauge!("obleth_ledger_wal_full").set(if status.wal_full { 1.0 } else { 0.0 });
 }

@@ -140,6 +140,7 @@ impl Ledger {
         config: LedgerConfig,
     ) -> Result<(Ledger, Recovered), LedgerError> {
         let (wal, recovered) = Wal::open(fs, config.wal.clone())?;
+        telemetry::declare();
         if recovered.truncated_bytes > 0 {
             tracing::warn!(
                 bytes = recovered.truncated_bytes,

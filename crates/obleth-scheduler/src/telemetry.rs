@@ -25,6 +25,7 @@ pub mod names {
     pub const TENANT_IN_FLIGHT: &str = "obleth_scheduler_tenant_in_flight";
     pub const TENANT_SHARE_SCORE: &str = "obleth_scheduler_tenant_share_score";
     pub const TENANT_SHARE: &str = "obleth_scheduler_tenant_share";
+    pub const GROUP_SHARE: &str = "obleth_scheduler_group_share";
     /// Jain's index over the backlogged tenants (see [`super::fairness_index`]).
     pub const FAIRNESS_INDEX: &str = "obleth_scheduler_fairness_index";
 }
@@ -107,6 +108,17 @@ pub fn render(s: &Snapshot, limits: SeriesLimits, out: &mut String) {
         sample(out, names::GROUP_QUEUED, &[("group", &g.name)], g.queued as f64);
     }
     sample(out, names::GROUP_QUEUED, &[("group", OTHER)], groups.sum(|g| g.queued as f64));
+
+    family(out, names::GROUP_SHARE, "Share of the pool per group: target (entitled) and actual (recent service)");
+    for (kind, value) in [
+        ("target", &(|g: &GroupView| g.target_share) as &dyn Fn(&GroupView) -> f64),
+        ("actual", &|g: &GroupView| g.actual_share),
+    ] {
+        for g in &groups.own {
+            sample(out, names::GROUP_SHARE, &[("group", &g.name), ("kind", kind)], value(g));
+        }
+        sample(out, names::GROUP_SHARE, &[("group", OTHER), ("kind", kind)], groups.sum(value));
+    }
 
     family(out, names::TENANT_QUEUED, "Requests waiting, per tenant");
     for t in &tenants.own {

@@ -110,6 +110,7 @@ fn every_family_is_capped_at_the_limit_plus_other() {
     assert_eq!(series_of(&text, names::TENANT_SHARE).len(), 2 * 11);
     assert_eq!(series_of(&text, names::GROUP_QUEUED).len(), 4);
     assert_eq!(series_of(&text, names::GROUP_SLOTS).len(), 4 * 4);
+    assert_eq!(series_of(&text, names::GROUP_SHARE).len(), 2 * 4);
     // Only `other` with a limit of 0.
     let text = rendered(&snapshot(vec![group("g", 1, 1)], vec![tenant("a", 1, 1, 1.0, 1.0, 1.0)]), 0, 0);
     assert_eq!(series_of(&text, names::TENANT_QUEUED), [r#"obleth_scheduler_tenant_queued{tenant="other"} 1"#]);

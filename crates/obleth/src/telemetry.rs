@@ -29,7 +29,8 @@ pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
         60.0, 120.0, 300.0,
     ];
     let mut builder = PrometheusBuilder::new();
-    for name in names::HISTOGRAMS {
+    // The ledger's insert time too: a histogram (not a summary) adds up across pods.
+    for name in names::HISTOGRAMS.iter().chain(&["obleth_ledger_insert_duration_seconds"]) {
         builder = builder.set_buckets_for_metric(Matcher::Full((*name).to_owned()), BUCKETS)?;
     }
     let handle = builder.install_recorder()?;
