@@ -6,8 +6,9 @@
 # - packages: redis-server, clickhouse-server (the ledger's tests start their own),
 #   haproxy (the multi-pod test), the PostgreSQL server binaries and psql (tests start
 #   servers of their own, one on TLS), openssl (its certificates), prometheus (promtool
-#   checks the /metrics text), python3-venv (the OpenAI SDK end-to-end tests), chromium
-#   (the console's browser tests);
+#   checks the /metrics text; scripts/deploy-check.sh runs the server), docker-compose
+#   (deploy-check validates the Compose file with it), python3-venv (the OpenAI SDK
+#   end-to-end tests, deploy-check's tools), chromium (the console's browser tests);
 # - services: Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432 with trust auth
 #   for local TCP clients (the Postgres store's tests create a database each).
 #
@@ -39,6 +40,9 @@ has psql || need+=(postgresql-client)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 has openssl || need+=(openssl)
 has promtool || need+=(prometheus)
+# scripts/deploy-check.sh validates deploy/compose/ with Debian's docker-compose (1.29; no
+# daemon needed for `config`) and runs a real Prometheus server (the prometheus package).
+has docker-compose || need+=(docker-compose)
 # The console's browser tests drive Debian's Chromium (never a downloaded browser).
 has chromium || need+=(chromium)
 has npm || need+=(nodejs npm)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test obleth has: the Rust workspace (unit, property and integration tests
 # against real servers on 127.0.0.1:0), the end-to-end suite with the official OpenAI
-# Python SDK against the real binary, and the console's Chromium tests. Installs what it needs on first run.
+# Python SDK against the real binary, the console's Chromium tests, and the deployment
+# artifacts (Compose, Helm, Prometheus rules, dashboards; the Compose topology run as
+# processes). Installs what it needs on first run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,3 +23,8 @@ bash scripts/e2e.sh
 
 echo "== Operator console: committed build and Chromium tests"
 bash scripts/console.sh
+
+echo "== Deployment artifacts: Compose, Helm, alerts, dashboards, the topology as processes"
+# The debug binary the Rust tests built: the checks are functional, not timed.
+cargo build --locked -p obleth
+OBLETH_BIN=target/debug/obleth bash scripts/deploy-check.sh
