@@ -45,14 +45,11 @@ async fn budgets_and_the_cluster_run_on_rediss_with_a_client_certificate() {
     call(&pod.admin, "PATCH", "/api/v1/tenants/t1", Some(json!({"quota": {"rpm": 3}}))).await.unwrap();
 
     assert_eq!(send(&pod, &key, 3).await, 3);
-    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let body = json!({"model": "mock-model", "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]});
-    let req = http::Request::post(format!("http://{}/v1/chat/completions", pod.data))
-        .header("authorization", format!("Bearer {key}"))
-        .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
-        .unwrap();
-    let res = http.request(req).await.unwrap();
-    assert_eq!(res.status(), 429, "the fourth request in a minute is over the rpm quota held in Redis");
+    assert_eq!(
+        chat_status(&pod, &key).await,
+        429,
+        "the fourth request in a minute is over the rpm quota held in Redis"
+    );
 
     // What the pod wrote went over TLS: budget counters and the pod's slot claim.
     assert!(!keys(&redis, "obleth:*").is_empty(), "budget keys in Redis: {:?}\n{}", keys(&redis, "*"), pod.log(1));
@@ -86,14 +83,11 @@ async fn a_pod_without_the_ca_does_not_trust_the_redis_certificate() {
     )
     .await
     .unwrap();
-    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let body = json!({"model": "mock-model", "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]});
-    let req = http::Request::post(format!("http://{}/v1/chat/completions", pod.data))
-        .header("authorization", format!("Bearer {key}"))
-        .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
-        .unwrap();
-    let res = http.request(req).await.unwrap();
-    assert_eq!(res.status(), 503, "a fail-closed tenant is refused while its budget store cannot be trusted");
+    assert_eq!(
+        chat_status(&pod, &key).await,
+        503,
+        "a fail-closed tenant is refused while its budget store cannot be trusted"
+    );
     assert!(keys(&redis, "obleth:*").is_empty(), "nothing reached Redis");
     let log = pod.log(1);
     assert!(log.contains("UnknownIssuer") || log.contains("certificate"), "refused for its certificate:\n{log}");

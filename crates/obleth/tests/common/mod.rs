@@ -211,6 +211,21 @@ pub async fn send(gw: &Gateway, key: &str, n: usize) -> u64 {
     answered
 }
 
+/// One small chat request with `key` through `gw`; its status.
+pub async fn chat_status(gw: &Gateway, key: &str) -> u16 {
+    let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let body = json!({"model": "mock-model", "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]});
+    let req = Request::post(format!("http://{}/v1/chat/completions", gw.data))
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {key}"))
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let res = http.request(req).await.unwrap();
+    let status = res.status().as_u16();
+    res.into_body().collect().await.unwrap();
+    status
+}
+
 /// GETs `url`; returns the status and body.
 pub async fn get_status(http: &Client<HttpConnector, Full<Bytes>>, url: &str) -> (u16, String) {
     let res = http.request(Request::get(url).body(Full::new(Bytes::new())).unwrap()).await.unwrap();
