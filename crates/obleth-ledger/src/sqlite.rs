@@ -6,13 +6,13 @@
 //! answered anyway, for the shipper's metrics. The file is separate from the control
 //! plane's database: the ledger's write load must not contend with key lookups.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use crate::{Filter, GroupBy, LedgerBackend, LedgerError, LedgerRow, Result, SeriesPoint, SeriesQuery, Totals, rollup};
 
@@ -47,7 +47,15 @@ CREATE TABLE IF NOT EXISTS usage (
 );
 CREATE INDEX IF NOT EXISTS usage_tenant_time ON usage (tenant_id, received_at_ms);
 CREATE INDEX IF NOT EXISTS usage_time ON usage (received_at_ms);
-CREATE TABLE IF NOT EXISTS usage_hourly (
+"#;
+
+/// The hourly sums (see `rollup`), created once with a fill from the rows already there
+/// (a ledger file from before the sums), in one transaction holding the write lock; from
+/// then on [`SqliteLedger::insert`] adds each batch's new rows in the batch's own
+/// transaction, so the sums never disagree with the rows. Statements are separated by
+/// blank lines.
+const ROLLUP: &str = r#"
+CREATE TABLE usage_hourly (
     hour INTEGER NOT NULL,
     tenant_id TEXT NOT NULL,
     model TEXT NOT NULL,
@@ -62,29 +70,6 @@ CREATE TABLE IF NOT EXISTS usage_hourly (
     queue_wait_ms INTEGER NOT NULL,
     PRIMARY KEY (hour, tenant_id, model)
 ) WITHOUT ROWID;
-"#;
-
-/// The hourly sums (see `rollup`), kept by a trigger: `INSERT OR IGNORE` fires it only
-/// for rows really inserted, so a replayed row is never summed twice, and it runs in the
-/// insert's transaction, so the sums never disagree with the rows. Created together with
-/// a fill from the rows already there (a ledger file from before the sums), in one
-/// transaction holding the write lock. Statements are separated by blank lines.
-const ROLLUP_TRIGGER: &str = r#"
-CREATE TRIGGER usage_hourly_fill AFTER INSERT ON usage BEGIN
-    INSERT INTO usage_hourly VALUES (
-        NEW.received_at_ms / 3600000 * 3600, NEW.tenant_id, NEW.model, 1, NEW.status >= 400,
-        NEW.admission_class = 'rejected', NEW.admission_class = 'brownout', NEW.input_tokens,
-        NEW.output_tokens, NEW.cached_tokens, NEW.cost, NEW.queue_wait_ms)
-    ON CONFLICT (hour, tenant_id, model) DO UPDATE SET
-        requests = requests + 1, errors = errors + excluded.errors,
-        rejected = rejected + excluded.rejected, brownout = brownout + excluded.brownout,
-        input_tokens = input_tokens + excluded.input_tokens,
-        output_tokens = output_tokens + excluded.output_tokens,
-        cached_tokens = cached_tokens + excluded.cached_tokens, cost = cost + excluded.cost,
-        queue_wait_ms = queue_wait_ms + excluded.queue_wait_ms;
-END
-
-DELETE FROM usage_hourly
 
 INSERT INTO usage_hourly
     SELECT received_at_ms / 3600000 * 3600 AS hour, tenant_id, model, count(*), sum(status >= 400),
@@ -92,6 +77,15 @@ INSERT INTO usage_hourly
         sum(output_tokens), sum(cached_tokens), sum(cost), sum(queue_wait_ms)
     FROM usage GROUP BY hour, tenant_id, model
 "#;
+
+/// How a batch's sums are added to an hour, tenant and model already there.
+const ADD_SUMS_CONFLICT: &str = " ON CONFLICT (hour, tenant_id, model) DO UPDATE SET
+        requests = requests + excluded.requests, errors = errors + excluded.errors,
+        rejected = rejected + excluded.rejected, brownout = brownout + excluded.brownout,
+        input_tokens = input_tokens + excluded.input_tokens,
+        output_tokens = output_tokens + excluded.output_tokens,
+        cached_tokens = cached_tokens + excluded.cached_tokens, cost = cost + excluded.cost,
+        queue_wait_ms = queue_wait_ms + excluded.queue_wait_ms";
 
 const COLUMNS: &str = "request_id, received_at, received_at_ms, admitted_at_ms, first_token_at_ms, finished_at_ms, \
      tenant_id, key_prefix, group_name, route, requested_model, model, upstream_model, input_tokens, output_tokens, \
@@ -150,43 +144,27 @@ impl LedgerBackend for SqliteLedger {
     }
 
     async fn insert(&self, rows: &[LedgerRow]) -> Result<()> {
+        // Nearly always every row is new (the shipper checks replays first): the rows go in
+        // 64 a statement and all of them are summed. When some were stored already, that
+        // is undone and the batch goes in row by row, to sum only the rows inserted.
         let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut inserted = 0;
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT OR IGNORE INTO usage ({COLUMNS}) "));
-            q.push_values(chunk, |mut b, r| {
-                b.push_bind(r.request_id.as_str())
-                    .push_bind(r.received_at as i64)
-                    .push_bind(r.received_at_ms as i64)
-                    .push_bind(r.admitted_at_ms.map(|v| v as i64))
-                    .push_bind(r.first_token_at_ms.map(|v| v as i64))
-                    .push_bind(r.finished_at_ms as i64)
-                    .push_bind(r.tenant_id.as_str())
-                    .push_bind(r.key_prefix.as_str())
-                    .push_bind(r.group_name.as_str())
-                    .push_bind(r.route.as_str())
-                    .push_bind(r.requested_model.as_str())
-                    .push_bind(r.model.as_str())
-                    .push_bind(r.upstream_model.as_str())
-                    .push_bind(i64::from(r.input_tokens))
-                    .push_bind(i64::from(r.output_tokens))
-                    .push_bind(i64::from(r.cached_tokens))
-                    .push_bind(r.tokens_estimated)
-                    .push_bind(r.cost)
-                    .push_bind(r.queue_wait_ms as i64)
-                    .push_bind(r.ttft_ms.map(|v| v as i64))
-                    .push_bind(r.duration_ms as i64)
-                    .push_bind(r.admission_class.as_str())
-                    .push_bind(r.status as i64)
-                    .push_bind(r.error_type.as_str())
-                    .push_bind(r.streamed)
-                    .push_bind(r.client_disconnected);
-            });
-            // Only full chunks are cached: a shorter last chunk's text changes with its row
-            // count, and sqlx keeps up to 100 prepared statements per connection (caching
-            // every size of 1000-row inserts held ~20 MiB under load).
-            let full = chunk.len() == ROWS_PER_STATEMENT;
-            q.build().persistent(full).execute(&mut *tx).await.map_err(db)?;
+            inserted += insert_rows(&mut tx, chunk).await?;
         }
+        let mut sums = HashMap::new();
+        if inserted == rows.len() as u64 {
+            rows.iter().for_each(|r| add_to_hour(&mut sums, r));
+        } else {
+            tx.rollback().await.map_err(db)?;
+            tx = self.pool.begin().await.map_err(db)?;
+            for r in rows {
+                if insert_rows(&mut tx, std::slice::from_ref(r)).await? == 1 {
+                    add_to_hour(&mut sums, r);
+                }
+            }
+        }
+        add_sums(&mut tx, &sums).await?;
         tx.commit().await.map_err(db)?;
         Ok(())
     }
@@ -260,17 +238,101 @@ impl LedgerBackend for SqliteLedger {
     }
 }
 
-/// Creates the hourly sums' trigger and fills them, once (see [`ROLLUP_TRIGGER`]).
+/// Creates the hourly sums and fills them from the rows, once (see [`ROLLUP`]).
 async fn add_rollup(pool: &SqlitePool) -> Result<()> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-    let trigger = "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name = 'usage_hourly_fill'";
-    let has: i64 = sqlx::query_scalar(trigger).fetch_one(&mut *tx).await.map_err(db)?;
+    let table = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'usage_hourly'";
+    let has: i64 = sqlx::query_scalar(table).fetch_one(&mut *tx).await.map_err(db)?;
     if has == 0 {
-        for statement in ROLLUP_TRIGGER.split("\n\n") {
+        for statement in ROLLUP.split("\n\n") {
             sqlx::query(statement).execute(&mut *tx).await.map_err(db)?;
         }
     }
     tx.commit().await.map_err(db)
+}
+
+/// One hour, tenant and model.
+type HourKey<'a> = (i64, &'a str, &'a str);
+
+/// Adds `row` to its hour's sums.
+fn add_to_hour<'a>(sums: &mut HashMap<HourKey<'a>, Totals>, row: &'a LedgerRow) {
+    let hour = (row.received_at_ms / 3_600_000 * 3600) as i64;
+    let t = sums.entry((hour, row.tenant_id.as_str(), row.model.as_str())).or_default();
+    t.requests += 1;
+    t.errors += u64::from(row.status >= 400);
+    t.rejected += u64::from(row.admission_class == "rejected");
+    t.brownout += u64::from(row.admission_class == "brownout");
+    t.input_tokens += u64::from(row.input_tokens);
+    t.output_tokens += u64::from(row.output_tokens);
+    t.cached_tokens += u64::from(row.cached_tokens);
+    t.cost += row.cost;
+    t.queue_wait_ms += row.queue_wait_ms;
+}
+
+/// `INSERT OR IGNORE`s `rows` in one statement; the number inserted.
+async fn insert_rows(conn: &mut SqliteConnection, rows: &[LedgerRow]) -> Result<u64> {
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT OR IGNORE INTO usage ({COLUMNS}) "));
+    q.push_values(rows, |mut b, r| {
+        b.push_bind(r.request_id.as_str())
+            .push_bind(r.received_at as i64)
+            .push_bind(r.received_at_ms as i64)
+            .push_bind(r.admitted_at_ms.map(|v| v as i64))
+            .push_bind(r.first_token_at_ms.map(|v| v as i64))
+            .push_bind(r.finished_at_ms as i64)
+            .push_bind(r.tenant_id.as_str())
+            .push_bind(r.key_prefix.as_str())
+            .push_bind(r.group_name.as_str())
+            .push_bind(r.route.as_str())
+            .push_bind(r.requested_model.as_str())
+            .push_bind(r.model.as_str())
+            .push_bind(r.upstream_model.as_str())
+            .push_bind(i64::from(r.input_tokens))
+            .push_bind(i64::from(r.output_tokens))
+            .push_bind(i64::from(r.cached_tokens))
+            .push_bind(r.tokens_estimated)
+            .push_bind(r.cost)
+            .push_bind(r.queue_wait_ms as i64)
+            .push_bind(r.ttft_ms.map(|v| v as i64))
+            .push_bind(r.duration_ms as i64)
+            .push_bind(r.admission_class.as_str())
+            .push_bind(r.status as i64)
+            .push_bind(r.error_type.as_str())
+            .push_bind(r.streamed)
+            .push_bind(r.client_disconnected);
+    });
+    // Only full chunks are cached: a shorter last chunk's text changes with its row
+    // count, and sqlx keeps up to 100 prepared statements per connection (caching
+    // every size of 1000-row inserts held ~20 MiB under load).
+    let full = rows.len() == ROWS_PER_STATEMENT;
+    Ok(q.build().persistent(full).execute(conn).await.map_err(db)?.rows_affected())
+}
+
+/// Adds a batch's sums to their hours, up to [`ROWS_PER_STATEMENT`] hours, tenants and
+/// models a statement (a batch over many tenants has as many sums as rows; one statement
+/// each would cost more than the rows' own insert).
+async fn add_sums(conn: &mut SqliteConnection, sums: &HashMap<HourKey<'_>, Totals>) -> Result<()> {
+    let sums: Vec<(&HourKey<'_>, &Totals)> = sums.iter().collect();
+    for chunk in sums.chunks(ROWS_PER_STATEMENT) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("INSERT INTO usage_hourly ");
+        q.push_values(chunk, |mut b, ((hour, tenant, model), t)| {
+            b.push_bind(*hour)
+                .push_bind(*tenant)
+                .push_bind(*model)
+                .push_bind(t.requests as i64)
+                .push_bind(t.errors as i64)
+                .push_bind(t.rejected as i64)
+                .push_bind(t.brownout as i64)
+                .push_bind(t.input_tokens as i64)
+                .push_bind(t.output_tokens as i64)
+                .push_bind(t.cached_tokens as i64)
+                .push_bind(t.cost)
+                .push_bind(t.queue_wait_ms as i64);
+        });
+        q.push(ADD_SUMS_CONFLICT);
+        let full = chunk.len() == ROWS_PER_STATEMENT;
+        q.build().persistent(full).execute(&mut *conn).await.map_err(db)?;
+    }
+    Ok(())
 }
 
 const AGGREGATES: &str = "count(*) AS requests, \

@@ -78,3 +78,39 @@ async fn a_full_queue_drops_and_counts() {
     let all = Filter { from_ms: 0, to_ms: u64::MAX / 2, ..Filter::default() };
     assert_eq!(backend.totals(&all, GroupBy::None).await.unwrap()[0].requests, status.rows_written);
 }
+
+/// A batch that holds rows already stored (inserted twice, partly or wholly) adds only
+/// its new rows to the hourly sums, and a file from before the sums gets them filled
+/// from its rows when it is opened: the 30-hour totals, read from the sums, equal the
+/// distinct rows.
+#[tokio::test]
+async fn hourly_sums_count_each_row_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir).await;
+    let start = 1_796_000_400_000 / 3_600_000 * 3_600_000;
+    let rows: Vec<_> = (0..300u32)
+        .map(|n| {
+            let mut r = conformance::row("sums", n, if n % 2 == 0 { "a" } else { "b" }, "m1", 0);
+            r.received_at_ms = start + u64::from(n) * 6 * 60_000;
+            r.received_at = r.received_at_ms / 1000;
+            r
+        })
+        .collect();
+    ledger.insert(&rows[..200]).await.unwrap();
+    ledger.insert(&rows[150..]).await.unwrap(); // 50 stored already, in one chunk with new ones
+    ledger.insert(&rows[..64]).await.unwrap(); // a whole chunk stored already
+    let all = Filter { from_ms: start, to_ms: start + 30 * 3_600_000, tenant_id: None, model: None };
+    let totals = ledger.totals(&all, GroupBy::Tenant).await.unwrap();
+    let requests: u64 = totals.iter().map(|t| t.requests).sum();
+    assert_eq!(requests, 300, "{totals:?}");
+    let input: u64 = totals.iter().map(|t| t.input_tokens).sum();
+    assert_eq!(input, rows.iter().map(|r| u64::from(r.input_tokens)).sum::<u64>());
+
+    // A ledger file from before the sums: its rows are summed when it is opened again.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("usage.db").display())).await.unwrap();
+    sqlx::query("DROP TABLE usage_hourly").execute(&pool).await.unwrap();
+    pool.close().await;
+    let reopened = open(&dir).await;
+    let totals = reopened.totals(&all, GroupBy::None).await.unwrap();
+    assert_eq!(totals.first().map(|t| t.requests), Some(300), "{totals:?}");
+}
