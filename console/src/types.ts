@@ -158,6 +158,8 @@ export interface UsageTotals {
 
 export interface SeriesRow extends UsageTotals {
   bucket_start: number;
+  /** The keys beyond the series' `top`, summed (the server's "other" rows). */
+  other?: boolean;
 }
 
 /** A ledger row as /usage/recent returns it (flat columns; older shapes tolerated). */

@@ -6,6 +6,9 @@ import { Empty, ErrorBox, Loading, Panel, useAsync, val } from './ui';
 import { RecentRows } from './RecentRows';
 import { bucketSecs, fmtCompact, fmtInt, fmtMoney, fmtMs, pickBucket } from '../format';
 
+/** Keys the usage chart draws on their own; the rest are summed as "other". */
+const CHART_KEYS = 6;
+
 const PRESETS: [string, string, number][] = [
   ['1h', 'Last hour', 3600e3],
   ['24h', 'Last 24 hours', 86400e3],
@@ -56,7 +59,9 @@ export function UsageView(props: { base: string; tenantFilter: boolean; initialT
   const common = { from: range.from, to: range.to, tenant: props.tenantFilter ? applied.tenant.trim() : '', model: applied.model.trim() };
 
   const totals = useAsync(() => get<{ data: UsageTotals[] }>(`${props.base}/totals${qs({ ...common, group_by: applied.groupBy })}`), [range, props.base]);
-  const series = useAsync(() => get<{ data: SeriesRow[] }>(`${props.base}/series${qs({ ...common, group_by: applied.groupBy, bucket })}`), [range, props.base]);
+  // The chart draws the top 6 keys and "other": the server sums the rest (`top`).
+  const topKeys = applied.groupBy === 'none' ? undefined : CHART_KEYS;
+  const series = useAsync(() => get<{ data: SeriesRow[] }>(`${props.base}/series${qs({ ...common, group_by: applied.groupBy, bucket, top: topKeys })}`), [range, props.base]);
   const recent = useAsync(() => get<{ data: UsageRow[] }>(`${props.base}/recent${qs({ ...common, limit: 100 })}`), [range, props.base]);
 
   // Tenant names for the rows' tenant ids (admin view; best effort, the first 200).
@@ -91,19 +96,19 @@ export function UsageView(props: { base: string; tenantFilter: boolean; initialT
     const index = new Map(xs.map((x, i) => [x, i]));
     const label = (r: SeriesRow) => r.tenant ?? (r.key || (applied.groupBy === 'none' ? 'all' : '(none)'));
     const byKey = new Map<string, number>();
-    for (const r of rows) byKey.set(label(r), (byKey.get(label(r)) ?? 0) + r.input_tokens + r.output_tokens);
+    for (const r of rows) if (!r.other) byKey.set(label(r), (byKey.get(label(r)) ?? 0) + r.input_tokens + r.output_tokens);
     const keys = Array.from(byKey.entries())
       .sort((a, b) => b[1] - a[1])
       .map((x) => x[0]);
-    const top = keys.slice(0, 6);
-    const hasOther = keys.length > top.length;
+    const top = keys.slice(0, CHART_KEYS);
+    const hasOther = keys.length > top.length || rows.some((r) => r.other);
     const tokenSeries = top.map(() => xs.map(() => 0));
     const other = xs.map(() => 0);
     const spend = xs.map(() => 0);
     for (const r of rows) {
       const i = index.get(Math.floor(r.bucket_start / step) * step);
       if (i === undefined) continue;
-      const k = top.indexOf(label(r));
+      const k = r.other ? -1 : top.indexOf(label(r));
       const tok = r.input_tokens + r.output_tokens;
       if (k >= 0) tokenSeries[k][i] += tok;
       else other[i] += tok;

@@ -181,7 +181,7 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     with_query(
         op("get", "/api/v1/usage/series", "Usage per time bucket", 200, Body::Json("Series")),
-        &["from", "to", "tenant", "model", "group_by", "bucket"],
+        &["from", "to", "tenant", "model", "group_by", "bucket", "top"],
     ),
     with_query(
         op("get", "/api/v1/usage/recent", "The latest ledger rows", 200, Body::Json("Rows")),
@@ -196,7 +196,7 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     with_query(
         op("get", "/api/v1/me/usage/series", "A tenant's session: its usage per bucket", 200, Body::Json("Series")),
-        &["from", "to", "model", "group_by", "bucket"],
+        &["from", "to", "model", "group_by", "bucket", "top"],
     ),
     with_query(
         op("get", "/api/v1/me/usage/recent", "A tenant's session: its latest rows", 200, Body::Json("Rows")),
@@ -247,7 +247,11 @@ pub const QUERY_PARAMETERS: &[(&str, &str, &str)] = &[
     ("bucket", "string", "minute, hour or day"),
     ("search", "string", "Only tenants whose name contains this"),
     ("format", "string", "json (default) or csv (a download)"),
-    ("top", "integer", "Tenants shown by activity (1 to 200, default 50); the rest are summed as others"),
+    (
+        "top",
+        "integer",
+        "Keep the most active, sum the rest as others: the scheduler stream's tenants by activity (1 to 200, default 50); a grouped usage series' keys by tokens (1 to 100, default all; the others' rows carry \"other\": true)",
+    ),
     ("window", "integer", "Seconds of traffic (10 to 600, default 300)"),
 ];
 

@@ -56,25 +56,13 @@ impl Plan {
     }
 }
 
-fn add(into: &mut Totals, t: &Totals) {
-    into.requests += t.requests;
-    into.errors += t.errors;
-    into.rejected += t.rejected;
-    into.brownout += t.brownout;
-    into.input_tokens += t.input_tokens;
-    into.output_tokens += t.output_tokens;
-    into.cached_tokens += t.cached_tokens;
-    into.cost += t.cost;
-    into.queue_wait_ms += t.queue_wait_ms;
-}
-
 /// Adds up points of the same bucket and key; ordered by bucket, then key.
 pub(crate) fn merge_series(parts: impl IntoIterator<Item = SeriesPoint>) -> Vec<SeriesPoint> {
     let mut by: BTreeMap<(u64, String), Totals> = BTreeMap::new();
     for p in parts {
         let slot = by.entry((p.bucket_start, p.totals.key.clone())).or_default();
         slot.key = p.totals.key.clone();
-        add(slot, &p.totals);
+        slot.add(&p.totals);
     }
     by.into_iter()
         .filter(|(_, t)| t.requests > 0)
@@ -88,7 +76,7 @@ pub(crate) fn merge_totals(parts: impl IntoIterator<Item = Totals>) -> Vec<Total
     for t in parts {
         let slot = by.entry(t.key.clone()).or_default();
         slot.key = t.key.clone();
-        add(slot, &t);
+        slot.add(&t);
     }
     let mut out: Vec<Totals> = by.into_values().filter(|t| t.requests > 0).collect();
     out.sort_by(|a, b| b.cost.total_cmp(&a.cost).then_with(|| a.key.cmp(&b.key)));

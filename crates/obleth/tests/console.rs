@@ -385,10 +385,41 @@ async fn usage_exports_as_csv_and_every_query_is_bounded() {
         ("/api/v1/usage/recent?limit=1001", "limit"),
         ("/api/v1/usage/series?from=30d&bucket=minute", "bucket"),
         ("/api/v1/usage/recent?format=xml", "format"),
+        ("/api/v1/usage/series?group_by=tenant&top=0", "top"),
+        ("/api/v1/usage/series?group_by=tenant&top=101", "top"),
+        ("/api/v1/usage/totals?top=3", "top"),
     ] {
         let (s, b) = http.json("GET", path, admin, None).await;
         assert_eq!((s, b["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some(param)), "{path}");
     }
+}
+
+/// A grouped series keeps its `top` keys by tokens and sums the others per bucket, so a
+/// chart of a few tenants and "others" is not sent every tenant's every bucket.
+#[tokio::test]
+async fn a_series_keeps_its_top_keys_and_sums_the_others() {
+    let (gw, http, _stop) = start().await;
+    let t1 = seed(&gw).await;
+    let (t2, t3) = (tenant_with_key(&gw, "t2").await, tenant_with_key(&gw, "t3").await);
+    let mut sent = 0;
+    for (key, n) in [(&t1, 6), (&t2, 3), (&t3, 2)] {
+        sent += send(&gw, key, n).await;
+    }
+    gw.wait_ledger("11 rows", |l| l["rows_written"].as_u64() == Some(sent)).await;
+    let admin = With { bearer: Some(ADMIN_TOKEN), ..With::default() };
+    let path = "/api/v1/usage/series?group_by=tenant&bucket=minute&from=1h";
+    let (_, all) = http.json("GET", path, admin, None).await;
+    let (s, top) = http.json("GET", &format!("{path}&top=1"), admin, None).await;
+    assert_eq!(s, StatusCode::OK, "{top}");
+    let rows = |v: &Value| v["data"].as_array().unwrap().clone();
+    let sum = |rows: &[Value], f: &str| rows.iter().map(|r| r[f].as_f64().unwrap()).sum::<f64>();
+    let (own, others): (Vec<Value>, Vec<Value>) = rows(&top).into_iter().partition(|r| r["other"].is_null());
+    assert!(own.iter().all(|r| r["tenant"] == "t1"), "the tenant with the most tokens keeps its rows: {top}");
+    assert_eq!(sum(&own, "requests"), 6.0);
+    assert!(others.iter().all(|r| r["key"] == "" && r["other"] == true), "{top}");
+    assert_eq!(sum(&others, "requests"), 5.0, "t2 and t3 summed");
+    assert!((sum(&rows(&top), "cost") - sum(&rows(&all), "cost")).abs() < 1e-9, "spend adds up to the whole");
+    assert!(rows(&all).iter().all(|r| r["other"].is_null()), "no top: every key");
 }
 
 #[tokio::test]

@@ -111,6 +111,21 @@ pub struct Totals {
     pub queue_wait_ms: u64,
 }
 
+impl Totals {
+    /// Adds `t`'s counts to these (the key stays).
+    pub fn add(&mut self, t: &Totals) {
+        self.requests += t.requests;
+        self.errors += t.errors;
+        self.rejected += t.rejected;
+        self.brownout += t.brownout;
+        self.input_tokens += t.input_tokens;
+        self.output_tokens += t.output_tokens;
+        self.cached_tokens += t.cached_tokens;
+        self.cost += t.cost;
+        self.queue_wait_ms += t.queue_wait_ms;
+    }
+}
+
 /// Totals in one time bucket.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SeriesPoint {
