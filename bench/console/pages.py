@@ -29,17 +29,18 @@ ADMIN, TENANT = {"Authorization": f"Bearer {token}"}, {"Authorization": f"Bearer
 U = "/api/v1/usage"
 M = "/api/v1/me/usage"
 # page -> [(label, path, headers)]; what the console's pages request (console/src/pages,
-# components/UsageView.tsx: the bucket is the finest with at most 500 points).
+# components/UsageView.tsx: the bucket is the finest with at most 500 points; a grouped
+# series asks for its top 6 keys, the others summed).
 PAGES = {
     "usage 24h (default)": [
         ("totals 24h by tenant", f"{U}/totals?from=24h&group_by=tenant", ADMIN),
-        ("series 24h hour by tenant", f"{U}/series?from=24h&bucket=hour&group_by=tenant", ADMIN),
+        ("series 24h hour by tenant, top 6", f"{U}/series?from=24h&bucket=hour&group_by=tenant&top=6", ADMIN),
         ("recent 24h 100", f"{U}/recent?from=24h&limit=100", ADMIN),
         ("tenants 200 (names)", "/api/v1/tenants?limit=200", ADMIN),
     ],
     "usage 7d": [
         ("totals 7d by tenant", f"{U}/totals?from=7d&group_by=tenant", ADMIN),
-        ("series 7d hour by tenant", f"{U}/series?from=7d&bucket=hour&group_by=tenant", ADMIN),
+        ("series 7d hour by tenant, top 6", f"{U}/series?from=7d&bucket=hour&group_by=tenant&top=6", ADMIN),
         ("recent 7d 100", f"{U}/recent?from=7d&limit=100", ADMIN),
         ("tenants 200 (names)", "/api/v1/tenants?limit=200", ADMIN),
     ],
@@ -50,18 +51,18 @@ PAGES = {
     ],
     "usage 30d": [
         ("totals 30d by tenant", f"{U}/totals?from=30d&group_by=tenant", ADMIN),
-        ("series 30d day by tenant", f"{U}/series?from=30d&bucket=day&group_by=tenant", ADMIN),
+        ("series 30d day by tenant, top 6", f"{U}/series?from=30d&bucket=day&group_by=tenant&top=6", ADMIN),
         ("recent 30d 100", f"{U}/recent?from=30d&limit=100", ADMIN),
         ("tenants 200 (names)", "/api/v1/tenants?limit=200", ADMIN),
     ],
     "usage 30d by model": [
         ("totals 30d by model", f"{U}/totals?from=30d&group_by=model", ADMIN),
-        ("series 30d day by model", f"{U}/series?from=30d&bucket=day&group_by=model", ADMIN),
+        ("series 30d day by model, top 6", f"{U}/series?from=30d&bucket=day&group_by=model&top=6", ADMIN),
         ("recent 30d 100", f"{U}/recent?from=30d&limit=100", ADMIN),
     ],
     "usage 24h by model": [
         ("totals 24h by model", f"{U}/totals?from=24h&group_by=model", ADMIN),
-        ("series 24h hour by model", f"{U}/series?from=24h&bucket=hour&group_by=model", ADMIN),
+        ("series 24h hour by model, top 6", f"{U}/series?from=24h&bucket=hour&group_by=model&top=6", ADMIN),
         ("recent 24h 100", f"{U}/recent?from=24h&limit=100", ADMIN),
     ],
     "overview": [
@@ -75,12 +76,12 @@ PAGES = {
         ("me/usage", "/api/v1/me/usage", TENANT),
         ("me/scheduler", "/api/v1/me/scheduler", TENANT),
         ("me totals 24h by model", f"{M}/totals?from=24h&group_by=model", TENANT),
-        ("me series 24h hour by model", f"{M}/series?from=24h&bucket=hour&group_by=model", TENANT),
+        ("me series 24h hour by model, top 6", f"{M}/series?from=24h&bucket=hour&group_by=model&top=6", TENANT),
         ("me recent 24h 100", f"{M}/recent?from=24h&limit=100", TENANT),
     ],
     "tenant view 30d (me)": [
         ("me totals 30d by model", f"{M}/totals?from=30d&group_by=model", TENANT),
-        ("me series 30d day by model", f"{M}/series?from=30d&bucket=day&group_by=model", TENANT),
+        ("me series 30d day by model, top 6", f"{M}/series?from=30d&bucket=day&group_by=model&top=6", TENANT),
         ("me recent 30d 100", f"{M}/recent?from=30d&limit=100", TENANT),
     ],
 }
@@ -167,12 +168,17 @@ for path, a in answers.items():
     tenant = tid if path.startswith(M) else None
     req = sum(d["requests"] for d in a["data"])
     check(f"{path} requests", req, count(a["from"], a["to"], tenant))
-    if "group_by=tenant" in path:
+    if "group_by=tenant" in path and "top=" not in path:
         unnamed = sum(1 for d in a["data"] if "tenant" not in d)
         check(f"{path} rows without a tenant name", unnamed, 0)
         keys = {d["key"] for d in a["data"]}
         want = int(os.environ.get("TENANTS", "0")) or len(keys)
         check(f"{path} distinct tenants", len(keys), want)
+    if "group_by=tenant" in path and "top=" in path:
+        # The console's top 6: six named tenants of their own, the rest summed as other.
+        own = {d["key"] for d in a["data"] if not d.get("other")}
+        unnamed = sum(1 for d in a["data"] if not d.get("other") and "tenant" not in d)
+        check(f"{path} tenants of their own, named", (len(own), unnamed), (6, 0))
     if "group_by=model" in path and "/totals" in path:
         check(f"{path} models", len(a["data"]), 5)
 for path, a in answers.items():
