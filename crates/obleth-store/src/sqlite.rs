@@ -54,7 +54,8 @@ impl SqliteStore {
     pub async fn open(url: &str, schema: Schema) -> Result<(Self, SchemaStatus)> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| crate::invalid("database.url", e.to_string()))?
-            .create_if_missing(true)
+            // A pod that only checks the schema must not leave an empty file behind.
+            .create_if_missing(schema == Schema::Migrate)
             .journal_mode(SqliteJournalMode::Wal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5))
@@ -64,7 +65,15 @@ impl SqliteStore {
             .pragma("cache_size", "-512");
         // An in-memory database exists per connection, so it must have exactly one.
         let max = if url.contains(":memory:") { 1 } else { 4 };
-        let pool = SqlitePoolOptions::new().max_connections(max).connect_with(options).await.map_err(db_err)?;
+        let pool = SqlitePoolOptions::new().max_connections(max).connect_with(options).await.map_err(|e| {
+            match (schema, db_err(e).error) {
+                (Schema::Require, StoreError::Backend(m) | StoreError::Unavailable(m)) => StoreError::Backend(format!(
+                    "cannot open the control-plane database ({m}); with database.migrate = false it must exist: \
+                     run `obleth migrate` first"
+                )),
+                (_, other) => other,
+            }
+        })?;
         let migrator = migrator();
         let before = applied(&pool).await?;
         let applied_now = match schema {

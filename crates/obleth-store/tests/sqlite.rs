@@ -90,7 +90,15 @@ async fn require_checks_the_schema_without_changing_it() {
     use obleth_store::Schema;
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("cp.db").display());
-    let err = SqliteStore::open(&url, Schema::Require).await.expect_err("no schema").to_string();
+    let err = SqliteStore::open(&url, Schema::Require).await.expect_err("no file").to_string();
+    assert!(err.contains("run `obleth migrate` first"), "{err}");
+    assert!(!dir.path().join("cp.db").exists(), "checking the schema creates no file");
+    // A file with no schema in it (another program's).
+    let empty = url.replace("cp.db", "other.db");
+    let pool = sqlx::SqlitePool::connect(&format!("{empty}?mode=rwc")).await.expect("pool");
+    sqlx::query("CREATE TABLE unrelated (x INTEGER)").execute(&pool).await.expect("create");
+    pool.close().await;
+    let err = SqliteStore::open(&empty, Schema::Require).await.expect_err("no schema").to_string();
     assert!(err.contains("no schema yet"), "{err}");
 
     let (_, status) = SqliteStore::open(&url, Schema::Migrate).await.expect("migrate");
