@@ -26,7 +26,8 @@ use hyper_util::rt::TokioExecutor;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::{Filter, GroupBy, LedgerBackend, LedgerError, LedgerRow, Result, SeriesPoint, SeriesQuery, Totals, rollup};
+use crate::rollup::{self, SUMS};
+use crate::{Filter, GroupBy, LedgerBackend, LedgerError, LedgerRow, Result, SeriesPoint, SeriesQuery, Totals};
 
 /// Schema version 2, the hourly sums (see `rollup`).
 pub const ROLLUP_SCHEMA: &str = include_str!("clickhouse/rollup.sql");
@@ -260,34 +261,34 @@ impl ClickHouse {
 
     /// The `WHERE` of a query on the hourly sums (`f`'s bounds are whole hours).
     fn hours_clause(&self, f: &Filter) -> String {
-        let mut w = format!(" WHERE hour >= {} AND hour < {}", f.from_ms / 1000, (f.to_ms / 1000).min(u32::MAX as u64));
-        if let Some(t) = &f.tenant_id {
-            w.push_str(&format!(" AND tenant_id = {}", quote(t)));
-        }
-        if let Some(m) = &f.model {
-            w.push_str(&format!(" AND model = {}", quote(m)));
-        }
-        w
+        let w = format!(" WHERE hour >= {} AND hour < {}", f.from_ms / 1000, (f.to_ms / 1000).min(u32::MAX as u64));
+        with_keys(w, f)
     }
 
     fn where_clause(&self, f: &Filter) -> String {
         // The DateTime bounds let the primary key and partitions prune; the millisecond
         // bounds are exact.
-        let mut w = format!(
+        let w = format!(
             " WHERE received_at >= toDateTime({}) AND received_at <= toDateTime({}) AND received_at_ms >= {} AND received_at_ms < {}",
             f.from_ms / 1000,
             (f.to_ms / 1000).min(u32::MAX as u64),
             f.from_ms,
             f.to_ms
         );
-        if let Some(t) = &f.tenant_id {
-            w.push_str(&format!(" AND tenant_id = {}", quote(t)));
-        }
-        if let Some(m) = &f.model {
-            w.push_str(&format!(" AND model = {}", quote(m)));
-        }
-        w
+        with_keys(w, f)
     }
+}
+
+/// `w` narrowed to the filter's tenant and model, if it names them (both tables have both
+/// columns).
+fn with_keys(mut w: String, f: &Filter) -> String {
+    if let Some(t) = &f.tenant_id {
+        w.push_str(&format!(" AND tenant_id = {}", quote(t)));
+    }
+    if let Some(m) = &f.model {
+        w.push_str(&format!(" AND model = {}", quote(m)));
+    }
+    w
 }
 
 #[async_trait]
@@ -445,11 +446,6 @@ const AGGREGATES: &str = "count() AS requests, \
     sum(cached_tokens) AS cached_tokens, \
     sum(cost) AS cost, \
     sum(queue_wait_ms) AS queue_wait_ms";
-
-/// The hourly sums' columns, named as [`AGGREGATES`].
-const SUMS: &str = "sum(requests) AS requests, sum(errors) AS errors, sum(rejected) AS rejected, \
-    sum(brownout) AS brownout, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, \
-    sum(cached_tokens) AS cached_tokens, sum(cost) AS cost, sum(queue_wait_ms) AS queue_wait_ms";
 
 /// The first hour the sums are complete for, given when (seconds) their view was made:
 /// the next whole hour after a five-minute margin for pods' clocks and for rows received

@@ -14,6 +14,12 @@ use crate::{Bucket, Filter, SeriesPoint, Totals};
 
 const HOUR_MS: u64 = 3_600_000;
 
+/// The sums' columns added up, named as the rows' aggregates (the same SQL in SQLite and
+/// ClickHouse).
+pub(crate) const SUMS: &str = "sum(requests) AS requests, sum(errors) AS errors, sum(rejected) AS rejected, \
+    sum(brownout) AS brownout, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, \
+    sum(cached_tokens) AS cached_tokens, sum(cost) AS cost, sum(queue_wait_ms) AS queue_wait_ms";
+
 /// Which part of a query is read from where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Plan {

@@ -14,7 +14,8 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
-use crate::{Filter, GroupBy, LedgerBackend, LedgerError, LedgerRow, Result, SeriesPoint, SeriesQuery, Totals, rollup};
+use crate::rollup::{self, SUMS};
+use crate::{Filter, GroupBy, LedgerBackend, LedgerError, LedgerRow, Result, SeriesPoint, SeriesQuery, Totals};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS usage (
@@ -344,11 +345,6 @@ const AGGREGATES: &str = "count(*) AS requests, \
     coalesce(sum(cached_tokens), 0) AS cached_tokens, \
     coalesce(sum(cost), 0.0) AS cost, \
     coalesce(sum(queue_wait_ms), 0) AS queue_wait_ms";
-
-/// The hourly sums' columns, named as [`AGGREGATES`].
-const SUMS: &str = "sum(requests) AS requests, sum(errors) AS errors, sum(rejected) AS rejected, \
-    sum(brownout) AS brownout, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, \
-    sum(cached_tokens) AS cached_tokens, sum(cost) AS cost, sum(queue_wait_ms) AS queue_wait_ms";
 
 /// The `WHERE` of a query on the rows, or on the hourly sums when `hours`.
 fn push_filter(q: &mut QueryBuilder<Sqlite>, f: &Filter, hours: bool) {

@@ -32,7 +32,8 @@ pub struct GrantRow {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Scope {
     servers: HashSet<String>,
-    tools: HashSet<(String, String)>,
+    /// Tools granted one by one, by server.
+    tools: HashMap<String, HashSet<String>>,
 }
 
 impl Scope {
@@ -42,14 +43,15 @@ impl Scope {
                 self.servers.insert(row.server.clone());
             }
             Some(tool) => {
-                self.tools.insert((row.server.clone(), tool.clone()));
+                self.tools.entry(row.server.clone()).or_default().insert(tool.clone());
             }
         }
     }
 
+    /// Whether the scope holds `item` of `server` (no allocation: it runs for every call).
     fn allows(&self, server: &str, item: Item<'_>) -> bool {
         self.servers.contains(server)
-            || matches!(item, Item::Tool(tool) if self.tools.contains(&(server.to_owned(), tool.to_owned())))
+            || matches!(item, Item::Tool(tool) if self.tools.get(server).is_some_and(|t| t.contains(tool)))
     }
 }
 
@@ -186,7 +188,7 @@ pub fn visible_tools<'c>(
     let Some(tenant) = grants.tenants.get(who.tenant_id) else { return Ok(Vec::new()) };
     let key = tenant.keys.get(who.key_id);
     let held = |scope: &Scope, t: &CatalogTool| {
-        scope.servers.contains(&t.server) || scope.tools.contains(&(t.server.clone(), t.tool.clone()))
+        scope.servers.contains(&t.server) || scope.tools.get(&t.server).is_some_and(|tools| tools.contains(&t.tool))
     };
     Ok(catalog
         .iter()

@@ -41,13 +41,14 @@ static TLS: OnceLock<(TlsFiles, TlsCertificates)> = OnceLock::new();
 /// start, before any client is opened; setting the same files again (several gateways
 /// in one test process) is a no-op, other files an error.
 pub fn set_tls(files: &TlsFiles) -> Result<(), TlsError> {
-    if let Some((set, _)) = TLS.get() {
-        return if set == files { Ok(()) } else { Err(TlsError::AlreadySet) };
+    if TLS.get().is_none() {
+        // Another thread may set it meanwhile: what counts is what is set afterwards.
+        let _ = TLS.set((files.clone(), load(files)?));
     }
-    let certificates = load(files)?;
-    TLS.set((files.clone(), certificates)).or_else(|(lost, _)| {
-        if TLS.get().is_some_and(|(set, _)| *set == lost) { Ok(()) } else { Err(TlsError::AlreadySet) }
-    })
+    match TLS.get() {
+        Some((set, _)) if set == files => Ok(()),
+        _ => Err(TlsError::AlreadySet),
+    }
 }
 
 fn load(files: &TlsFiles) -> Result<TlsCertificates, TlsError> {

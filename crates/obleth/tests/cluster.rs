@@ -33,15 +33,6 @@ fn chat(data: std::net::SocketAddr, key: &str) -> Request<Full<Bytes>> {
         .unwrap()
 }
 
-/// One chat request with `key` through `pod`; its status.
-async fn status_with(pod: &Gateway, key: &str) -> u16 {
-    let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let res = http.request(chat(pod.data, key)).await.unwrap();
-    let status = res.status().as_u16();
-    res.into_body().collect().await.unwrap();
-    status
-}
-
 /// Polls until `check` holds; returns how long it took (fails after `limit`).
 async fn within<F, Fut>(limit: Duration, what: &str, mut check: F) -> Duration
 where
@@ -97,7 +88,7 @@ async fn changes_reach_every_pod_within_a_second() {
     let other = call(&a.admin, "POST", "/api/v1/tenants/t1/keys", Some(json!({}))).await.unwrap();
     let other_key = other["secret"].as_str().unwrap().to_owned();
     for pod in [&a, &b, &lone] {
-        assert_eq!(status_with(pod, &key).await, 200, "every pod knows the key (and caches it)");
+        assert_eq!(chat_status(pod, &key).await, 200, "every pod knows the key (and caches it)");
     }
 
     // A key revoked through pod A is refused by pod B within a second.
@@ -112,12 +103,12 @@ async fn changes_reach_every_pod_within_a_second() {
         .to_owned();
     call(&a.admin, "POST", &format!("/api/v1/keys/{key_id}/revoke"), None).await.unwrap();
     let took = within(Duration::from_secs(1), "pod B refuses the revoked key", || async {
-        status_with(&b, &key).await == 401
+        chat_status(&b, &key).await == 401
     })
     .await;
     eprintln!("revocation reached pod B in {took:?}");
-    assert_eq!(status_with(&a, &key).await, 401);
-    assert_eq!(status_with(&lone, &key).await, 200, "without the channel the cached key still works");
+    assert_eq!(chat_status(&a, &key).await, 401);
+    assert_eq!(chat_status(&lone, &key).await, 200, "without the channel the cached key still works");
 
     // A weight change through pod A reaches pod B's scheduler within a second.
     assert_eq!(tenant_weight(&b, "t1").await, Some(1.0));
@@ -131,7 +122,7 @@ async fn changes_reach_every_pod_within_a_second() {
     // A disabled tenant: refused on B within a second.
     call(&a.admin, "PATCH", "/api/v1/tenants/t1", Some(json!({"disabled": true}))).await.unwrap();
     within(Duration::from_secs(1), "pod B refuses the disabled tenant", || async {
-        status_with(&b, &other_key).await == 403
+        chat_status(&b, &other_key).await == 403
     })
     .await;
 
@@ -165,22 +156,22 @@ async fn pods_serve_through_a_redis_outage_and_resync_after() {
     a.start().await;
     b.start().await;
     let key = seed(&a).await;
-    assert_eq!(status_with(&b, &key).await, 200);
+    assert_eq!(chat_status(&b, &key).await, 200);
 
     redis.kill();
     for _ in 0..5 {
-        assert_eq!(status_with(&b, &key).await, 200, "a cached key works while Redis is away");
+        assert_eq!(chat_status(&b, &key).await, 200, "a cached key works while Redis is away");
     }
     // Revoked while the channel is down: pod B cannot hear it yet.
     let keys = call(&a.admin, "GET", "/api/v1/keys?tenant=t1", None).await.unwrap();
     let id = keys["data"][0]["id"].as_str().unwrap().to_owned();
     call(&a.admin, "POST", &format!("/api/v1/keys/{id}/revoke"), None).await.unwrap();
-    assert_eq!(status_with(&a, &key).await, 401);
-    assert_eq!(status_with(&b, &key).await, 200, "pod B still serves from its cache");
+    assert_eq!(chat_status(&a, &key).await, 401);
+    assert_eq!(chat_status(&b, &key).await, 200, "pod B still serves from its cache");
 
     redis.restart();
     let took = within(Duration::from_secs(15), "pod B resynchronizes once Redis is back", || async {
-        status_with(&b, &key).await == 401
+        chat_status(&b, &key).await == 401
     })
     .await;
     eprintln!("pod B resynchronized {took:?} after Redis came back");
@@ -319,7 +310,7 @@ async fn three_pods_behind_haproxy() {
     let (probe_key, probe_id) =
         (probe["secret"].as_str().unwrap().to_owned(), probe["id"].as_str().unwrap().to_owned());
     for pod in &pods {
-        assert_eq!(status_with(pod, &probe_key).await, 200);
+        assert_eq!(chat_status(pod, &probe_key).await, 200);
     }
     call(&admin, "PATCH", "/api/v1/tenants/probe", Some(json!({"weight": 9}))).await.unwrap();
     call(&admin, "POST", &format!("/api/v1/keys/{probe_id}/revoke"), None).await.unwrap();
@@ -331,7 +322,7 @@ async fn three_pods_behind_haproxy() {
             "every pod refuses the revoked key",
             || async {
                 probes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                status_with(pod, &probe_key).await == 401
+                chat_status(pod, &probe_key).await == 401
             },
         )
         .await;
@@ -495,9 +486,9 @@ async fn postgres_stopped_and_restarted_under_load() {
     let unused = new_key().await;
     // Pod A uses `key` (and fills the shared cache with it); pod B knows the tenant and
     // the model through another key, but has never seen `key`.
-    assert_eq!(status_with(&a, &key).await, 200);
-    assert_eq!(status_with(&b, &warm).await, 200);
-    assert_eq!(status_with(&c, &warm).await, 200);
+    assert_eq!(chat_status(&a, &key).await, 200);
+    assert_eq!(chat_status(&b, &warm).await, 200);
+    assert_eq!(chat_status(&c, &warm).await, 200);
 
     // Load on pod A with `key` throughout.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -526,15 +517,15 @@ async fn postgres_stopped_and_restarted_under_load() {
     let stopped = Instant::now();
     // Long enough for pod caches to expire several times over.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(status_with(&b, &key).await, 200, "pod B serves a key it never saw, from the shared cache");
+    assert_eq!(chat_status(&b, &key).await, 200, "pod B serves a key it never saw, from the shared cache");
     assert!(metric(&b, "obleth_key_cache_lookups_total{result=\"shared_hit\"}").await >= 1.0);
-    assert_eq!(status_with(&b, &warm).await, 200, "pod B's own key keeps working");
-    assert_eq!(status_with(&c, &warm).await, 200, "pod C (no shared cache) serves its last known answers");
+    assert_eq!(chat_status(&b, &warm).await, 200, "pod B's own key keeps working");
+    assert_eq!(chat_status(&c, &warm).await, 200, "pod C (no shared cache) serves its last known answers");
     assert!(metric(&c, "obleth_key_cache_lookups_total{result=\"stale\"}").await >= 1.0);
-    assert_eq!(status_with(&c, &key).await, 503, "pod C never saw the key and does not share the cache");
+    assert_eq!(chat_status(&c, &key).await, 503, "pod C never saw the key and does not share the cache");
     for pod in [&a, &b, &c] {
-        assert_eq!(status_with(pod, &unused).await, 503, "a key nobody used: the store cannot tell, so 503");
-        assert_eq!(status_with(pod, "obl_not-a-real-key-at-all").await, 503);
+        assert_eq!(chat_status(pod, &unused).await, 503, "a key nobody used: the store cannot tell, so 503");
+        assert_eq!(chat_status(pod, "obl_not-a-real-key-at-all").await, 503);
     }
     let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let (status, ready) = get_status(&http, &format!("{}/readyz", a.admin.admin_url)).await;
@@ -545,24 +536,24 @@ async fn postgres_stopped_and_restarted_under_load() {
 
     pg.restart();
     let took = within(Duration::from_secs(30), "a key nobody used works once Postgres is back", || async {
-        status_with(&a, &unused).await == 200
+        chat_status(&a, &unused).await == 200
     })
     .await;
     eprintln!("Postgres down for {outage:?}; the pod used it again {took:?} after it restarted");
     // Each pod's probe finds Postgres on its own schedule (a ping that started while it
     // was down waits out the pool's 3 s acquire timeout first).
     within(Duration::from_secs(10), "pod B tells unknown keys apart again", || async {
-        status_with(&b, "obl_not-a-real-key-at-all").await == 401
+        chat_status(&b, "obl_not-a-real-key-at-all").await == 401
     })
     .await;
     within(Duration::from_secs(10), "pod C reads the key it never saw", || async {
-        status_with(&c, &key).await == 200
+        chat_status(&c, &key).await == 200
     })
     .await;
     assert_eq!(metric(&a, "obleth_store_unavailable").await, 0.0);
     // Changes work again, and reach the other pod.
     let fresh = new_key().await;
-    assert_eq!(status_with(&b, &fresh).await, 200);
+    assert_eq!(chat_status(&b, &fresh).await, 200);
 
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (mut ok, mut failed) = (0, Vec::new());
