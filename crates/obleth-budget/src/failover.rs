@@ -111,6 +111,17 @@ impl Failover {
         (s.journal.len() + s.in_doubt.len(), s.pending.len())
     }
 
+    /// Records a shared call's outcome (`None`: it succeeded) and, after a success, starts
+    /// catching up on what waits for the shared store. Every shared call ends here, so
+    /// that work left from an outage drains on the next call of any kind (a usage read
+    /// included), not only on the next request.
+    fn shared_outcome(&self, error: Option<&BudgetError>) {
+        let back = self.inner.outcome(error);
+        if error.is_none() && (back || self.inner.needs_catch_up()) {
+            self.spawn_catch_up();
+        }
+    }
+
     /// Catches up with the shared store in the background: after an outage there may be
     /// many reconciles to retry, and no request should wait for them.
     fn spawn_catch_up(&self) {
@@ -308,20 +319,17 @@ impl BudgetStore for Failover {
         }
         match self.inner.shared.reserve(r).await {
             Ok(decision) => {
-                let back = self.inner.outcome(None);
                 let status = match &decision {
                     Decision::Allowed(s) => s,
                     Decision::Denied(d) => &d.status,
                 };
                 self.inner.remember(r.tenant, status);
-                if back || self.inner.needs_catch_up() {
-                    self.spawn_catch_up();
-                }
+                self.shared_outcome(None);
                 Ok(decision)
             }
             Err(e) => {
                 tracing::debug!(error = %e, "shared budget store failed a reserve");
-                self.inner.outcome(Some(&e));
+                self.shared_outcome(Some(&e));
                 // The reserve may have run before the call failed: release it (a reconcile
                 // of a reservation that does not exist changes nothing).
                 let orphan = Reservation {
@@ -348,10 +356,7 @@ impl BudgetStore for Failover {
         }
         let result = if self.inner.try_shared() {
             let r = self.inner.shared.reconcile(reservation, actual).await;
-            let back = self.inner.outcome(r.as_ref().err());
-            if r.is_ok() && (back || self.inner.needs_catch_up()) {
-                self.spawn_catch_up();
-            }
+            self.shared_outcome(r.as_ref().err());
             r
         } else {
             Err(BudgetError::Unavailable("breaker open".into()))
@@ -370,7 +375,7 @@ impl BudgetStore for Failover {
     async fn usage(&self, tenant: &str, limits: &Limits) -> Result<TenantUsage, BudgetError> {
         if self.inner.try_shared() {
             let r = self.inner.shared.usage(tenant, limits).await;
-            self.inner.outcome(r.as_ref().err());
+            self.shared_outcome(r.as_ref().err());
             if r.is_ok() {
                 return r;
             }

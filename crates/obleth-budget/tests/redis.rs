@@ -486,3 +486,40 @@ async fn failover_decides_on_the_local_share_and_catches_up() {
     let usage = failover.usage("t", &limits).await.expect("usage");
     assert_eq!(to_nanos(usage.lifetime_spend), 5 * 100, "the use decided without Redis was absorbed, once");
 }
+
+/// Work left from an outage drains on the next successful call of any kind: with no
+/// request coming, a usage read alone brings the pending reconciles in (before, only a
+/// request's reserve or reconcile started the catch-up, so a quiet pod kept them).
+#[tokio::test]
+async fn a_usage_read_alone_catches_up() {
+    use obleth_budget::{Failover, FailoverConfig};
+    let port = free_port();
+    let server = Server::start(port);
+    let config =
+        RedisConfig { timeout: Duration::from_millis(50), ..RedisConfig::new(format!("redis://127.0.0.1:{port}")) };
+    let failover = Failover::new(
+        Arc::new(connect(config).await),
+        FailoverConfig {
+            breaker_failures: 1,
+            breaker_cooldown: Duration::from_millis(50),
+            ..FailoverConfig::default()
+        },
+    );
+    let limits = Limits { rpm: Some(100), ..Limits::default() };
+    let r = Reserve { tenant: "t", request_id: "r1", limits: &limits, tokens: 10, cost: 100 };
+    assert!(matches!(failover.reserve(&r).await, Ok(Decision::Allowed(_))));
+    drop(server);
+    let reservation =
+        Reservation { tenant: "t".into(), request_id: "r1".into(), limits: limits.clone(), tokens: 10, cost: 100 };
+    failover.reconcile(&reservation, Actual { tokens: 10, cost: 100 }).await.expect("kept for retry");
+    assert_eq!(failover.pending().1, 1, "the reconcile waits for Redis");
+
+    let _server = Server::start(port);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while failover.pending() != (0, 0) {
+        assert!(Instant::now() < deadline, "a usage read never started the catch-up: {:?}", failover.pending());
+        let _ = failover.usage("t", &limits).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
