@@ -15,6 +15,7 @@ use serde_json::Value;
 
 pub mod conformance;
 mod guard;
+mod mcp;
 mod postgres;
 mod retry;
 mod rules;
@@ -22,6 +23,10 @@ mod schema;
 mod sqlite;
 
 pub use guard::{GuardConfig, StoreGuard, StoreHealth};
+pub use mcp::{
+    McpGrant, McpGrantFilter, McpGrants, McpServer, McpServerPatch, McpStore, McpToolPin, McpTransport, NewMcpGrant,
+    NewMcpServer, PinVersion,
+};
 pub use postgres::PostgresStore;
 pub use rules::validate_actor;
 pub use schema::{Schema, SchemaStatus};
