@@ -1,4 +1,5 @@
-//! The control-plane store: tenants, API keys and the model registry.
+//! The control-plane store: tenants, API keys, the model registry, and the MCP gateway's
+//! servers, grants and tool pins ([`McpStore`]).
 //!
 //! [`ControlPlaneStore`] is the one seam; [`SqliteStore`] is the embedded default and
 //! [`PostgresStore`] the shared one for several replicas ([`connect`] picks by URL).
@@ -374,9 +375,9 @@ pub struct AuditFilter {
     pub page: PageRequest,
 }
 
-/// The control plane's persistent state.
+/// The control plane's persistent state (the MCP gateway's part is [`McpStore`]).
 #[async_trait]
-pub trait ControlPlaneStore: Send + Sync + 'static {
+pub trait ControlPlaneStore: McpStore + Send + Sync + 'static {
     /// Checks that the database answers.
     async fn ping(&self) -> Result<()>;
 
@@ -418,7 +419,9 @@ pub trait ControlPlaneStore: Send + Sync + 'static {
 
     /// Rotates key `id` in one transaction: inserts the new key for the same tenant and
     /// sets the old key's expiry to `now + overlap_ms`, never later than an expiry it
-    /// already had. A revoked key cannot be rotated (conflict).
+    /// already had. The new key gets copies of the old one's MCP grants and, if the old
+    /// one was restricted to its own grants, is restricted too (else the new key would
+    /// reach every tool of its tenant). A revoked key cannot be rotated (conflict).
     async fn rotate_key(&self, id: &str, rotation: KeyRotation) -> Result<RotatedKey>;
 
     /// Records an admin change.

@@ -26,6 +26,24 @@ pub enum McpTransport {
     Stdio,
 }
 
+impl McpTransport {
+    /// As stored and as the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            McpTransport::Http => "http",
+            McpTransport::Stdio => "stdio",
+        }
+    }
+
+    pub(crate) fn from_column(s: &str) -> crate::Result<McpTransport> {
+        match s {
+            "http" => Ok(McpTransport::Http),
+            "stdio" => Ok(McpTransport::Stdio),
+            other => Err(crate::StoreError::Backend(format!("corrupt mcp_servers.transport '{other}'"))),
+        }
+    }
+}
+
 /// A registered upstream MCP server.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct McpServer {

@@ -30,6 +30,8 @@ use crate::{
     rules,
 };
 
+mod mcp;
+
 fn migrator() -> sqlx::migrate::Migrator {
     schema::lenient(sqlx::migrate!("./migrations/postgres"))
 }
@@ -590,6 +592,7 @@ impl ControlPlaneStore for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| conflict_or(e, "key already exists".into()))?;
+            mcp::copy_key_grants(&mut tx, id, &new.id, rotation.now).await?;
             tx.commit().await.map_err(db_err)?;
             Ok(RotatedKey { old, previous_expires_at, old_hash, new })
         })

@@ -6,6 +6,8 @@ use secrecy::ExposeSecret;
 
 use crate::{ModelPatch, NewModel, NewTenant, Result, TenantPatch, invalid};
 
+pub(crate) mod mcp;
+
 /// Largest accepted tenant weight: keeps weighted arithmetic far from overflow.
 pub const MAX_WEIGHT: u32 = 1_000_000;
 
