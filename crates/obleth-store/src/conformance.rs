@@ -1,7 +1,10 @@
 //! The behavioural suite every [`ControlPlaneStore`] must pass.
 //!
 //! Each implementation's tests call [`run`] on a fresh, empty store. It panics (like
-//! any test) on the first behaviour that differs from the contract.
+//! any test) on the first behaviour that differs from the contract. The MCP tables have
+//! a part of their own (`conformance/mcp.rs`).
+
+mod mcp;
 
 use obleth_core::{ApiKey, Quota, key, now_millis};
 use secrecy::{ExposeSecret, SecretString};
@@ -54,6 +57,7 @@ pub async fn run(store: &dyn ControlPlaneStore) {
     concurrent_patches(store).await;
     model_tags(store).await;
     concurrent_clients(store).await;
+    mcp::run(store).await;
 }
 
 /// Tags round-trip in order, are replaced by a patch, filter listings, and are validated.
