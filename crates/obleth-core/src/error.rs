@@ -121,6 +121,10 @@ error_table! {
     /// The admin API could not read the body.
     InvalidBody = (400, "invalid_request_error", "invalid_body", "invalid_body", Client, false),
     InvalidContentType = (400, "invalid_request_error", "invalid_content_type", "invalid_content_type", Client, false),
+    /// The `Accept` header admits none of the answer's media types (MCP's endpoint).
+    NotAcceptable = (406, "invalid_request_error", "not_acceptable", "not_acceptable", Client, false),
+    /// An MCP session id that is unknown, expired, or another key's (the same answer).
+    McpSessionNotFound = (404, "invalid_request_error", "mcp_session_not_found", "mcp_session_not_found", Client, false),
     InvalidPath = (400, "invalid_request_error", "invalid_path", "invalid_path", Client, false),
     InvalidQuery = (400, "invalid_request_error", "invalid_query", "invalid_query", Client, false),
     /// An HTTP/1.1 request without `Host`.

@@ -62,6 +62,8 @@ impl Default for IdentityConfig {
 pub struct Caller {
     pub tenant: Arc<Tenant>,
     pub key_prefix: Arc<str>,
+    /// The key's record (its id, for what is granted per key: MCP tools).
+    pub key: Arc<ApiKey>,
 }
 
 /// Resolves bearer keys to tenants.
@@ -153,7 +155,7 @@ impl Identity {
         if tenant.disabled {
             return Err(ApiError::tenant_disabled());
         }
-        Ok(Caller { tenant, key_prefix: key.prefix.as_str().into() })
+        Ok(Caller { tenant, key_prefix: key.prefix.as_str().into(), key })
     }
 
     async fn key_miss(&self, hash: KeyHash) -> Result<Found<ApiKey>, ApiError> {
@@ -279,7 +281,11 @@ impl ChangeNotifier for Identity {
                 self.generation.fetch_add(1, Ordering::Relaxed);
                 self.negative.invalidate_all();
             }
-            ChangeEvent::Model { .. } | ChangeEvent::Group { .. } => {}
+            ChangeEvent::Model { .. }
+            | ChangeEvent::Group { .. }
+            | ChangeEvent::McpServer { .. }
+            | ChangeEvent::McpGrants
+            | ChangeEvent::McpPin { .. } => {}
         }
     }
 }

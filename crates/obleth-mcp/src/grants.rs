@@ -87,6 +87,15 @@ impl GrantIndex {
     }
 }
 
+impl GrantIndex {
+    /// Whether `who` holds any grant on `server`: the servers a listing asks.
+    pub fn touches(&self, who: Who<'_>, server: &str) -> bool {
+        let Some(tenant) = self.tenants.get(who.tenant_id) else { return false };
+        let mentions = |scope: &Scope| scope.servers.contains(server) || scope.tools.contains_key(server);
+        mentions(&tenant.tenant) && tenant.keys.get(who.key_id).is_none_or(mentions)
+    }
+}
+
 /// Who asks: a tenant, through one of its keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Who<'a> {

@@ -1,11 +1,57 @@
-//! The MCP gateway (issue 15), its pure rules first: how upstream tools are named to
-//! clients ([`names`]), who may list and call what ([`grants`]: deny by default, one
-//! decision for both), and how a tool whose definition changed is caught ([`pin`]).
+//! The MCP gateway (issue 15): one authenticated `/mcp` endpoint in front of many MCP
+//! servers, with deny-by-default grants and pinned tool definitions.
 //!
-//! No I/O and no clock here; the `/mcp` endpoint, the upstream connections and the
-//! scheduling of tool calls build on these (`docs/design/mcp-gateway.md` is the plan; the
-//! endpoint is not built yet).
+//! Pure rules: how upstream tools are named to clients ([`names`]), who may list and
+//! call what ([`grants`]: deny by default, one decision for both), how a tool whose
+//! definition changed is caught ([`pin`]) and whom a session serves ([`sessions`]).
+//! Around them: the upstream connections ([`upstream`]), what this pod knows of the
+//! servers ([`hub`]), aggregated lists ([`aggregate`]), rmcp's server handler
+//! ([`handler`]) and the HTTP front ([`front`]). The binary supplies identity and the
+//! HTTP client through [`Authenticate`] and [`upstream::http::UpstreamHttp`].
 
+pub mod aggregate;
+pub mod call;
+pub mod errors;
+pub mod front;
 pub mod grants;
+pub mod handler;
+pub mod hub;
 pub mod names;
 pub mod pin;
+pub mod sessions;
+pub mod telemetry;
+pub mod upstream;
+
+use std::sync::Arc;
+
+use obleth_core::{ApiError, Tenant};
+
+pub use front::McpGateway;
+pub use hub::{AdmissionFactory, Hub, HubParts, McpConfig, PinEvents};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// An authenticated caller of `/mcp`.
+#[derive(Debug, Clone)]
+pub struct McpCaller {
+    pub tenant: Arc<Tenant>,
+    pub key_id: Arc<str>,
+    pub key_prefix: Arc<str>,
+}
+
+impl McpCaller {
+    pub fn who(&self) -> grants::Who<'_> {
+        grants::Who { tenant_id: &self.tenant.id, key_id: &self.key_id }
+    }
+}
+
+/// Resolves a bearer key (the data plane's identity caches, supplied by the binary).
+#[async_trait::async_trait]
+pub trait Authenticate: Send + Sync + 'static {
+    async fn authenticate(&self, secret: &str) -> Result<McpCaller, ApiError>;
+}
+
+/// The `/mcp` route, to merge into the data plane's router.
+pub fn router(gateway: Arc<McpGateway>, path: &str) -> axum::Router {
+    axum::Router::new().route(path, axum::routing::any(front::handle)).with_state(gateway)
+}

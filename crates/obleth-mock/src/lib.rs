@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 mod engine;
 mod error;
 mod handlers;
+mod mcp;
 mod openai;
 mod pool;
 mod tokens;
@@ -141,6 +142,7 @@ fn build(config: MockConfig, shutdown: CancellationToken) -> Router {
         .route("/health", get(handlers::health))
         .route("/mock/stats", get(handlers::stats))
         .route("/mock/reset", post(handlers::reset))
+        .route_service("/mcp", mcp::service(shared.shutdown.clone()))
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(shared)

@@ -48,6 +48,52 @@ struct RawConfig {
     metrics: RawMetrics,
     log: RawLog,
     redis_tls: RawRedisTls,
+    mcp: RawMcp,
+}
+
+/// The MCP gateway at `/mcp` on the data plane.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMcp {
+    enabled: bool,
+    path: String,
+    separator: String,
+    #[serde(with = "humantime_serde")]
+    list_cache_ttl: Duration,
+    max_body_bytes: usize,
+    allowed_hosts: Vec<String>,
+    allowed_origins: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    session_idle_timeout: Duration,
+    max_sessions: u64,
+    stdio: RawMcpStdio,
+}
+
+impl Default for RawMcp {
+    fn default() -> Self {
+        let defaults = obleth_mcp::McpConfig::default();
+        RawMcp {
+            enabled: true,
+            path: "/mcp".into(),
+            separator: defaults.separator,
+            list_cache_ttl: defaults.list_cache_ttl,
+            max_body_bytes: defaults.max_body_bytes,
+            allowed_hosts: defaults.allowed_hosts,
+            allowed_origins: defaults.allowed_origins,
+            session_idle_timeout: defaults.session_idle_timeout,
+            max_sessions: defaults.max_sessions,
+            stdio: RawMcpStdio::default(),
+        }
+    }
+}
+
+/// The programs stdio MCP servers may run: the admin API names one of these, never a
+/// path or a command line of its own.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMcpStdio {
+    /// Name → program (an absolute path) and its leading arguments.
+    commands: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// TLS material for every `rediss://` URL (budgets, cluster); PEM files.
@@ -448,6 +494,8 @@ pub struct Config {
     pub log_level: String,
     /// TLS material for `rediss://` URLs (installed by `server::start`).
     pub redis_tls: obleth_redis::TlsFiles,
+    /// `Some`: the MCP gateway is served at the path, with these settings.
+    pub mcp: Option<(String, obleth_mcp::McpConfig)>,
 }
 
 /// The bounds of the connections of each listener (`[limits]`).
@@ -662,6 +710,13 @@ const ENV_KEYS: &[EnvKey] = &[
     EnvKey("OBLETH_METRICS_TENANT_SERIES", "metrics", "tenant_series", Kind::Int),
     EnvKey("OBLETH_METRICS_GROUP_SERIES", "metrics", "group_series", Kind::Int),
     EnvKey("OBLETH_LOG_LEVEL", "log", "level", Kind::Str),
+    EnvKey("OBLETH_MCP_ENABLED", "mcp", "enabled", Kind::Bool),
+    EnvKey("OBLETH_MCP_SEPARATOR", "mcp", "separator", Kind::Str),
+    EnvKey("OBLETH_MCP_LIST_CACHE_TTL", "mcp", "list_cache_ttl", Kind::Str),
+    EnvKey("OBLETH_MCP_MAX_BODY_BYTES", "mcp", "max_body_bytes", Kind::Int),
+    EnvKey("OBLETH_MCP_ALLOWED_HOSTS", "mcp", "allowed_hosts", Kind::List),
+    EnvKey("OBLETH_MCP_ALLOWED_ORIGINS", "mcp", "allowed_origins", Kind::List),
+    EnvKey("OBLETH_MCP_SESSION_IDLE_TIMEOUT", "mcp", "session_idle_timeout", Kind::Str),
 ];
 
 /// Variables read by the CLI rather than the gateway; not an error to have them set.
@@ -956,6 +1011,7 @@ impl RawConfig {
         }
         let redis_tls =
             obleth_redis::TlsFiles { ca_file: tls.ca_file, client_cert: tls.client_cert, client_key: tls.client_key };
+        let mcp = self.mcp.validate(&invalid)?;
         Ok(Config {
             listen,
             admin_token: self.admin.token,
@@ -996,7 +1052,49 @@ impl RawConfig {
             metrics,
             log_level: self.log.level,
             redis_tls,
+            mcp,
         })
+    }
+}
+
+impl RawMcp {
+    fn validate(
+        self,
+        invalid: &dyn Fn(&'static str, String) -> ConfigError,
+    ) -> Result<Option<(String, obleth_mcp::McpConfig)>, ConfigError> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        if !self.path.starts_with('/') || self.path.starts_with("/v1/") || self.path == "/healthz" {
+            return Err(invalid(
+                "mcp.path",
+                format!("'{}' must start with / and not be a data-plane route", self.path),
+            ));
+        }
+        obleth_mcp::names::check_separator(&self.separator).map_err(|e| invalid("mcp.separator", e.to_string()))?;
+        if self.max_body_bytes == 0 || self.max_sessions == 0 || self.list_cache_ttl.is_zero() {
+            return Err(invalid("mcp", "max_body_bytes, max_sessions and list_cache_ttl must be positive".into()));
+        }
+        for (name, argv) in &self.stdio.commands {
+            let absolute = argv.first().is_some_and(|p| Path::new(p).is_absolute());
+            if !absolute {
+                return Err(invalid(
+                    "mcp.stdio.commands",
+                    format!("'{name}' must start with the program's absolute path"),
+                ));
+            }
+        }
+        let config = obleth_mcp::McpConfig {
+            separator: self.separator,
+            list_cache_ttl: self.list_cache_ttl,
+            max_body_bytes: self.max_body_bytes,
+            allowed_hosts: self.allowed_hosts,
+            allowed_origins: self.allowed_origins,
+            session_idle_timeout: self.session_idle_timeout,
+            max_sessions: self.max_sessions,
+            stdio_commands: self.stdio.commands,
+        };
+        Ok(Some((self.path, config)))
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod config;
+pub mod mcp;
 pub mod ops;
 pub mod server;
 pub mod telemetry;

@@ -217,12 +217,26 @@ pub async fn start(
         let encoding = config.budget.default_encoding;
         move || obleth_gateway::estimate::warm(encoding)
     });
-    let mut notifier: Arc<dyn ChangeNotifier> = Arc::new(vec![
+    let data_addr = listeners.data.first().context("no data-plane listener")?.local_addr()?;
+    let admin_addr = listeners.admin.local_addr()?;
+    let metrics_port = listeners.metrics.as_ref().map(|(l, _)| l.local_addr()).transpose()?.map(|a| a.port());
+    let upstream_policy =
+        Arc::new(upstream_policy(config, [data_addr.port(), admin_addr.port()].into_iter().chain(metrics_port))?);
+    let mut receivers = vec![
         identity.clone() as Arc<dyn ChangeNotifier>,
         registry.clone() as Arc<dyn ChangeNotifier>,
         fairshare.clone() as Arc<dyn ChangeNotifier>,
         budget.clone() as Arc<dyn ChangeNotifier>,
-    ]);
+    ];
+    let mcp = match &config.mcp {
+        Some((path, settings)) => {
+            let hub = mcp_hub(config, settings, &store, &upstream_policy, sink.clone()).await;
+            receivers.push(Arc::new(crate::mcp::McpChanges(hub.0.clone())));
+            Some((path.clone(), hub))
+        }
+        None => None,
+    };
+    let mut notifier: Arc<dyn ChangeNotifier> = Arc::new(receivers);
     let mut slot_share = None;
     if let Some(cluster) = &config.cluster {
         if let Some(slots) = &cluster.slots {
@@ -277,11 +291,11 @@ pub async fn start(
         tracing::info!(pod = %cluster.pod_name, channel = %cluster.channel, "control-plane changes are shared with the other pods over Redis");
         notifier = bus;
     }
-    let data_addr = listeners.data.first().context("no data-plane listener")?.local_addr()?;
-    let admin_addr = listeners.admin.local_addr()?;
-    let metrics_port = listeners.metrics.as_ref().map(|(l, _)| l.local_addr()).transpose()?.map(|a| a.port());
-    let upstream_policy =
-        Arc::new(upstream_policy(config, [data_addr.port(), admin_addr.port()].into_iter().chain(metrics_port))?);
+    let mcp = mcp.map(|(path, (hub, audit))| {
+        audit.connect(notifier.clone());
+        let identity = Arc::new(crate::mcp::McpIdentity(identity.clone()));
+        (path, obleth_mcp::McpGateway::new(hub, identity, shutdown.clone()))
+    });
     let gateway_config = GatewayConfig {
         default_upstream: match &config.upstream.base_url {
             Some(url) => Some(
@@ -320,7 +334,7 @@ pub async fn start(
             sink: sink.clone(),
             client: upstream::client(config.upstream.connect_timeout, upstream_policy.clone()),
         };
-        let done = spawn_data_thread(i, listener, gateway, data_connections.clone(), shutdown.clone())?;
+        let done = spawn_data_thread(i, listener, gateway, mcp.clone(), data_connections.clone(), shutdown.clone())?;
         tasks.spawn(async move { done.await.unwrap_or_else(|_| Err(std::io::Error::other("data-plane thread died"))) });
     }
     let admin = obleth_admin::router(obleth_admin::AdminState {
@@ -419,6 +433,7 @@ fn spawn_data_thread(
     index: usize,
     listener: std::net::TcpListener,
     gateway: Gateway,
+    mcp: Option<(String, Arc<obleth_mcp::McpGateway>)>,
     connections: Arc<Connections>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::sync::oneshot::Receiver<std::io::Result<()>>> {
@@ -430,7 +445,10 @@ fn spawn_data_thread(
                 rt.block_on(async move {
                     let listener = TcpListener::from_std(listener)?;
                     let budget = gateway.budget.clone();
-                    let router = obleth_gateway::router(Arc::new(gateway));
+                    let mut router = obleth_gateway::router(Arc::new(gateway));
+                    if let Some((path, mcp)) = mcp {
+                        router = router.merge(obleth_mcp::router(mcp, &path));
+                    }
                     let served = listener::serve(listener, router, connections, shutdown.cancelled_owned()).await;
                     // Reconciles of requests that just ended run on this runtime: let them
                     // finish before it stops.
@@ -444,6 +462,37 @@ fn spawn_data_thread(
         })
         .context("starting a data-plane thread")?;
     Ok(rx)
+}
+
+/// The MCP gateway's hub, loaded from the store (a failed load is logged: the hub
+/// refuses every MCP request until a reload succeeds), and its audit of moved pins,
+/// which is told the change channel once there is one.
+async fn mcp_hub(
+    config: &Config,
+    settings: &obleth_mcp::McpConfig,
+    store: &Arc<dyn obleth_store::ControlPlaneStore>,
+    policy: &Arc<UpstreamPolicy>,
+    sink: Arc<dyn UsageSink>,
+) -> (Arc<obleth_mcp::Hub>, Arc<crate::mcp::PinAudit>) {
+    let http = upstream::client(config.upstream.connect_timeout, policy.clone());
+    let connector = obleth_mcp::upstream::Connector {
+        http: Arc::new(crate::mcp::McpHttpClient(http)),
+        stdio_commands: Arc::new(settings.stdio_commands.clone()),
+    };
+    let audit = Arc::new(crate::mcp::PinAudit::new(store.clone()));
+    let parts = obleth_mcp::HubParts {
+        store: store.clone(),
+        connector,
+        events: audit.clone(),
+        sink,
+        admission: crate::mcp::tool_call_queues(&config.admission),
+    };
+    let hub = obleth_mcp::Hub::new(parts, settings.clone());
+    if let Err(e) = hub.reload().await {
+        tracing::warn!(error = %e, "the MCP gateway's servers and grants could not be loaded; MCP requests are refused until they are");
+    }
+    crate::mcp::keep_fresh(&hub, config.keys.ttl);
+    (hub, audit)
 }
 
 /// The budget store, and the in-process one again when it is that (to seed its spend).
