@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # End-to-end tests: the official OpenAI Python SDK against the real obleth binary
-# (gateway + bundled mock backend), all on 127.0.0.1.
+# (gateway + bundled mock backend), and the official MCP Python SDK against its /mcp
+# endpoint with real upstream MCP servers, all on 127.0.0.1.
 #
 #   bash scripts/e2e.sh [extra pytest arguments]
 #
 # Builds the binary (debug profile), creates or reuses the virtualenv .venv in the repo
-# root, installs tests/e2e/requirements.txt into it, then runs pytest on tests/e2e.
+# root, installs tests/e2e/requirements.txt into it, installs the MCP tests' Node packages
+# (tests/mcp, `npm ci`; Node.js from scripts/setup.sh), then runs pytest on tests/e2e.
 # The script's exit code is pytest's. Runnable from any directory, and idempotent.
 # Honours CARGO_TARGET_DIR; PYTHON picks the interpreter for a new venv (default:
 # python3.11 if present, else python3).
@@ -56,6 +58,22 @@ if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$want" ]]; then
     echo "e2e: installing $REQUIREMENTS" >&2
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
     echo "$want" >"$STAMP"
+fi
+
+# The MCP tests' Node packages (@modelcontextprotocol/server-everything), pinned by
+# tests/mcp/package-lock.json: `npm ci` when node_modules is missing or the lockfile
+# changed since the last successful install. Without npm the MCP tests fail and say so.
+MCP_DIR="$ROOT/tests/mcp"
+MCP_STAMP="$MCP_DIR/node_modules/.e2e-lock.sha256"
+if command -v npm >/dev/null 2>&1; then
+    want="$(cat "$MCP_DIR/package.json" "$MCP_DIR/package-lock.json" | sha256sum | cut -d' ' -f1)"
+    if [[ ! -f "$MCP_STAMP" || "$(cat "$MCP_STAMP")" != "$want" ]]; then
+        echo "e2e: npm ci in $MCP_DIR" >&2
+        (cd "$MCP_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+        echo "$want" >"$MCP_STAMP"
+    fi
+else
+    echo "e2e: npm is not installed (scripts/setup.sh installs it); tests/e2e/test_mcp.py will fail" >&2
 fi
 
 echo "e2e: running pytest with OBLETH_BIN=$OBLETH_BIN" >&2

@@ -10,9 +10,10 @@
 //! loaded, everything is denied, with a reason that says so: an error while resolving
 //! grants never shows or hides anything by accident.
 //!
-//! [`decide`] is the rule. [`visible_tools`] lists through an index of what the caller
-//! holds rather than by asking [`decide`] about every tool of the catalog; the property
-//! tests hold the two equal, so a key sees exactly what it may call.
+//! [`decide`] is the rule, for listing and for calling alike. A listing asks only the
+//! servers the caller [`GrantIndex::touches`], then keeps what [`decide`] allows; the
+//! property tests hold that this skips nothing `decide` would allow, so a key sees
+//! exactly what it may call.
 
 use std::collections::{HashMap, HashSet};
 
@@ -174,36 +175,6 @@ pub fn decide(
         (Item::Tool(_), Pin::Unapproved) => Decision::Deny(Reason::ToolUnapproved),
         _ => Decision::Allow,
     }
-}
-
-/// A tool an upstream serves, as the catalog knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CatalogTool {
-    pub server: String,
-    pub tool: String,
-    pub server_enabled: bool,
-    pub pin: Pin,
-}
-
-/// The tools `who` may see, in catalog order; `Err` when the grants are not loaded (a
-/// list is never answered then). Walks the caller's grants, not the whole catalog's
-/// decisions: [`decide`] is the rule it must agree with.
-pub fn visible_tools<'c>(
-    grants: Option<&GrantIndex>,
-    who: Who<'_>,
-    catalog: &'c [CatalogTool],
-) -> Result<Vec<&'c CatalogTool>, Reason> {
-    let grants = grants.ok_or(Reason::GrantsUnavailable)?;
-    let Some(tenant) = grants.tenants.get(who.tenant_id) else { return Ok(Vec::new()) };
-    let key = tenant.keys.get(who.key_id);
-    let held = |scope: &Scope, t: &CatalogTool| {
-        scope.servers.contains(&t.server) || scope.tools.get(&t.server).is_some_and(|tools| tools.contains(&t.tool))
-    };
-    Ok(catalog
-        .iter()
-        .filter(|t| t.server_enabled && t.pin == Pin::Approved)
-        .filter(|t| held(&tenant.tenant, t) && key.is_none_or(|k| held(k, t)))
-        .collect())
 }
 
 #[cfg(test)]

@@ -25,7 +25,6 @@ fn nothing_is_allowed_without_a_grant_or_without_the_grants() {
         Decision::Deny(Reason::GrantsUnavailable),
         "fail closed"
     );
-    assert_eq!(visible_tools(None, A, &[]), Err(Reason::GrantsUnavailable), "no list at all, not an empty one");
     assert_eq!(decide(Some(&all), A, "fs", true, Item::Tool("read"), Pin::Approved), Decision::Allow);
     assert_eq!(
         decide(Some(&all), A, "fs", false, Item::Tool("read"), Pin::Approved),
@@ -71,13 +70,28 @@ fn quarantined_and_unapproved_tools_are_neither_listed_nor_callable() {
     for (pin, reason) in [(Pin::Quarantined, Reason::ToolQuarantined), (Pin::Unapproved, Reason::ToolUnapproved)] {
         assert_eq!(decide(Some(&g), A, "fs", true, Item::Tool("read"), pin), Decision::Deny(reason));
         let catalog = [CatalogTool { server: "fs".into(), tool: "read".into(), server_enabled: true, pin }];
-        assert_eq!(visible_tools(Some(&g), A, &catalog), Ok(vec![]));
+        assert!(listed(&g, A, &catalog).is_empty());
     }
     // Resources and prompts have no pins.
     assert_eq!(decide(Some(&g), A, "fs", true, Item::Resource, Pin::Quarantined), Decision::Allow);
 }
 
 // === properties ===
+
+/// A tool an upstream serves, as a listing sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CatalogTool {
+    server: String,
+    tool: String,
+    server_enabled: bool,
+    pin: Pin,
+}
+
+/// What a listing answers (the rule of `aggregate::tools`): the servers the caller
+/// touches, then what `decide` allows of them.
+fn listed<'c>(g: &GrantIndex, who: Who<'_>, catalog: &'c [CatalogTool]) -> Vec<&'c CatalogTool> {
+    catalog.iter().filter(|t| g.touches(who, &t.server)).filter(|t| allowed(g, who, t)).collect()
+}
 
 const TENANTS: [&str; 3] = ["ta", "tb", "tc"];
 const KEYS: [&str; 3] = ["ka", "kb", "kc"];
@@ -125,9 +139,15 @@ proptest! {
     #[test]
     fn listed_is_exactly_callable(rows in prop::collection::vec(grant_row(), 0..16), catalog in catalog(), who in who()) {
         let g = GrantIndex::new(&rows, &restricted(&rows));
-        let listed = visible_tools(Some(&g), who, &catalog).expect("loaded");
         let callable: Vec<&CatalogTool> = catalog.iter().filter(|t| allowed(&g, who, t)).collect();
-        prop_assert_eq!(listed, callable);
+        prop_assert_eq!(listed(&g, who, &catalog), callable);
+        // Resources and prompts are listed from the touched servers too.
+        for s in SERVERS {
+            for item in [Item::Resource, Item::Prompt] {
+                let allowed = decide(Some(&g), who, s, true, item, Pin::Approved) == Decision::Allow;
+                prop_assert!(!allowed || g.touches(who, s), "{s} holds an allowed {item:?} but is not asked");
+            }
+        }
     }
 
     /// Taking a grant away never allows more.

@@ -77,6 +77,10 @@ impl ServerHandler for McpFront {
             )
     }
 
+    async fn on_initialized(&self, ctx: rmcp::service::NotificationContext<RoleServer>) {
+        self.hub.watch(ctx.peer);
+    }
+
     fn get_tool(&self, _name: &str) -> Option<rmcp::model::Tool> {
         // rmcp asks this before the caller is known (to check `Mcp-Param-*` headers); a
         // definition answered here would tell anyone which tools exist.

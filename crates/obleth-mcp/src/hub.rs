@@ -158,6 +158,8 @@ pub struct Hub {
     pins: RwLock<HashMap<String, HashMap<String, PinRow>>>,
     /// Told of quarantines (audit trail, other pods).
     pub(crate) events: Arc<dyn PinEvents>,
+    /// Client sessions (2025 protocol versions) to tell when what they may list changed.
+    sessions: Mutex<Vec<rmcp::Peer<rmcp::RoleServer>>>,
     me: Weak<Hub>,
 }
 
@@ -190,6 +192,7 @@ impl Hub {
             grants: RwLock::new(None),
             pins: RwLock::new(HashMap::new()),
             events,
+            sessions: Mutex::new(Vec::new()),
             me: me.clone(),
         })
     }
@@ -202,6 +205,34 @@ impl Hub {
         grants
     }
 
+    /// Keeps a client session to tell of list changes (until it closes).
+    pub fn watch(&self, peer: rmcp::Peer<rmcp::RoleServer>) {
+        let mut sessions = lock(&self.sessions);
+        sessions.retain(|p| !p.is_transport_closed());
+        sessions.push(peer);
+    }
+
+    /// Tells every client session that the tool list may have changed: a grant, a
+    /// server or a pin moved, or an upstream's list did. Sessions re-list and see only
+    /// what they may call.
+    pub fn announce(&self) {
+        let sessions: Vec<_> = {
+            let mut sessions = lock(&self.sessions);
+            sessions.retain(|p| !p.is_transport_closed());
+            sessions.clone()
+        };
+        if sessions.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        runtime.spawn(async move {
+            for peer in sessions {
+                // A session that cannot take it is gone or slow; either way it re-lists.
+                let _ = tokio::time::timeout(Duration::from_secs(1), peer.notify_tool_list_changed()).await;
+            }
+        });
+    }
+
     /// Reads every grant again; on failure nothing is allowed until a reload succeeds.
     pub async fn reload_grants(&self) -> Result<(), obleth_store::StoreError> {
         match self.store.mcp_grants().await {
@@ -211,7 +242,12 @@ impl Hub {
                     .into_iter()
                     .map(|g| GrantRow { tenant_id: g.tenant_id, key_id: g.key_id, server: g.server, tool: g.tool })
                     .collect();
-                *write(&self.grants) = Some(Arc::new(GrantIndex::new(&rows, &all.restricted_keys)));
+                let index = GrantIndex::new(&rows, &all.restricted_keys);
+                let changed = read(&self.grants).as_deref() != Some(&index);
+                *write(&self.grants) = Some(Arc::new(index));
+                if changed {
+                    self.announce();
+                }
                 Ok(())
             }
             Err(e) => {
@@ -229,21 +265,33 @@ impl Hub {
         for row in &rows {
             pins.insert(row.name.clone(), self.load_pins(&row.name).await?);
         }
-        let mut servers = write(&self.servers);
-        let mut next = BTreeMap::new();
-        for row in rows {
-            let kept = servers.remove(&row.name).filter(|s| same_server(&s.config, &row));
-            next.insert(row.name.clone(), kept.unwrap_or_else(|| Server::new(row, &self.admission)));
+        let mut changed = false;
+        {
+            let mut servers = write(&self.servers);
+            let mut next = BTreeMap::new();
+            for row in rows {
+                let kept = servers.remove(&row.name).filter(|s| same_server(&s.config, &row));
+                changed |= kept.is_none();
+                next.insert(row.name.clone(), kept.unwrap_or_else(|| Server::new(row, &self.admission)));
+            }
+            changed |= !servers.is_empty();
+            *servers = next;
         }
-        *servers = next;
+        changed |= *read(&self.pins) != pins;
         *write(&self.pins) = pins;
+        if changed {
+            self.announce();
+        }
         Ok(())
     }
 
     /// Reads one server's pins again (another pod or an operator moved one).
     pub async fn reload_pins(&self, server: &str) -> Result<(), obleth_store::StoreError> {
         let pins = self.load_pins(server).await?;
-        write(&self.pins).insert(server.to_owned(), pins);
+        let previous = write(&self.pins).insert(server.to_owned(), pins.clone());
+        if previous.as_ref() != Some(&pins) {
+            self.announce();
+        }
         Ok(())
     }
 
@@ -313,7 +361,11 @@ impl Hub {
         let outcome = self.fetch_lists(server).await;
         match &outcome {
             Ok(listing) => {
-                *write(&server.listing) = Some(listing.clone());
+                let previous = write(&server.listing).replace(listing.clone());
+                let hashes = |l: &Listing| l.tools.iter().map(|(_, h)| h.clone()).collect::<Vec<_>>();
+                if previous.is_some_and(|p| hashes(&p) != hashes(listing)) {
+                    self.announce();
+                }
                 let mut health = lock(&server.health);
                 health.up = true;
                 health.last_error = None;

@@ -1,0 +1,165 @@
+//! The MCP gateway through the real binary, driven by the official Rust SDK (rmcp) as
+//! the client, with the bundled mock's MCP server (rmcp too) as the upstream.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{Gateway, mock};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use obleth::client::call;
+use obleth_mcp::BoxError;
+use obleth_mcp::upstream::http::{McpHttp, UpstreamBody, UpstreamHttp};
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// A plain HTTP client for rmcp's transport, sending the caller's key.
+struct Plain(Client<HttpConnector, Full<Bytes>>);
+
+#[async_trait::async_trait]
+impl UpstreamHttp for Plain {
+    async fn send(&self, request: http::Request<Full<Bytes>>) -> Result<http::Response<UpstreamBody>, BoxError> {
+        let response = self.0.request(request).await?;
+        Ok(response.map(|b| b.map_err(std::io::Error::other).boxed_unsync()))
+    }
+}
+
+/// An MCP client session with `gw`'s `/mcp` as `key`.
+async fn client(gw: &Gateway, key: &str) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
+    let http = Plain(Client::builder(TokioExecutor::new()).build_http());
+    let auth = (http::header::AUTHORIZATION, http::HeaderValue::from_str(&format!("Bearer {key}")).unwrap());
+    let transport = StreamableHttpClientTransport::with_client(
+        McpHttp { http: Arc::new(http), credential: Some(auth) },
+        StreamableHttpClientTransportConfig::with_uri(format!("http://{}/mcp", gw.data)),
+    );
+    ().serve(transport).await.expect("an MCP session with the gateway")
+}
+
+/// Creates a tenant of `weight` with a key; returns the key.
+async fn tenant(gw: &Gateway, name: &str, weight: u32) -> String {
+    call(&gw.admin, "POST", "/api/v1/tenants", Some(json!({"name": name, "weight": weight}))).await.unwrap();
+    let key = call(&gw.admin, "POST", &format!("/api/v1/tenants/{name}/keys"), Some(json!({}))).await.unwrap();
+    key["secret"].as_str().unwrap().to_owned()
+}
+
+fn sleep_call(ms: u64) -> CallToolRequestParams {
+    let mut params = CallToolRequestParams::new("mock__sleep");
+    params.arguments = Some(json!({"ms": ms}).as_object().cloned().unwrap());
+    params
+}
+
+/// Two tenants at weights 3:1 keep a server with a concurrency cap of 2 saturated (eight
+/// callers each, 40 ms calls): the server's call time is shared 75/25, ± 5 points.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_server_is_shared_by_weight() {
+    let shutdown = CancellationToken::new();
+    let upstream = mock(&shutdown).await;
+    let mut gw = Gateway::new(upstream, &[("OBLETH_ADMISSION_QUEUE_TIMEOUT", "60s")]);
+    gw.start().await;
+    let server = json!({"name": "mock", "url": format!("http://{upstream}/mcp"), "max_concurrency": 2});
+    call(&gw.admin, "POST", "/api/v1/mcp/servers", Some(server)).await.unwrap();
+    let keys = [("heavy", tenant(&gw, "heavy", 3).await), ("light", tenant(&gw, "light", 1).await)];
+    for (name, _) in &keys {
+        call(&gw.admin, "POST", "/api/v1/mcp/grants", Some(json!({"tenant": name, "server": "mock"}))).await.unwrap();
+    }
+
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut served: HashMap<&str, Arc<AtomicU64>> = HashMap::new();
+    let mut callers = tokio::task::JoinSet::new();
+    for (name, key) in &keys {
+        let count = served.entry(name).or_default().clone();
+        for _ in 0..8 {
+            let session = client(&gw, key).await;
+            let (count, measuring, stop) = (count.clone(), measuring.clone(), stop.clone());
+            callers.spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let started = Instant::now();
+                    let result = session.call_tool(sleep_call(40)).await.expect("a tool call");
+                    assert_ne!(result.is_error, Some(true), "{result:?}");
+                    if measuring.load(Ordering::Relaxed) {
+                        count.fetch_add(
+                            u64::try_from(started.elapsed().as_micros()).unwrap_or(0).min(40_000).max(1),
+                            Ordering::Relaxed,
+                        );
+                    }
+                }
+                session.cancel().await.ok();
+            });
+        }
+    }
+    // Warm up (sessions, the scheduler's history), then measure while both are backlogged.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    measuring.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    measuring.store(false, Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    while let Some(done) = callers.join_next().await {
+        done.unwrap();
+    }
+    let heavy = served["heavy"].load(Ordering::Relaxed) as f64;
+    let light = served["light"].load(Ordering::Relaxed) as f64;
+    let share = heavy / (heavy + light);
+    println!("heavy {heavy:.0} µs, light {light:.0} µs of calls: heavy's share {share:.3}");
+    assert!((share - 0.75).abs() <= 0.05, "heavy's share of the server's call time is {share:.3}, not 0.75 ± 0.05");
+    gw.stop();
+    shutdown.cancel();
+}
+
+/// Each tool call is one ledger row: the route, the tool's two names, the status.
+#[tokio::test]
+async fn every_tool_call_is_one_ledger_row() {
+    let shutdown = CancellationToken::new();
+    let upstream = mock(&shutdown).await;
+    let mut gw = Gateway::new(upstream, &[] as &[(&str, &str)]);
+    gw.start().await;
+    let server = json!({"name": "mock", "url": format!("http://{upstream}/mcp")});
+    call(&gw.admin, "POST", "/api/v1/mcp/servers", Some(server)).await.unwrap();
+    let key = tenant(&gw, "t1", 1).await;
+    call(&gw.admin, "POST", "/api/v1/mcp/grants", Some(json!({"tenant": "t1", "server": "mock", "tool": "add"})))
+        .await
+        .unwrap();
+    let session = client(&gw, &key).await;
+    let mut add = CallToolRequestParams::new("mock__add");
+    add.arguments = Some(json!({"a": 2, "b": 3}).as_object().cloned().unwrap());
+    let result = session.call_tool(add).await.unwrap();
+    assert_eq!(serde_json::to_value(&result.content).unwrap()[0]["text"], "5");
+    let denied = session.call_tool(sleep_call(1)).await.expect_err("sleep is not granted");
+    assert!(denied.to_string().contains("unknown tool"), "{denied}");
+    session.cancel().await.ok();
+
+    let calls = tool_call_rows(&gw, 2).await;
+    let ok = calls.iter().find(|r| r["status"] == 200).expect("the answered call");
+    assert_eq!((ok["model"].as_str(), ok["upstream_model"].as_str()), (Some("mock__add"), Some("add")), "{ok}");
+    let refused = calls.iter().find(|r| r["status"] == 404).expect("the refused call");
+    assert_eq!(refused["error_type"], "unknown_tool", "{refused}");
+    gw.stop();
+    shutdown.cancel();
+}
+
+/// The ledger's tool-call rows, once there are `n` of them (waits up to 30 s).
+async fn tool_call_rows(gw: &Gateway, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let recent = call(&gw.admin, "GET", "/api/v1/usage/recent?limit=100", None).await.unwrap();
+        let rows: Vec<Value> =
+            recent["data"].as_array().unwrap().iter().filter(|r| r["route"] == "mcp_tools_call").cloned().collect();
+        if rows.len() >= n {
+            assert_eq!(rows.len(), n, "{rows:?}");
+            return rows;
+        }
+        assert!(Instant::now() < deadline, "{} tool-call rows, not {n}: {rows:?}", rows.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
