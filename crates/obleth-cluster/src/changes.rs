@@ -72,6 +72,14 @@ enum WireEvent {
     Model {
         name: String,
     },
+    McpServer {
+        name: String,
+    },
+    McpGrants,
+    McpPin {
+        server: String,
+        tool: String,
+    },
 }
 
 impl WireEvent {
@@ -88,6 +96,9 @@ impl WireEvent {
             },
             ChangeEvent::Key { hash } => WireEvent::Key { hash: hash.to_hex() },
             ChangeEvent::Model { name } => WireEvent::Model { name: name.clone() },
+            ChangeEvent::McpServer { name } => WireEvent::McpServer { name: name.clone() },
+            ChangeEvent::McpGrants => WireEvent::McpGrants,
+            ChangeEvent::McpPin { server, tool } => WireEvent::McpPin { server: server.clone(), tool: tool.clone() },
             // Local only: each pod decides when it needs one.
             ChangeEvent::Resync => return None,
         })
@@ -98,7 +109,11 @@ impl WireEvent {
         match self {
             WireEvent::Tenant { id, .. } => CacheKeys::suffix(obleth_core::SharedKind::Tenant, id),
             WireEvent::Key { hash } => CacheKeys::suffix(obleth_core::SharedKind::Key, hash),
-            WireEvent::Group { .. } | WireEvent::Model { .. } => String::new(),
+            WireEvent::Group { .. }
+            | WireEvent::Model { .. }
+            | WireEvent::McpServer { .. }
+            | WireEvent::McpGrants
+            | WireEvent::McpPin { .. } => String::new(),
         }
     }
 
@@ -110,6 +125,9 @@ impl WireEvent {
             }
             WireEvent::Key { hash } => ChangeEvent::Key { hash: KeyHash::from_hex(&hash)? },
             WireEvent::Model { name } => ChangeEvent::Model { name },
+            WireEvent::McpServer { name } => ChangeEvent::McpServer { name },
+            WireEvent::McpGrants => ChangeEvent::McpGrants,
+            WireEvent::McpPin { server, tool } => ChangeEvent::McpPin { server, tool },
         })
     }
 }
@@ -333,6 +351,9 @@ mod tests {
             ChangeEvent::Group { name: "g".into(), weight: Some(4), reserved_slots: Some(2), max_slots: Some(3) },
             ChangeEvent::Group { name: "g".into(), weight: None, reserved_slots: None, max_slots: None },
             ChangeEvent::Tenant { id: "ten_1".into(), tenant: None },
+            ChangeEvent::McpServer { name: "fs".into() },
+            ChangeEvent::McpGrants,
+            ChangeEvent::McpPin { server: "fs".into(), tool: "read/v2 ünï".into() },
         ];
         for e in events {
             let wire = WireEvent::from_event(&e).expect("carried");

@@ -21,6 +21,13 @@ pub enum ChangeEvent {
     Key { hash: KeyHash },
     /// A model was created, updated or deleted.
     Model { name: String },
+    /// An MCP server was created, updated or deleted.
+    McpServer { name: String },
+    /// MCP grants changed (created, deleted, copied by a key rotation, or gone with their
+    /// tenant or server): the gateway reloads them all (they are few).
+    McpGrants,
+    /// A tool's pin changed (approved, quarantined, or out of quarantine).
+    McpPin { server: String, tool: String },
     /// Changes may have been missed (the cross-pod channel was down): forget what was
     /// cached and read it again from the store.
     Resync,

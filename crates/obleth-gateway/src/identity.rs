@@ -279,7 +279,11 @@ impl ChangeNotifier for Identity {
                 self.generation.fetch_add(1, Ordering::Relaxed);
                 self.negative.invalidate_all();
             }
-            ChangeEvent::Model { .. } | ChangeEvent::Group { .. } => {}
+            ChangeEvent::Model { .. }
+            | ChangeEvent::Group { .. }
+            | ChangeEvent::McpServer { .. }
+            | ChangeEvent::McpGrants
+            | ChangeEvent::McpPin { .. } => {}
         }
     }
 }

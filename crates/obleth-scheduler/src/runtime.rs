@@ -348,7 +348,10 @@ impl ChangeNotifier for Fairshare {
             // Deletions may have been missed: idle tenants are forgotten (and rebuilt
             // from their next request).
             ChangeEvent::Resync => self.shared.lock().core.forget_idle_tenants(),
-            ChangeEvent::Key { .. } => {}
+            ChangeEvent::Key { .. }
+            | ChangeEvent::McpServer { .. }
+            | ChangeEvent::McpGrants
+            | ChangeEvent::McpPin { .. } => {}
         }
     }
 }
