@@ -341,6 +341,8 @@ pub async fn start(
         pulse,
         cluster: slot_share.clone().map(|s| s as Arc<dyn obleth_core::ClusterView>),
         shutdown: shutdown.clone(),
+        // The `[mcp]` configuration (the MCP gateway's) will set it.
+        mcp_separator: obleth_admin::DEFAULT_MCP_SEPARATOR.into(),
     });
     tasks.spawn(listener::serve(listeners.admin, admin, admin_connections.clone(), drained(shutdown.clone())));
     let metrics_addr = match listeners.metrics {
