@@ -1,6 +1,6 @@
-//! The MCP gateway's admin API, end to end: servers (the credential never shown, not even
-//! in the audit trail), grants, the review and approval of tool pins, errors in the
-//! OpenAI shape.
+//! The MCP gateway's admin API and CLI, end to end: servers (the credential never shown,
+//! not even in the audit trail), grants, the review and approval of tool pins, errors in
+//! the OpenAI shape, and `obleth mcp …` run as a process against the same API.
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
@@ -335,4 +335,93 @@ async fn changed_tools_are_reviewed_and_approved_by_their_hash() {
     );
     let trail = ok(h, "GET", "/api/v1/audit?resource=mcp_tool:fs/held", None).await;
     assert_eq!(trail["data"].as_array().unwrap().len(), 1);
+}
+
+/// Runs `obleth mcp <args>` against the harness's admin API; returns its exit status and
+/// output (stdout, else stderr).
+async fn cli(h: &Harness, args: &[&str]) -> (bool, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_obleth"));
+    command
+        .arg("mcp")
+        .args(args)
+        .env("OBLETH_ADMIN_URL", &h.admin.admin_url)
+        .env("OBLETH_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("OBLETH_TEST_MCP_CREDENTIAL", SECRET);
+    let out = tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let text = if out.status.success() { stdout } else { String::from_utf8_lossy(&out.stderr).into_owned() };
+    assert!(!text.contains(SECRET), "obleth mcp {args:?} printed the credential: {text}");
+    (out.status.success(), text)
+}
+
+async fn cli_ok(h: &Harness, args: &[&str]) -> Value {
+    let (ok, out) = cli(h, args).await;
+    assert!(ok, "obleth mcp {args:?}: {out}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("obleth mcp {args:?}: not JSON ({e}): {out}"))
+}
+
+#[tokio::test]
+async fn the_cli_manages_servers_grants_and_tools() {
+    let h = &Harness::start(fast_mock()).await;
+    let url = "http://fs.mcp.internal:8000/mcp";
+    let added = cli_ok(
+        h,
+        &[
+            "servers",
+            "add",
+            "fs",
+            "--url",
+            url,
+            "--credential-env",
+            "OBLETH_TEST_MCP_CREDENTIAL",
+            "--max-concurrency",
+            "3",
+            "--require-approval",
+        ],
+    )
+    .await;
+    assert_eq!((added["has_credential"].as_bool(), added["require_approval"].as_bool()), (Some(true), Some(true)));
+    cli_ok(h, &["servers", "add", "ev", "--command", "everything", "--arg", "--stdio", "--list-timeout-ms", "500"])
+        .await;
+    let (refused, message) = cli(h, &["servers", "add", "bad__name", "--url", url]).await;
+    assert!(!refused && message.contains("400") && message.contains("separator"), "{message}");
+
+    let set = cli_ok(h, &["servers", "set", "ev", "--arg", "--verbose", "--call-timeout-ms", "900", "--disable"]).await;
+    assert_eq!(
+        (&set["args"], set["call_timeout_ms"].as_u64(), set["enabled"].as_bool()),
+        (&json!(["--verbose"]), Some(900), Some(false))
+    );
+    assert_eq!(cli_ok(h, &["servers", "show", "ev"]).await["list_timeout_ms"], 500);
+    let listed = cli_ok(h, &["servers", "list"]).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 2);
+    assert_eq!(cli_ok(h, &["servers", "set", "fs", "--clear-credential"]).await["has_credential"], false);
+
+    let keys = ok(h, "GET", "/api/v1/keys?tenant=t1", None).await;
+    let key = keys["data"][0]["id"].as_str().unwrap();
+    let grant = cli_ok(h, &["grants", "add", "--tenant", "t1", "--key", key, "--server", "fs", "--tool", "read"]).await;
+    assert_eq!((grant["key_id"].as_str(), grant["tool"].as_str()), (Some(key), Some("read")));
+    cli_ok(h, &["grants", "add", "--tenant", "t1", "--server", "ev"]).await;
+    assert_eq!(
+        cli_ok(h, &["grants", "list", "--tenant", "t1", "--server", "fs"]).await["data"].as_array().unwrap().len(),
+        1
+    );
+    assert_eq!(cli_ok(h, &["grants", "list"]).await["data"].as_array().unwrap().len(), 2);
+    cli_ok(h, &["grants", "rm", grant["id"].as_str().unwrap()]).await;
+    assert_eq!(cli_ok(h, &["grants", "list", "--server", "fs"]).await["data"], json!([]));
+
+    assert!(h.store().put_mcp_pin(&pin("read file", None, Some(4)), None).await.unwrap());
+    let tools = cli_ok(h, &["tools", "list", "fs"]).await;
+    assert_eq!(
+        (tools["data"][0]["tool"].as_str(), tools["data"][0]["state"].as_str()),
+        (Some("read file"), Some("unapproved"))
+    );
+    assert_eq!(cli_ok(h, &["tools", "show", "fs", "read file"]).await["pending_def"], def(4));
+    let (refused, message) = cli(h, &["tools", "approve", "fs", "read file", "--hash", &hash(5)]).await;
+    assert!(!refused && message.contains("409") && message.contains(&hash(4)), "{message}");
+    let approved = cli_ok(h, &["tools", "approve", "fs", "read file", "--hash", &hash(4)]).await;
+    assert_eq!((approved["state"].as_str(), approved["approved_by"].as_str()), (Some("approved"), Some("admin")));
+
+    assert_eq!(cli_ok(h, &["servers", "rm", "ev"]).await["deleted"]["name"], "ev");
+    let (gone, message) = cli(h, &["servers", "show", "ev"]).await;
+    assert!(!gone && message.contains("404"), "{message}");
 }
