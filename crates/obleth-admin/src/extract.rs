@@ -157,6 +157,21 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParam {
     }
 }
 
+/// The two parameters of a path (`{name}/tools/{tool}`), percent-decoded.
+#[derive(Debug)]
+pub(crate) struct PathPair(pub String, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathPair {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map(|Path((a, b))| PathPair(a, b))
+            .map_err(path_error)
+    }
+}
+
 fn path_error(e: PathRejection) -> ApiError {
     use axum::extract::path::ErrorKind;
     let key = match &e {

@@ -1,5 +1,6 @@
-//! The admin API on `:9090`: tenants, API keys, the model registry, usage, the scheduler
-//! lens, and the operator console under `/ui/`.
+//! The admin API on `:9090`: tenants, API keys, the model registry, the MCP gateway's
+//! servers, grants and tool pins, usage, the scheduler lens, and the operator console
+//! under `/ui/`.
 //!
 //! Every route but the health probes, the session routes and the console's files needs a
 //! caller: a bearer token (the admin token, a viewer token, a tenant's API key; compared
@@ -13,6 +14,7 @@ mod console;
 mod csv;
 mod extract;
 pub mod lens;
+mod mcp;
 mod me;
 pub mod openapi;
 pub mod session;
@@ -71,12 +73,18 @@ pub struct AdminState {
     pub cluster: Option<Arc<dyn obleth_core::ClusterView>>,
     /// Cancelled at shutdown: ends the lens streams, which never end by themselves.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Between an MCP server's and a tool's name in the names clients see; a server's
+    /// name may not contain it ([`DEFAULT_MCP_SEPARATOR`] unless configured).
+    pub mcp_separator: Arc<str>,
 }
+
+/// The separator of MCP tool names when the configuration sets none.
+pub const DEFAULT_MCP_SEPARATOR: &str = obleth_mcp::names::DEFAULT_SEPARATOR;
 
 /// The routes behind the admin token, as axum paths. The router is built from this
 /// table and [`openapi`] documents it (a test keeps the two equal).
 fn api_routes() -> Vec<(&'static str, MethodRouter<AdminState>)> {
-    vec![
+    let mut routes = vec![
         ("/api/v1/tenants", get(list_tenants).post(create_tenant)),
         ("/api/v1/tenants/{tenant}", get(get_tenant).patch(update_tenant).delete(delete_tenant)),
         ("/api/v1/tenants/{tenant}/usage", get(tenant_usage)),
@@ -104,7 +112,9 @@ fn api_routes() -> Vec<(&'static str, MethodRouter<AdminState>)> {
         ("/api/v1/me/usage/series", get(me::series)),
         ("/api/v1/me/usage/recent", get(me::recent)),
         ("/api/v1/me/scheduler", get(me::scheduler)),
-    ]
+    ];
+    routes.extend(mcp::routes());
+    routes
 }
 
 /// The routes open without a token.
@@ -231,6 +241,8 @@ async fn delete_tenant(
     let (deleted, hashes) = s.store.delete_tenant(&tenant).await?;
     audit(&s, &actor, "tenant.delete", "tenant", &deleted.id, Some(json!(deleted)), None).await;
     s.notifier.notify(ChangeEvent::Tenant { id: deleted.id.clone(), tenant: None });
+    // Its MCP grants went with it.
+    s.notifier.notify(ChangeEvent::McpGrants);
     for hash in hashes {
         s.notifier.notify(ChangeEvent::Key { hash });
         s.console.sessions.close_key(&hash);
@@ -390,6 +402,9 @@ async fn rotate_key(
     // Caches must see the old key's new expiry, and forget any "unknown" for the new one.
     s.notifier.notify(ChangeEvent::Key { hash: rotated.old_hash });
     s.notifier.notify(ChangeEvent::Key { hash: generated.hash });
+    // The new key has copies of the old one's MCP grants (and its restriction to them):
+    // until grants are reloaded, a gateway would not know the new key is restricted.
+    s.notifier.notify(ChangeEvent::McpGrants);
     let before = ApiKey { expires_at: rotated.previous_expires_at, ..rotated.old.clone() };
     let after = json!({ "old_key": rotated.old, "new_key": rotated.new });
     audit(&s, &actor, "key.rotate", "key", &rotated.old.id, Some(json!({ "old_key": before })), Some(after)).await;
@@ -632,6 +647,9 @@ async fn audit(
     }
 }
 
+/// The kinds of resources the audit trail records (`mcp_tool`'s ids are `server/tool`).
+const AUDIT_KINDS: &[&str] = &["tenant", "key", "model", "group", "mcp_server", "mcp_grant", "mcp_tool"];
+
 /// `GET /api/v1/audit?resource=<kind>[:<id>]&actor=&from=&to=&limit=&cursor=`, newest first.
 async fn list_audit(State(s): State<AdminState>, params: Params) -> Result<Json<Value>, ApiError> {
     let mut params = params;
@@ -642,8 +660,11 @@ async fn list_audit(State(s): State<AdminState>, params: Params) -> Result<Json<
             None => (Some(r), None),
         },
     };
-    if resource_kind.as_deref().is_some_and(|k| !matches!(k, "tenant" | "key" | "model" | "group")) {
-        return Err(ApiError::invalid("resource", "must be tenant, key, model or group, optionally :<id or name>"));
+    if resource_kind.as_deref().is_some_and(|k| !AUDIT_KINDS.contains(&k)) {
+        return Err(ApiError::invalid(
+            "resource",
+            &format!("must be one of {}, optionally :<id or name>", AUDIT_KINDS.join(", ")),
+        ));
     }
     // Tenants are recorded by id; a name names the tenant it is now.
     if resource_kind.as_deref() == Some("tenant")

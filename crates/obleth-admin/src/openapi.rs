@@ -21,6 +21,14 @@ use utoipa::OpenApi;
     obleth_store::ModelPatch,
     obleth_store::GroupSettings,
     obleth_store::AuditEntry,
+    obleth_store::McpServer,
+    obleth_store::McpTransport,
+    obleth_store::NewMcpServer,
+    obleth_store::McpServerPatch,
+    obleth_store::McpGrant,
+    obleth_store::NewMcpGrant,
+    obleth_store::McpToolPin,
+    crate::mcp::ApproveBody,
     crate::NewKey,
     crate::RotateBody,
     crate::auth::SignIn,
@@ -202,6 +210,72 @@ pub const OPERATIONS: &[Operation] = &[
         op("get", "/api/v1/me/usage/recent", "A tenant's session: its latest rows", 200, Body::Json("Rows")),
         &["from", "to", "model", "limit", "format"],
     ),
+    op("get", "/api/v1/mcp/servers", "List MCP servers by name", 200, Body::List("McpServerView")),
+    with_body(
+        op("post", "/api/v1/mcp/servers", "Register an MCP server", 201, Body::One("McpServerView")),
+        "NewMcpServer",
+        true,
+    ),
+    op("get", "/api/v1/mcp/servers/{name}", "Read an MCP server (by name or id)", 200, Body::One("McpServerView")),
+    with_body(
+        op(
+            "patch",
+            "/api/v1/mcp/servers/{name}",
+            "Change an MCP server; absent fields stay, credential null clears it",
+            200,
+            Body::One("McpServerView"),
+        ),
+        "McpServerPatch",
+        true,
+    ),
+    op(
+        "delete",
+        "/api/v1/mcp/servers/{name}",
+        "Delete an MCP server with its grants and pins",
+        200,
+        Body::Deleted("McpServerView"),
+    ),
+    op(
+        "get",
+        "/api/v1/mcp/servers/{name}/tools",
+        "The server's tools as pinned: approved, quarantined (a changed definition waits) or unapproved",
+        200,
+        Body::List("McpToolSummary"),
+    ),
+    op(
+        "get",
+        "/api/v1/mcp/servers/{name}/tools/{tool}",
+        "One tool's pin with its approved and pending definitions (the change to review)",
+        200,
+        Body::One("McpTool"),
+    ),
+    with_body(
+        op(
+            "post",
+            "/api/v1/mcp/servers/{name}/tools/{tool}/approve",
+            "Approve the pending definition whose hash was reviewed (409 if none waits or it changed again)",
+            200,
+            Body::One("McpTool"),
+        ),
+        "ApproveBody",
+        true,
+    ),
+    with_query(
+        op("get", "/api/v1/mcp/grants", "List MCP grants by creation time", 200, Body::List("McpGrant")),
+        &["tenant", "key", "server"],
+    ),
+    with_body(
+        op(
+            "post",
+            "/api/v1/mcp/grants",
+            "Grant a server, or one tool of it, to a tenant or (narrower) one of its keys",
+            201,
+            Body::One("McpGrant"),
+        ),
+        "NewMcpGrant",
+        true,
+    ),
+    op("delete", "/api/v1/mcp/grants/{id}", "Revoke an MCP grant", 200, Body::Deleted("McpGrant")),
     op(
         "get",
         "/api/v1/me/scheduler",
@@ -236,9 +310,15 @@ pub const QUERY_PARAMETERS: &[(&str, &str, &str)] = &[
     ("enabled", "boolean", "Only enabled (true) or disabled (false) models"),
     ("tag", "string", "Only models carrying this tag"),
     ("tenant", "string", "A tenant, by id or name"),
+    ("key", "string", "A key's id"),
+    ("server", "string", "An MCP server's name"),
     ("prefix", "string", "Keys whose prefix starts with this"),
     ("include_revoked", "boolean", "Include revoked keys (default false)"),
-    ("resource", "string", "tenant, key, model or group, optionally :<id or name>"),
+    (
+        "resource",
+        "string",
+        "tenant, key, model, group, mcp_server, mcp_grant or mcp_tool, optionally :<id or name> (mcp_tool: server/tool)",
+    ),
     ("actor", "string", "Who made the change (X-Obleth-Actor)"),
     ("from", "string", "From this time: Unix ms, RFC 3339 or a duration back from now (24h)"),
     ("to", "string", "Until this time (exclusive), same forms as from"),
@@ -359,7 +439,8 @@ pub fn document() -> Value {
     doc["info"] = json!({
         "title": "obleth admin API",
         "version": env!("CARGO_PKG_VERSION"),
-        "description": "Tenants, keys, models, fairshare groups, the audit trail and usage. Every route but the \
+        "description": "Tenants, keys, models, fairshare groups, MCP servers, grants and tool pins, the audit trail \
+            and usage. Every route but the \
             health probes, the session routes and this document needs `Authorization: Bearer <token>` (the \
             admin token; a viewer token for reads; a tenant's API key for /api/v1/me*) or a console session \
             cookie, whose changes carry `X-CSRF-Token`. Errors are \
@@ -376,6 +457,28 @@ pub fn document() -> Value {
     schemas["ModelView"] = json!({
         "description": "A model as the admin API shows it: never its credential, only whether one is set.",
         "allOf": [schema_ref("Model"), { "type": "object", "required": ["has_api_key"], "properties": { "has_api_key": { "type": "boolean" } } }],
+    });
+    schemas["McpServerView"] = json!({
+        "description": "An MCP server as the admin API shows it: never its credential, only whether one is set.",
+        "allOf": [schema_ref("McpServer"), { "type": "object", "required": ["has_credential"], "properties": { "has_credential": { "type": "boolean" } } }],
+    });
+    let tool_fields = json!({ "type": "object", "required": ["name", "state"], "properties": {
+        "name": { "type": "string", "description": "The name clients see: server, separator, tool" },
+        "state": { "type": "string", "enum": ["approved", "quarantined", "unapproved"] },
+    }});
+    schemas["McpTool"] = json!({ "allOf": [schema_ref("McpToolPin"), tool_fields] });
+    schemas["McpToolSummary"] = json!({
+        "description": "A tool's pin without its definitions.",
+        "allOf": [tool_fields, { "type": "object", "required": ["server", "tool", "first_seen_at"], "properties": {
+            "server": { "type": "string" },
+            "tool": { "type": "string" },
+            "approved_hash": { "type": ["string", "null"] },
+            "pending_hash": { "type": ["string", "null"] },
+            "first_seen_at": { "type": "integer" },
+            "changed_at": { "type": ["integer", "null"] },
+            "approved_at": { "type": ["integer", "null"] },
+            "approved_by": { "type": ["string", "null"] },
+        }}],
     });
     schemas["KeyWithSecret"] = json!({
         "allOf": [schema_ref("ApiKey"), { "type": "object", "required": ["secret", "note"], "properties": {

@@ -1,6 +1,6 @@
-//! The upstream policy at registration: a model's `api_base` is checked when it is
-//! created or changed, so that an operator learns at once that a destination is refused
-//! rather than from the first failed request.
+//! The upstream policy at registration: a model's `api_base` and an MCP server's `url`
+//! are checked when they are created or changed, so that an operator learns at once that
+//! a destination is refused rather than from the first failed request.
 //!
 //! The data plane checks every connection again after its own DNS lookup (a name may
 //! resolve elsewhere later); this check is the early, explanatory one. A name that does
@@ -22,10 +22,14 @@ const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Checks `raw` (an `api_base`) against the policy: a 400 naming `api_base` and the rule
 /// that refused it.
 pub(crate) async fn check_api_base(policy: &UpstreamPolicy, raw: &str) -> Result<(), ApiError> {
-    let base = ApiBase::parse(raw).map_err(|e| ApiError::invalid("api_base", &e))?;
-    let refused = |what: String, r: Refusal| {
-        ApiError::invalid_with(ErrorCode::ApiBaseForbidden, "api_base", &format!("{what}{r}"))
-    };
+    check_url(policy, "api_base", raw).await
+}
+
+/// Checks `raw`, the upstream URL in `field`, against the policy: a 400 naming `field`.
+pub(crate) async fn check_url(policy: &UpstreamPolicy, field: &str, raw: &str) -> Result<(), ApiError> {
+    let base = ApiBase::parse(raw).map_err(|e| ApiError::invalid(field, &e))?;
+    let refused =
+        |what: String, r: Refusal| ApiError::invalid_with(ErrorCode::ApiBaseForbidden, field, &format!("{what}{r}"));
     let name = match base.host() {
         UpstreamHost::Ip(ip) => {
             return policy.check_addr(None, SocketAddr::new(*ip, base.port())).map_err(|r| refused(String::new(), r));
@@ -37,11 +41,11 @@ pub(crate) async fn check_api_base(policy: &UpstreamPolicy, raw: &str) -> Result
     let addrs: Vec<SocketAddr> = match tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await {
         Ok(Ok(addrs)) => addrs.collect(),
         Ok(Err(e)) => {
-            tracing::warn!(host = %name, error = %e, "api_base does not resolve; registered anyway (checked again at connect)");
+            tracing::warn!(host = %name, field, error = %e, "upstream does not resolve; registered anyway (checked again at connect)");
             return Ok(());
         }
         Err(_) => {
-            tracing::warn!(host = %name, "api_base did not resolve in time; registered anyway (checked again at connect)");
+            tracing::warn!(host = %name, field, "upstream did not resolve in time; registered anyway (checked again at connect)");
             return Ok(());
         }
     };

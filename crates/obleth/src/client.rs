@@ -1,4 +1,4 @@
-//! The admin CLI: `obleth tenants|keys|models …`, a thin client of the admin API.
+//! The admin CLI: `obleth tenants|keys|models|mcp …`, a thin client of the admin API.
 //!
 //! It prints the API's JSON answers as they are, so that scripts can use `jq`, and
 //! exits non-zero with the API's error message when a call fails.
@@ -448,6 +448,291 @@ fn model_body(f: &ModelFields) -> anyhow::Result<Map<String, Value>> {
     Ok(body)
 }
 
+// === mcp ===
+
+#[derive(Debug, Subcommand)]
+pub enum McpCmd {
+    /// Upstream MCP servers.
+    Servers {
+        #[command(subcommand)]
+        cmd: McpServerCmd,
+    },
+    /// Grants of MCP servers and tools to tenants and keys.
+    Grants {
+        #[command(subcommand)]
+        cmd: McpGrantCmd,
+    },
+    /// The pins of a server's tools: review and approve changed definitions.
+    Tools {
+        #[command(subcommand)]
+        cmd: McpToolCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum McpServerCmd {
+    /// List MCP servers.
+    List,
+    /// Show one server (its credential only as has_credential).
+    Show { name: String },
+    /// Register a server: Streamable HTTP at --url, or a stdio --command of the config file.
+    #[command(group(clap::ArgGroup::new("endpoint").required(true).args(["url", "command"])))]
+    Add {
+        name: String,
+        /// The Streamable HTTP endpoint (`http(s)://host:port/mcp`).
+        #[arg(long)]
+        url: Option<String>,
+        /// A command named in the config file's `[mcp.stdio.commands]`.
+        #[arg(long)]
+        command: Option<String>,
+        /// An argument appended to the command's own (repeat for several).
+        #[arg(long = "arg", allow_hyphen_values = true)]
+        args: Vec<String>,
+        #[command(flatten)]
+        fields: McpServerFields,
+        /// Hold new tools until approved instead of pinning them on first sight.
+        #[arg(long)]
+        require_approval: bool,
+        /// Register it disabled.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Change a server; only the given fields change.
+    Set {
+        name: String,
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long)]
+        command: Option<String>,
+        /// The arguments (replace the current ones; repeat for several).
+        #[arg(long = "arg", allow_hyphen_values = true)]
+        args: Vec<String>,
+        /// Remove every argument.
+        #[arg(long, conflicts_with = "args")]
+        clear_args: bool,
+        #[command(flatten)]
+        fields: McpServerFields,
+        /// Remove the stored credential.
+        #[arg(long, conflicts_with = "credential_env")]
+        clear_credential: bool,
+        #[arg(long, conflicts_with = "no_require_approval")]
+        require_approval: bool,
+        #[arg(long)]
+        no_require_approval: bool,
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
+    },
+    /// Delete a server with its grants and pins.
+    Rm { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct McpServerFields {
+    /// Name of an environment variable holding the credential sent upstream (keeps the
+    /// secret out of shell history and process listings).
+    #[arg(long)]
+    credential_env: Option<String>,
+    /// The header the credential goes in (default authorization, as a bearer token).
+    #[arg(long)]
+    credential_header: Option<String>,
+    /// How long a listing waits for this server before leaving it out.
+    #[arg(long)]
+    list_timeout_ms: Option<u32>,
+    #[arg(long)]
+    call_timeout_ms: Option<u32>,
+    /// Most tool calls in flight to this server.
+    #[arg(long)]
+    max_concurrency: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum McpGrantCmd {
+    /// List grants (by creation time).
+    List {
+        /// A tenant, by id or name.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// A key's id.
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Grant a server (or one tool of it) to a tenant, or narrower, to one of its keys.
+    Add {
+        /// A tenant, by id or name.
+        #[arg(long)]
+        tenant: String,
+        /// One of the tenant's keys, by id: the key is then restricted to its own grants.
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long)]
+        server: String,
+        /// One tool, by the upstream's own name (default: every tool of the server).
+        #[arg(long)]
+        tool: Option<String>,
+    },
+    /// Revoke a grant by id.
+    Rm { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum McpToolCmd {
+    /// A server's tools as pinned, with their state (approved, quarantined, unapproved).
+    List { server: String },
+    /// One tool's approved and pending definitions (the change to review).
+    Show { server: String, tool: String },
+    /// Approve the pending definition whose hash you reviewed.
+    Approve {
+        server: String,
+        tool: String,
+        /// The pending hash, as `tools show` printed it (`sha256:…`).
+        #[arg(long)]
+        hash: String,
+    },
+}
+
+/// `obleth mcp`: servers, grants and tool pins.
+pub async fn mcp(conn: &AdminConn, cmd: McpCmd) -> anyhow::Result<()> {
+    let (method, path, body) = mcp_request(cmd)?;
+    print(&call(conn, method, &path, body).await?)
+}
+
+/// The admin API call a `mcp` command makes: method, path and body.
+fn mcp_request(cmd: McpCmd) -> anyhow::Result<(&'static str, String, Option<Value>)> {
+    Ok(match cmd {
+        McpCmd::Servers { cmd } => server_request(cmd)?,
+        McpCmd::Grants { cmd: McpGrantCmd::List { tenant, key, server } } => {
+            let mut q = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in [("tenant", tenant), ("key", key), ("server", server)] {
+                if let Some(v) = v {
+                    q.append_pair(k, &v);
+                }
+            }
+            let q = q.finish();
+            let path = if q.is_empty() { "/api/v1/mcp/grants".to_owned() } else { format!("/api/v1/mcp/grants?{q}") };
+            ("GET", path, None)
+        }
+        McpCmd::Grants { cmd: McpGrantCmd::Add { tenant, key, server, tool } } => {
+            let body = json!({ "tenant": tenant, "key_id": key, "server": server, "tool": tool });
+            ("POST", "/api/v1/mcp/grants".to_owned(), Some(body))
+        }
+        McpCmd::Grants { cmd: McpGrantCmd::Rm { id } } => {
+            ("DELETE", format!("/api/v1/mcp/grants/{}", segment(&id)), None)
+        }
+        McpCmd::Tools { cmd: McpToolCmd::List { server } } => {
+            ("GET", format!("/api/v1/mcp/servers/{}/tools", segment(&server)), None)
+        }
+        McpCmd::Tools { cmd: McpToolCmd::Show { server, tool } } => {
+            ("GET", format!("/api/v1/mcp/servers/{}/tools/{}", segment(&server), segment(&tool)), None)
+        }
+        McpCmd::Tools { cmd: McpToolCmd::Approve { server, tool, hash } } => (
+            "POST",
+            format!("/api/v1/mcp/servers/{}/tools/{}/approve", segment(&server), segment(&tool)),
+            Some(json!({ "hash": hash })),
+        ),
+    })
+}
+
+fn server_request(cmd: McpServerCmd) -> anyhow::Result<(&'static str, String, Option<Value>)> {
+    let one = |name: &str| format!("/api/v1/mcp/servers/{}", segment(name));
+    Ok(match cmd {
+        McpServerCmd::List => ("GET", "/api/v1/mcp/servers".to_owned(), None),
+        McpServerCmd::Show { name } => ("GET", one(&name), None),
+        McpServerCmd::Add { name, url, command, args, fields, require_approval, disabled } => {
+            let mut body = server_fields(&fields)?;
+            body.insert("name".into(), json!(name));
+            if let Some(url) = url {
+                // Checked here: clap did not enforce a `requires = "command"` beside the endpoint group.
+                if !args.is_empty() {
+                    bail!("--arg is for a stdio server (--command), not an http one (--url)");
+                }
+                body.insert("url".into(), json!(url));
+            }
+            if let Some(command) = command {
+                body.insert("command".into(), json!(command));
+                body.insert("args".into(), json!(args));
+            }
+            if require_approval {
+                body.insert("require_approval".into(), json!(true));
+            }
+            if disabled {
+                body.insert("enabled".into(), json!(false));
+            }
+            ("POST", "/api/v1/mcp/servers".to_owned(), Some(Value::Object(body)))
+        }
+        McpServerCmd::Set {
+            name,
+            url,
+            command,
+            args,
+            clear_args,
+            fields,
+            clear_credential,
+            require_approval,
+            no_require_approval,
+            enable,
+            disable,
+        } => {
+            let mut body = server_fields(&fields)?;
+            let mut put = |k: &str, v: Value| {
+                body.insert(k.into(), v);
+            };
+            if let Some(url) = url {
+                put("url", json!(url));
+            }
+            if let Some(command) = command {
+                put("command", json!(command));
+            }
+            if !args.is_empty() || clear_args {
+                put("args", json!(args));
+            }
+            if clear_credential {
+                put("credential", Value::Null);
+            }
+            if require_approval || no_require_approval {
+                put("require_approval", json!(require_approval));
+            }
+            if enable || disable {
+                put("enabled", json!(enable));
+            }
+            ("PATCH", one(&name), Some(Value::Object(body)))
+        }
+        McpServerCmd::Rm { name } => ("DELETE", one(&name), None),
+    })
+}
+
+/// The fields `add` and `set` share, as given.
+fn server_fields(f: &McpServerFields) -> anyhow::Result<Map<String, Value>> {
+    let mut body = Map::new();
+    if let Some(var) = &f.credential_env {
+        let secret = std::env::var(var).with_context(|| format!("environment variable {var} is not set"))?;
+        body.insert("credential".into(), json!(secret));
+    }
+    for (k, v) in [
+        ("credential_header", f.credential_header.as_ref().map(|v| json!(v))),
+        ("list_timeout_ms", f.list_timeout_ms.map(|v| json!(v))),
+        ("call_timeout_ms", f.call_timeout_ms.map(|v| json!(v))),
+        ("max_concurrency", f.max_concurrency.map(|v| json!(v))),
+    ] {
+        if let Some(v) = v {
+            body.insert(k.into(), v);
+        }
+    }
+    Ok(body)
+}
+
+/// A path segment, percent-encoded (tool names may hold any character).
+fn segment(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// Everything but the unreserved characters of RFC 3986.
+const SEGMENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
 fn print(v: &Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
@@ -493,6 +778,126 @@ mod tests {
             lifetime_budget: None,
             fail_closed: false,
         }
+    }
+
+    type Call = (&'static str, String, Option<Value>);
+
+    /// The call `obleth mcp <args>` makes, parsed as the binary parses it.
+    fn mcp(args: &[&str]) -> Result<Call, String> {
+        #[derive(clap::Parser)]
+        struct Mcp {
+            #[command(subcommand)]
+            cmd: McpCmd,
+        }
+        let parsed = <Mcp as clap::Parser>::try_parse_from(std::iter::once("mcp").chain(args.iter().copied()));
+        mcp_request(parsed.map_err(|e| e.to_string())?.cmd).map_err(|e| e.to_string())
+    }
+
+    fn ok(method: &'static str, path: &str, body: Option<Value>) -> Result<Call, String> {
+        Ok((method, path.to_owned(), body))
+    }
+
+    #[test]
+    fn mcp_commands_make_their_calls() {
+        let url = "http://fs.internal:8000/mcp";
+        assert_eq!(
+            mcp(&["servers", "add", "fs", "--url", url, "--max-concurrency", "4", "--require-approval"]),
+            ok(
+                "POST",
+                "/api/v1/mcp/servers",
+                Some(json!({"name": "fs", "url": url, "max_concurrency": 4, "require_approval": true}))
+            )
+        );
+        let path = std::env::var("PATH").unwrap_or_default();
+        assert_eq!(
+            mcp(&[
+                "servers",
+                "add",
+                "ev",
+                "--command",
+                "everything",
+                "--arg",
+                "--root",
+                "--arg",
+                "/srv",
+                "--credential-env",
+                "PATH",
+                "--disabled"
+            ]),
+            ok(
+                "POST",
+                "/api/v1/mcp/servers",
+                Some(
+                    json!({"name": "ev", "command": "everything", "args": ["--root", "/srv"], "credential": path, "enabled": false})
+                )
+            )
+        );
+        assert_eq!(
+            mcp(&[
+                "servers",
+                "set",
+                "fs",
+                "--call-timeout-ms",
+                "5",
+                "--clear-credential",
+                "--disable",
+                "--no-require-approval",
+                "--clear-args"
+            ]),
+            ok(
+                "PATCH",
+                "/api/v1/mcp/servers/fs",
+                Some(
+                    json!({"call_timeout_ms": 5, "credential": null, "enabled": false, "require_approval": false, "args": []})
+                )
+            )
+        );
+        assert_eq!(mcp(&["servers", "set", "fs"]), ok("PATCH", "/api/v1/mcp/servers/fs", Some(json!({}))));
+        assert_eq!(mcp(&["servers", "list"]), ok("GET", "/api/v1/mcp/servers", None));
+        assert_eq!(mcp(&["servers", "show", "fs"]), ok("GET", "/api/v1/mcp/servers/fs", None));
+        assert_eq!(mcp(&["servers", "rm", "fs"]), ok("DELETE", "/api/v1/mcp/servers/fs", None));
+        assert_eq!(mcp(&["grants", "list"]), ok("GET", "/api/v1/mcp/grants", None));
+        assert_eq!(
+            mcp(&["grants", "list", "--tenant", "acme corp", "--server", "fs"]),
+            ok("GET", "/api/v1/mcp/grants?tenant=acme+corp&server=fs", None)
+        );
+        assert_eq!(
+            mcp(&["grants", "add", "--tenant", "acme", "--key", "key_1", "--server", "fs", "--tool", "read"]),
+            ok(
+                "POST",
+                "/api/v1/mcp/grants",
+                Some(json!({"tenant": "acme", "key_id": "key_1", "server": "fs", "tool": "read"}))
+            )
+        );
+        assert_eq!(mcp(&["grants", "rm", "mgr_1"]), ok("DELETE", "/api/v1/mcp/grants/mgr_1", None));
+        assert_eq!(mcp(&["tools", "list", "fs"]), ok("GET", "/api/v1/mcp/servers/fs/tools", None));
+        assert_eq!(
+            mcp(&["tools", "show", "fs", "read file/v2"]),
+            ok("GET", "/api/v1/mcp/servers/fs/tools/read%20file%2Fv2", None),
+            "tool names are one path segment"
+        );
+        assert_eq!(
+            mcp(&["tools", "approve", "fs", "read", "--hash", "sha256:ab"]),
+            ok("POST", "/api/v1/mcp/servers/fs/tools/read/approve", Some(json!({"hash": "sha256:ab"})))
+        );
+    }
+
+    #[test]
+    fn mcp_refuses_what_makes_no_call() {
+        for args in [
+            &["servers", "add", "fs"][..],
+            &["servers", "add", "fs", "--url", "http://x/mcp", "--command", "c"],
+            &["servers", "add", "fs", "--url", "http://x/mcp", "--arg", "a"],
+            &["servers", "set", "fs", "--enable", "--disable"],
+            &["servers", "set", "fs", "--clear-args", "--arg", "a"],
+            &["tools", "approve", "fs", "read"],
+            &["grants", "add", "--tenant", "acme"],
+        ] {
+            assert!(mcp(args).is_err(), "{args:?}");
+        }
+        let unset =
+            mcp(&["servers", "add", "fs", "--url", "http://x/mcp", "--credential-env", "OBLETH_TEST_NO_SUCH_VAR_7"]);
+        assert!(unset.is_err_and(|e| e.contains("OBLETH_TEST_NO_SUCH_VAR_7 is not set")));
     }
 
     #[test]

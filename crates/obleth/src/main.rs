@@ -82,6 +82,14 @@ enum Command {
         #[command(subcommand)]
         cmd: client::ModelCmd,
     },
+    /// Manage the MCP gateway through the admin API: upstream servers, grants, and the
+    /// review and approval of changed tool definitions.
+    Mcp {
+        #[command(flatten)]
+        conn: client::AdminConn,
+        #[command(subcommand)]
+        cmd: client::McpCmd,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -116,6 +124,7 @@ fn main() -> anyhow::Result<()> {
             Command::Tenants { conn, cmd } => client::tenants(&conn, cmd).await,
             Command::Keys { conn, cmd } => client::keys(&conn, cmd).await,
             Command::Models { conn, cmd } => client::models(&conn, cmd).await,
+            Command::Mcp { conn, cmd } => client::mcp(&conn, cmd).await,
             Command::Groups { conn, cmd } => client::groups(&conn, cmd).await,
             Command::Scheduler { conn } => client::scheduler(&conn).await,
             Command::Usage { conn, cmd } => client::usage(&conn, cmd).await,

@@ -355,6 +355,10 @@ pub async fn start(
         pulse,
         cluster: slot_share.clone().map(|s| s as Arc<dyn obleth_core::ClusterView>),
         shutdown: shutdown.clone(),
+        mcp_separator: config
+            .mcp
+            .as_ref()
+            .map_or(obleth_admin::DEFAULT_MCP_SEPARATOR.into(), |(_, mcp)| mcp.separator.clone().into()),
     });
     tasks.spawn(listener::serve(listeners.admin, admin, admin_connections.clone(), drained(shutdown.clone())));
     let metrics_addr = match listeners.metrics {

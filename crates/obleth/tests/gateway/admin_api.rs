@@ -402,7 +402,24 @@ async fn the_openapi_documents_match_the_routers() {
         .await;
     // Bodies and answers refer to schemas that exist; every protected route says bearer.
     let text = doc.to_string();
-    for schema in ["Tenant", "NewTenant", "TenantPatch", "ApiKey", "ModelView", "AuditEntry", "RotateBody", "Error"] {
+    for schema in [
+        "Tenant",
+        "NewTenant",
+        "TenantPatch",
+        "ApiKey",
+        "ModelView",
+        "AuditEntry",
+        "RotateBody",
+        "Error",
+        "McpServerView",
+        "NewMcpServer",
+        "McpServerPatch",
+        "McpGrant",
+        "NewMcpGrant",
+        "McpTool",
+        "McpToolSummary",
+        "ApproveBody",
+    ] {
         assert!(doc["components"]["schemas"][schema].is_object(), "schema {schema}");
         assert!(text.contains(&format!("#/components/schemas/{schema}\"")), "{schema} is used");
     }
@@ -415,6 +432,8 @@ async fn the_openapi_documents_match_the_routers() {
     }
     let model = &doc["components"]["schemas"]["Model"]["properties"];
     assert!(model.get("api_key").is_none(), "the credential is not part of the model's answer");
+    let server = &doc["components"]["schemas"]["McpServer"]["properties"];
+    assert!(server.get("credential").is_none(), "nor is an MCP server's");
     let rotate = &doc["paths"]["/api/v1/keys/{id}/rotate"]["post"];
     assert_eq!(
         rotate["requestBody"]["content"]["application/json"]["schema"]["$ref"],

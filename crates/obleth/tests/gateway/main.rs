@@ -7,6 +7,7 @@ mod support;
 
 mod admin_api;
 mod admin_input;
+mod admin_mcp;
 mod admission;
 mod budgets;
 mod errors;
