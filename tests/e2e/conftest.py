@@ -8,6 +8,7 @@ interface is contacted.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -19,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import httpx
 import openai
@@ -208,9 +209,13 @@ def random_token(n: int = 32) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(n))
 
 
-@pytest.fixture(scope="session")
-def gateway(obleth_bin: str, mock: Mock, tmp_path_factory: pytest.TempPathFactory):
-    tmp = tmp_path_factory.mktemp("gateway")
+@contextlib.contextmanager
+def run_gateway(
+    obleth_bin: str, mock: Mock, tmp: Path, config: Path | None = None, extra_env: dict[str, str] | None = None
+) -> Iterator[GatewayProc]:
+    """Starts a gateway (mock upstream, SQLite store and ledger in `tmp`), waits until it
+    serves, yields it and stops it. `config` is passed as `--config` (the environment still
+    overrides it)."""
     data_port, admin_port, metrics_port = free_port(), free_port(), free_port()
     token = random_token()
     env = base_env()
@@ -233,7 +238,9 @@ def gateway(obleth_bin: str, mock: Mock, tmp_path_factory: pytest.TempPathFactor
             "OBLETH_LOG_LEVEL": "debug",
         }
     )
-    proc = start("gateway", [obleth_bin, "serve"], env, tmp / "gateway.log")
+    env.update(extra_env or {})
+    args = [obleth_bin] + (["--config", str(config)] if config is not None else []) + ["serve"]
+    proc = start("gateway", args, env, tmp / "gateway.log")
     gw = GatewayProc(proc, data_port, admin_port, metrics_port, token)
     try:
         wait_http_ok(proc, f"{gw.data_url}/healthz")
@@ -241,6 +248,12 @@ def gateway(obleth_bin: str, mock: Mock, tmp_path_factory: pytest.TempPathFactor
         yield gw
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(obleth_bin: str, mock: Mock, tmp_path_factory: pytest.TempPathFactory):
+    with run_gateway(obleth_bin, mock, tmp_path_factory.mktemp("gateway")) as gw:
+        yield gw
 
 
 # === control plane (admin API) ===

@@ -76,6 +76,8 @@ pub struct AdminState {
     /// Between an MCP server's and a tool's name in the names clients see; a server's
     /// name may not contain it ([`DEFAULT_MCP_SEPARATOR`] unless configured).
     pub mcp_separator: Arc<str>,
+    /// The names of `[mcp.stdio.commands]`: what a stdio MCP server may run.
+    pub mcp_stdio_commands: Arc<[String]>,
 }
 
 /// The separator of MCP tool names when the configuration sets none.

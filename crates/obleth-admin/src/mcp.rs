@@ -45,7 +45,23 @@ fn server_view(s: &McpServer) -> Value {
 }
 
 /// The checks that depend on the gateway's configuration.
-async fn check_server(s: &AdminState, name: Option<&str>, url: Option<&str>) -> Result<(), ApiError> {
+async fn check_server(
+    s: &AdminState,
+    name: Option<&str>,
+    url: Option<&str>,
+    command: Option<&str>,
+) -> Result<(), ApiError> {
+    if let Some(command) = command
+        && !s.mcp_stdio_commands.iter().any(|c| c == command)
+    {
+        let known = if s.mcp_stdio_commands.is_empty() { "none".to_owned() } else { s.mcp_stdio_commands.join(", ") };
+        return Err(ApiError::invalid(
+            "command",
+            &format!(
+                "'{command}' is not a command of [mcp.stdio.commands] in the gateway's configuration (known: {known})"
+            ),
+        ));
+    }
     if let Some(name) = name {
         obleth_mcp::names::check_server_name(name, &s.mcp_separator).map_err(|e| ApiError::invalid("name", &e.0))?;
     }
@@ -66,7 +82,7 @@ async fn create_server(
     body: JsonBody<NewMcpServer>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let JsonBody(new) = body;
-    check_server(&s, Some(&new.name), new.url.as_deref()).await?;
+    check_server(&s, Some(&new.name), new.url.as_deref(), new.command.as_deref()).await?;
     let server = s.store.create_mcp_server(new).await?;
     let view = server_view(&server);
     audit(&s, &actor, "mcp_server.create", "mcp_server", &server.name, None, Some(view.clone())).await;
@@ -86,7 +102,7 @@ async fn update_server(
     body: JsonBody<McpServerPatch>,
 ) -> Result<Json<Value>, ApiError> {
     let JsonBody(patch) = body;
-    check_server(&s, None, patch.url.as_deref()).await?;
+    check_server(&s, None, patch.url.as_deref(), patch.command.as_deref()).await?;
     let replaced = matches!(patch.credential, Some(Some(_)));
     let before = s.store.get_mcp_server(&name).await?;
     let server = s.store.update_mcp_server(&before.id, patch).await?;

@@ -93,15 +93,13 @@ pub fn response(error: &ApiError) -> http::Response<Bytes> {
 }
 
 /// What a plain-text refusal of rmcp's transport means in the error table.
-pub fn transport_refusal(status: StatusCode, text: &str) -> ApiError {
+/// `declared_json`: the request said its body is JSON.
+pub fn transport_refusal(status: StatusCode, text: &str, declared_json: bool) -> ApiError {
     let code = match status {
         StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::RequestTooLarge,
-        // rmcp answers 415 to a body that is not JSON as well as to a wrong Content-Type.
-        StatusCode::UNSUPPORTED_MEDIA_TYPE
-            if text.contains("parse") || text.contains("JSON") && !text.contains("Content-Type") =>
-        {
-            ErrorCode::InvalidJson
-        }
+        // rmcp answers 415 both to a body that is not JSON-RPC and to a wrong
+        // Content-Type; with a JSON Content-Type it was the body.
+        StatusCode::UNSUPPORTED_MEDIA_TYPE if declared_json => ErrorCode::InvalidJson,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::InvalidContentType,
         StatusCode::NOT_ACCEPTABLE => ErrorCode::NotAcceptable,
         StatusCode::NOT_FOUND => ErrorCode::McpSessionNotFound,
@@ -112,4 +110,24 @@ pub fn transport_refusal(status: StatusCode, text: &str) -> ApiError {
     };
     let message: String = text.chars().take(512).collect();
     ApiError::new(code, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_refusals_become_jsonrpc_errors_of_the_table() {
+        let bad_json = transport_refusal(StatusCode::UNSUPPORTED_MEDIA_TYPE, "fail to deserialize request body", true);
+        assert_eq!(bad_json.code, ErrorCode::InvalidJson);
+        let body: serde_json::Value = serde_json::from_slice(response(&bad_json).body()).unwrap();
+        assert_eq!((body["error"]["code"].as_i64(), body["id"].is_null()), (Some(-32700), true), "{body}");
+        assert_eq!(response(&bad_json).status(), StatusCode::BAD_REQUEST);
+        let wrong_type = transport_refusal(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported Media Type", false);
+        assert_eq!(wrong_type.code, ErrorCode::InvalidContentType);
+        let too_large = transport_refusal(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large", true);
+        assert_eq!(response(&too_large).status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let unknown = transport_refusal(StatusCode::NOT_FOUND, "Not Found: Session not found", true);
+        assert_eq!(response(&unknown).status(), StatusCode::NOT_FOUND);
+    }
 }

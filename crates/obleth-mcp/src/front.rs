@@ -61,6 +61,7 @@ impl McpGateway {
         let session = self.check_session(request.headers(), &caller)?;
         self.check_size(request.headers())?;
         let deleting = request.method() == Method::DELETE;
+        let declared_json = content_type_is_json(request.headers());
         request.extensions_mut().insert(caller.clone());
         let response = self.service.handle(request).await;
         let status = response.status();
@@ -84,7 +85,7 @@ impl McpGateway {
         }
         if !status.is_success() && is_plain_text(response.headers()) {
             let text = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            return Err(errors::transport_refusal(status, &String::from_utf8_lossy(&text)));
+            return Err(errors::transport_refusal(status, &String::from_utf8_lossy(&text), declared_json));
         }
         Ok(response.map(Body::new))
     }
@@ -130,6 +131,10 @@ impl McpGateway {
 
 fn not_found() -> ApiError {
     ApiError::new(ErrorCode::McpSessionNotFound, "no such MCP session: initialize a new one")
+}
+
+fn content_type_is_json(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"))
 }
 
 fn is_plain_text(headers: &HeaderMap) -> bool {

@@ -40,6 +40,9 @@ pub struct McpConfig {
     pub session_idle_timeout: Duration,
     /// Most client sessions held at once (the oldest idle ones go first).
     pub max_sessions: u64,
+    /// How often each connected upstream is pinged; one that does not answer is left
+    /// out of listings until it does.
+    pub health_interval: Duration,
     /// `[mcp.stdio.commands]`: the programs stdio servers may run, by name.
     pub stdio_commands: BTreeMap<String, Vec<String>>,
 }
@@ -54,6 +57,7 @@ impl Default for McpConfig {
             allowed_origins: Vec::new(),
             session_idle_timeout: Duration::from_secs(300),
             max_sessions: 10_000,
+            health_interval: Duration::from_secs(2),
             stdio_commands: BTreeMap::new(),
         }
     }

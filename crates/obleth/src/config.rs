@@ -66,6 +66,8 @@ struct RawMcp {
     #[serde(with = "humantime_serde")]
     session_idle_timeout: Duration,
     max_sessions: u64,
+    #[serde(with = "humantime_serde")]
+    health_interval: Duration,
     stdio: RawMcpStdio,
 }
 
@@ -82,6 +84,7 @@ impl Default for RawMcp {
             allowed_origins: defaults.allowed_origins,
             session_idle_timeout: defaults.session_idle_timeout,
             max_sessions: defaults.max_sessions,
+            health_interval: defaults.health_interval,
             stdio: RawMcpStdio::default(),
         }
     }
@@ -1072,8 +1075,15 @@ impl RawMcp {
             ));
         }
         obleth_mcp::names::check_separator(&self.separator).map_err(|e| invalid("mcp.separator", e.to_string()))?;
-        if self.max_body_bytes == 0 || self.max_sessions == 0 || self.list_cache_ttl.is_zero() {
-            return Err(invalid("mcp", "max_body_bytes, max_sessions and list_cache_ttl must be positive".into()));
+        if self.max_body_bytes == 0
+            || self.max_sessions == 0
+            || self.list_cache_ttl.is_zero()
+            || self.health_interval.is_zero()
+        {
+            return Err(invalid(
+                "mcp",
+                "max_body_bytes, max_sessions, list_cache_ttl and health_interval must be positive".into(),
+            ));
         }
         for (name, argv) in &self.stdio.commands {
             let absolute = argv.first().is_some_and(|p| Path::new(p).is_absolute());
@@ -1092,6 +1102,7 @@ impl RawMcp {
             allowed_origins: self.allowed_origins,
             session_idle_timeout: self.session_idle_timeout,
             max_sessions: self.max_sessions,
+            health_interval: self.health_interval,
             stdio_commands: self.stdio.commands,
         };
         Ok(Some((self.path, config)))

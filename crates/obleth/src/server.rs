@@ -359,6 +359,11 @@ pub async fn start(
             .mcp
             .as_ref()
             .map_or(obleth_admin::DEFAULT_MCP_SEPARATOR.into(), |(_, mcp)| mcp.separator.clone().into()),
+        mcp_stdio_commands: config
+            .mcp
+            .as_ref()
+            .map(|(_, mcp)| mcp.stdio_commands.keys().cloned().collect())
+            .unwrap_or_default(),
     });
     tasks.spawn(listener::serve(listeners.admin, admin, admin_connections.clone(), drained(shutdown.clone())));
     let metrics_addr = match listeners.metrics {
@@ -496,6 +501,7 @@ async fn mcp_hub(
         tracing::warn!(error = %e, "the MCP gateway's servers and grants could not be loaded; MCP requests are refused until they are");
     }
     crate::mcp::keep_fresh(&hub, config.keys.ttl);
+    hub.watch_health(settings.health_interval);
     (hub, audit)
 }
 

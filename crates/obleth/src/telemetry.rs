@@ -15,9 +15,16 @@ use subtle::ConstantTimeEq;
 
 /// Installs the log subscriber. `level` is an `EnvFilter` directive; `RUST_LOG` wins.
 pub fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let directives = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| level.to_owned());
+    let filter = tracing_subscriber::EnvFilter::new(quiet_sdk(&directives));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+}
+
+/// `directives` with the MCP SDK at `warn` unless they name it: at `info` it logs every
+/// session it opens, and at `debug` every message whole, tool arguments and results
+/// (which may hold an upstream's secrets or a user's data) included.
+fn quiet_sdk(directives: &str) -> String {
+    if directives.contains("rmcp") { directives.to_owned() } else { format!("{directives},rmcp=warn") }
 }
 
 /// Installs the global metrics recorder and returns the handle that renders it.
@@ -94,4 +101,16 @@ fn unauthorized() -> Response {
 /// Logs where a listener ended up.
 pub fn announce(what: &str, addr: SocketAddr) {
     tracing::info!(%addr, "{what} listening");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quiet_sdk;
+
+    #[test]
+    fn the_mcp_sdk_logs_warnings_only_unless_named() {
+        assert_eq!(quiet_sdk("debug"), "debug,rmcp=warn");
+        assert_eq!(quiet_sdk("info,obleth=debug"), "info,obleth=debug,rmcp=warn");
+        assert_eq!(quiet_sdk("debug,rmcp=trace"), "debug,rmcp=trace", "an operator who names it gets it");
+    }
 }

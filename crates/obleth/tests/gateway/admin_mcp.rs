@@ -61,7 +61,11 @@ async fn mcp_audit(h: &Harness) -> Vec<Value> {
 
 #[tokio::test]
 async fn mcp_servers_are_managed_and_their_credential_never_shown() {
-    let h = &Harness::start(fast_mock()).await;
+    // One stdio command is configured; a server may name it and no other.
+    let h = &Harness::with_config(fast_mock(), "[mcp.stdio.commands]\neverything = [\"/bin/cat\"]\n", &[]).await;
+    let unknown = json!({"name": "sh", "command": "sh"});
+    let refused = admin(h, "POST", "/api/v1/mcp/servers", Some(unknown)).await;
+    assert_error(&refused, StatusCode::BAD_REQUEST, "invalid_value", Some("command"));
     let new =
         json!({"name": "fs", "url": "http://fs.mcp.internal:8000/mcp", "credential": SECRET, "max_concurrency": 4});
     let (s, fs) = admin(h, "POST", "/api/v1/mcp/servers", Some(new.clone())).await;
@@ -362,7 +366,7 @@ async fn cli_ok(h: &Harness, args: &[&str]) -> Value {
 
 #[tokio::test]
 async fn the_cli_manages_servers_grants_and_tools() {
-    let h = &Harness::start(fast_mock()).await;
+    let h = &Harness::with_config(fast_mock(), "[mcp.stdio.commands]\neverything = [\"/bin/cat\"]\n", &[]).await;
     let url = "http://fs.mcp.internal:8000/mcp";
     let added = cli_ok(
         h,

@@ -52,6 +52,11 @@ impl Harness {
     /// Starts a mock and a gateway configured by `env` (on top of test defaults), and
     /// seeds a tenant `t1`, the model `mock-model` and a key.
     pub async fn with_env(mock: MockConfig, env: &[(&str, &str)]) -> Harness {
+        Self::with_config(mock, "", env).await
+    }
+
+    /// As [`Harness::with_env`], with a configuration file's text under the variables.
+    pub async fn with_config(mock: MockConfig, toml: &str, env: &[(&str, &str)]) -> Harness {
         let shutdown = CancellationToken::new();
         let mock_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mock_addr = mock_listener.local_addr().unwrap();
@@ -66,7 +71,7 @@ impl Harness {
             ("OBLETH_UPSTREAM_BASE_URL".into(), upstream),
         ];
         vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        let config = Config::from_parts("", "test", vars).unwrap();
+        let config = Config::from_parts(toml, "test", vars).unwrap();
         let listeners = Listeners {
             // Two data-plane threads, as on a small production machine.
             data: obleth::server::bind_data("127.0.0.1:0".parse().unwrap(), 2).unwrap(),
