@@ -22,6 +22,9 @@ SUITE="$MCP_DIR/node_modules/@modelcontextprotocol/conformance/dist/index.js"
 [[ -x "$NODE22" && -f "$SUITE" ]] || (cd "$MCP_DIR" && npm ci --no-audit --no-fund --loglevel=error)
 
 WORK="$(mktemp -d)"
+# Each run's results (checks.json per scenario) stay here for reading afterwards.
+OUT="${CARGO_TARGET_DIR:-$ROOT/target}/mcp-conformance"
+rm -rf "$OUT" && mkdir -p "$OUT"
 PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -70,12 +73,13 @@ status=0
 for version in 2025-11-25 2026-07-28; do
     echo "mcp-conformance: --spec-version $version --suite all" >&2
     "$NODE22" "$SUITE" server --url "http://127.0.0.1:$SHIM/mcp" --suite all --spec-version "$version" \
-        --expected-failures "$MCP_DIR/conformance-baseline-$version.yml" -o "$WORK/out-$version" \
-        >"$WORK/suite-$version.log" 2>&1 || status=$?
-    sed -n '/=== SUMMARY ===/,$p' "$WORK/suite-$version.log"
+        --expected-failures "$MCP_DIR/conformance-baseline-$version.yml" -o "$OUT/$version" \
+        >"$OUT/suite-$version.log" 2>&1 || status=$?
+    sed -n '/=== SUMMARY ===/,$p' "$OUT/suite-$version.log"
 done
 if [[ $status -ne 0 ]]; then
     echo "--- gateway log (tail) ---" >&2
     tail -n 40 "$WORK/gateway.log" >&2
+    cp "$WORK/gateway.log" "$OUT/"
 fi
 exit "$status"

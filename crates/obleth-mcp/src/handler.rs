@@ -14,7 +14,11 @@ use rmcp::model::{
     ListToolsResult, MetaObject, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ResultType,
     ServerCapabilities, ServerConfig,
 };
-use rmcp::service::RequestContext;
+use rmcp::model::{
+    PromptListChangedNotification, ResourceListChangedNotification, ServerNotification, SubscriptionFilter,
+    ToolListChangedNotification,
+};
+use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::json;
 
@@ -52,6 +56,26 @@ impl McpFront {
     }
 }
 
+/// Sends each accepted list-changed notification; false once the stream is gone.
+async fn tell(ctx: &SubscriptionContext, accepted: &SubscriptionFilter) -> bool {
+    let mut news = Vec::new();
+    if accepted.tools_list_changed == Some(true) {
+        news.push(ServerNotification::ToolListChangedNotification(ToolListChangedNotification::default()));
+    }
+    if accepted.prompts_list_changed == Some(true) {
+        news.push(ServerNotification::PromptListChangedNotification(PromptListChangedNotification::default()));
+    }
+    if accepted.resources_list_changed == Some(true) {
+        news.push(ServerNotification::ResourceListChangedNotification(ResourceListChangedNotification::default()));
+    }
+    for notification in news {
+        if ctx.sink().send(notification).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
 /// `_meta` naming the servers a list left out.
 fn unavailable_meta(unavailable: &[String]) -> Option<MetaObject> {
     if unavailable.is_empty() {
@@ -75,6 +99,34 @@ impl ServerHandler for McpFront {
             .with_instructions(
                 "obleth's MCP gateway: the tools of every server granted to your key, named server__tool.",
             )
+    }
+
+    /// 2026-07-28 clients hear of list changes on a `subscriptions/listen` stream;
+    /// individual resource updates are not relayed.
+    fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
+        let mut accepted = SubscriptionFilter::new();
+        accepted.tools_list_changed = requested.tools_list_changed;
+        accepted.prompts_list_changed = requested.prompts_list_changed;
+        accepted.resources_list_changed = requested.resources_list_changed;
+        Some(accepted)
+    }
+
+    async fn listen(&self, ctx: SubscriptionContext) -> Result<(), ErrorData> {
+        let mut changes = self.hub.changes();
+        loop {
+            tokio::select! {
+                () = ctx.cancelled() => return Ok(()),
+                news = changes.recv() => {
+                    if matches!(news, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                        return Ok(());
+                    }
+                    // Lagging behind still means something changed: tell once.
+                    if !tell(&ctx, ctx.accepted()).await {
+                        return Ok(());
+                    }
+                }
+            }
+        }
     }
 
     async fn on_initialized(&self, ctx: rmcp::service::NotificationContext<RoleServer>) {
@@ -209,7 +261,8 @@ impl ServerHandler for McpFront {
         let caller = caller(&ctx)?;
         let grants = self.grants()?;
         let Some(server) = aggregate::resource_owner(&self.hub, &grants, &caller, &request.uri).await else {
-            return Err(ErrorData::resource_not_found(format!("unknown resource: {}", request.uri), None));
+            let uri = json!({"uri": request.uri});
+            return Err(ErrorData::resource_not_found(format!("unknown resource: {}", request.uri), Some(uri)));
         };
         let mut upstream = request.clone();
         upstream.meta = None;

@@ -164,6 +164,8 @@ pub struct Hub {
     pub(crate) events: Arc<dyn PinEvents>,
     /// Client sessions (2025 protocol versions) to tell when what they may list changed.
     sessions: Mutex<Vec<rmcp::Peer<rmcp::RoleServer>>>,
+    /// The same news for 2026-07-28 clients' `subscriptions/listen` streams.
+    changes: tokio::sync::broadcast::Sender<()>,
     me: Weak<Hub>,
 }
 
@@ -197,6 +199,7 @@ impl Hub {
             pins: RwLock::new(HashMap::new()),
             events,
             sessions: Mutex::new(Vec::new()),
+            changes: tokio::sync::broadcast::channel(16).0,
             me: me.clone(),
         })
     }
@@ -220,6 +223,8 @@ impl Hub {
     /// server or a pin moved, or an upstream's list did. Sessions re-list and see only
     /// what they may call.
     pub fn announce(&self) {
+        // No listener is not an error: nobody to tell.
+        let _ = self.changes.send(());
         let sessions: Vec<_> = {
             let mut sessions = lock(&self.sessions);
             sessions.retain(|p| !p.is_transport_closed());
@@ -235,6 +240,11 @@ impl Hub {
                 let _ = tokio::time::timeout(Duration::from_secs(1), peer.notify_tool_list_changed()).await;
             }
         });
+    }
+
+    /// News of list changes, for a `subscriptions/listen` stream.
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<()> {
+        self.changes.subscribe()
     }
 
     /// Reads every grant again; on failure nothing is allowed until a reload succeeds.

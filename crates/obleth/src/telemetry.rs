@@ -20,11 +20,12 @@ pub fn init_logging(level: &str) {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
 }
 
-/// `directives` with the MCP SDK at `warn` unless they name it: at `info` it logs every
-/// session it opens, and at `debug` every message whole, tool arguments and results
-/// (which may hold an upstream's secrets or a user's data) included.
+/// `directives` with the MCP SDK at `error` unless they name it: at `warn` it logs every
+/// JSON-RPC error it answers (a client asking for unknown tools floods the log), at
+/// `info` every session it opens, and at `debug` every message whole, tool arguments
+/// and results (which may hold an upstream's secrets or a user's data) included.
 fn quiet_sdk(directives: &str) -> String {
-    if directives.contains("rmcp") { directives.to_owned() } else { format!("{directives},rmcp=warn") }
+    if directives.contains("rmcp") { directives.to_owned() } else { format!("{directives},rmcp=error") }
 }
 
 /// Installs the global metrics recorder and returns the handle that renders it.
@@ -108,9 +109,9 @@ mod tests {
     use super::quiet_sdk;
 
     #[test]
-    fn the_mcp_sdk_logs_warnings_only_unless_named() {
-        assert_eq!(quiet_sdk("debug"), "debug,rmcp=warn");
-        assert_eq!(quiet_sdk("info,obleth=debug"), "info,obleth=debug,rmcp=warn");
+    fn the_mcp_sdk_logs_errors_only_unless_named() {
+        assert_eq!(quiet_sdk("debug"), "debug,rmcp=error");
+        assert_eq!(quiet_sdk("info,obleth=debug"), "info,obleth=debug,rmcp=error");
         assert_eq!(quiet_sdk("debug,rmcp=trace"), "debug,rmcp=trace", "an operator who names it gets it");
     }
 }
