@@ -12,6 +12,8 @@ use crate::support::*;
 
 /// The credential of the test's servers: must never come back.
 const SECRET: &str = "sk-mcp-upstream-5e1d9a";
+/// What every credential of these tests starts with (a replaced one included).
+const SECRETS: &str = "sk-mcp-upstream";
 const ACTOR: &str = "ops@example.com";
 
 async fn admin(h: &Harness, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
@@ -31,7 +33,7 @@ async fn admin(h: &Harness, method: &str, path: &str, body: Option<Value>) -> (S
     let status = res.status();
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
     let text = String::from_utf8_lossy(&bytes);
-    assert!(!text.contains(SECRET), "{method} {path} answered the credential: {text}");
+    assert!(!text.contains(SECRETS), "{method} {path} answered a credential: {text}");
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
@@ -55,7 +57,7 @@ async fn mcp_audit(h: &Harness) -> Vec<Value> {
     let v = ok(h, "GET", "/api/v1/audit?limit=1000", None).await;
     let all = v["data"].as_array().unwrap().clone();
     let text = Value::Array(all.clone()).to_string();
-    assert!(!text.contains(SECRET), "the credential leaked into the audit trail");
+    assert!(!text.contains(SECRETS), "a credential leaked into the audit trail");
     all.into_iter().filter(|e| e["resource_kind"].as_str().unwrap().starts_with("mcp_")).collect()
 }
 
@@ -116,7 +118,6 @@ async fn mcp_servers_are_managed_and_their_credential_never_shown() {
     let patched = ok(h, "PATCH", "/api/v1/mcp/servers/fs", Some(patch)).await;
     assert_eq!((patched["call_timeout_ms"].as_u64(), patched["max_concurrency"].as_u64()), (Some(5000), Some(4)));
     assert_eq!((patched["enabled"].as_bool(), patched["has_credential"].as_bool()), (Some(false), Some(true)));
-    assert!(!patched.to_string().contains("rotated-2"));
     let url =
         admin(h, "PATCH", "/api/v1/mcp/servers/fs", Some(json!({"url": "http://[::ffff:169.254.169.254]/mcp"}))).await;
     assert_error(&url, StatusCode::BAD_REQUEST, "upstream_forbidden", Some("url"));
