@@ -120,7 +120,7 @@ mod tests {
     fn transport_refusals_become_jsonrpc_errors_of_the_table() {
         let bad_json = transport_refusal(StatusCode::UNSUPPORTED_MEDIA_TYPE, "fail to deserialize request body", true);
         assert_eq!(bad_json.code, ErrorCode::InvalidJson);
-        let body: serde_json::Value = serde_json::from_slice(response(&bad_json).body()).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(response(&bad_json).body()).expect("a JSON body");
         assert_eq!((body["error"]["code"].as_i64(), body["id"].is_null()), (Some(-32700), true), "{body}");
         assert_eq!(response(&bad_json).status(), StatusCode::BAD_REQUEST);
         let wrong_type = transport_refusal(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported Media Type", false);

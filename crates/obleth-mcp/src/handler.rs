@@ -44,8 +44,8 @@ fn caller(ctx: &RequestContext<RoleServer>) -> Result<McpCaller, ErrorData> {
 }
 
 impl McpFront {
-    fn grants(&self) -> Result<Arc<GrantIndex>, ErrorData> {
-        self.hub.grants().ok_or_else(errors::grants_unavailable)
+    async fn grants(&self, caller: &McpCaller) -> Result<Arc<GrantIndex>, ErrorData> {
+        self.hub.grants_for(caller).await.ok_or_else(errors::grants_unavailable)
     }
 
     /// The granted server a `server__name` refers to, and the upstream's own name.
@@ -145,7 +145,7 @@ impl ServerHandler for McpFront {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let caller = caller(&ctx)?;
-        let grants = self.grants()?;
+        let grants = self.grants(&caller).await?;
         let found = aggregate::tools(&self.hub, &grants, &caller).await;
         if found.items.is_empty() {
             return Err(errors::nothing_granted("tools", &caller.key_prefix, &caller.tenant.name, &found.unavailable));
@@ -191,7 +191,7 @@ impl ServerHandler for McpFront {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
         let caller = caller(&ctx)?;
-        let grants = self.grants()?;
+        let grants = self.grants(&caller).await?;
         let found = aggregate::prompts(&self.hub, &grants, &caller).await;
         let mut result = ListPromptsResult::with_all_items(found.items);
         result.meta = unavailable_meta(&found.unavailable);
@@ -204,7 +204,7 @@ impl ServerHandler for McpFront {
         ctx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
         let caller = caller(&ctx)?;
-        let grants = self.grants()?;
+        let grants = self.grants(&caller).await?;
         let (server, prompt) = self.route(&request.name, "prompt")?;
         let allowed = decide(
             Some(&grants),
@@ -233,7 +233,7 @@ impl ServerHandler for McpFront {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         let caller = caller(&ctx)?;
-        let grants = self.grants()?;
+        let grants = self.grants(&caller).await?;
         let (found, _) = aggregate::resources(&self.hub, &grants, &caller).await;
         let mut result = ListResourcesResult::with_all_items(found.items);
         result.meta = unavailable_meta(&found.unavailable);
@@ -246,7 +246,7 @@ impl ServerHandler for McpFront {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
         let caller = caller(&ctx)?;
-        let grants = self.grants()?;
+        let grants = self.grants(&caller).await?;
         let (found, templates) = aggregate::resources(&self.hub, &grants, &caller).await;
         let mut result = ListResourceTemplatesResult::with_all_items(templates);
         result.meta = unavailable_meta(&found.unavailable);
@@ -259,7 +259,7 @@ impl ServerHandler for McpFront {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let caller = caller(&ctx)?;
-        let grants = self.grants()?;
+        let grants = self.grants(&caller).await?;
         let Some(server) = aggregate::resource_owner(&self.hub, &grants, &caller, &request.uri).await else {
             let uri = json!({"uri": request.uri});
             return Err(ErrorData::resource_not_found(format!("unknown resource: {}", request.uri), Some(uri)));
@@ -278,7 +278,7 @@ impl McpFront {
     /// The server and upstream name of a tool `caller` may call, or the one answer for
     /// unknown, not granted and quarantined tools.
     async fn allowed_tool<'n>(&self, caller: &McpCaller, name: &'n str) -> Result<(Arc<Server>, &'n str), ErrorData> {
-        let grants = self.grants()?;
+        let grants = self.grants(caller).await?;
         let (server, tool) = self.route(name, "tool")?;
         let listing = self.hub.listing(&server).await.map_err(|_| errors::unknown("tool", name))?;
         let Some((_, hash)) = listing.tool(tool) else { return Err(errors::unknown("tool", name)) };

@@ -156,8 +156,9 @@ pub struct Hub {
     pub(crate) sink: Arc<dyn UsageSink>,
     admission: AdmissionFactory,
     servers: RwLock<BTreeMap<String, Arc<Server>>>,
-    /// `None` until loaded, and after a failed reload: nothing is allowed then.
-    grants: RwLock<Option<Arc<GrantIndex>>>,
+    /// `None` until loaded, and after a failed reload: nothing is allowed then. With
+    /// the time of the read that made it.
+    grants: RwLock<Option<(Arc<GrantIndex>, obleth_core::UnixMillis)>>,
     /// By server, then tool.
     pins: RwLock<HashMap<String, HashMap<String, PinRow>>>,
     /// Told of quarantines (audit trail, other pods).
@@ -249,6 +250,7 @@ impl Hub {
 
     /// Reads every grant again; on failure nothing is allowed until a reload succeeds.
     pub async fn reload_grants(&self) -> Result<(), obleth_store::StoreError> {
+        let read_at = now_millis();
         match self.store.mcp_grants().await {
             Ok(all) => {
                 let rows: Vec<GrantRow> = all
@@ -257,8 +259,8 @@ impl Hub {
                     .map(|g| GrantRow { tenant_id: g.tenant_id, key_id: g.key_id, server: g.server, tool: g.tool })
                     .collect();
                 let index = GrantIndex::new(&rows, &all.restricted_keys);
-                let changed = read(&self.grants).as_deref() != Some(&index);
-                *write(&self.grants) = Some(Arc::new(index));
+                let changed = read(&self.grants).as_ref().map(|(g, _)| &**g) != Some(&index);
+                *write(&self.grants) = Some((Arc::new(index), read_at));
                 if changed {
                     self.announce();
                 }
@@ -314,8 +316,20 @@ impl Hub {
         Ok(rows.into_iter().map(|p| (p.tool.clone(), pin_row(&p))).collect())
     }
 
+    /// The grants, if loaded.
     pub fn grants(&self) -> Option<Arc<GrantIndex>> {
-        read(&self.grants).clone()
+        read(&self.grants).as_ref().map(|(g, _)| g.clone())
+    }
+
+    /// The grants that apply to `caller`: read again first when its key is newer than
+    /// them (a rotated key's restrictions are copied in the rotation's transaction, and
+    /// the news of it may not have arrived yet).
+    pub async fn grants_for(&self, caller: &crate::McpCaller) -> Option<Arc<GrantIndex>> {
+        let read_at = read(&self.grants).as_ref().map(|(_, at)| *at);
+        if read_at.is_some_and(|at| caller.key_created_at >= at) {
+            let _ = self.reload_grants().await;
+        }
+        self.grants()
     }
 
     pub fn server(&self, name: &str) -> Option<Arc<Server>> {

@@ -37,6 +37,9 @@ pub struct McpCaller {
     pub tenant: Arc<Tenant>,
     pub key_id: Arc<str>,
     pub key_prefix: Arc<str>,
+    /// When the key was made: a key newer than the grants this pod holds (a rotation's
+    /// new key inherits its old key's restrictions) reads them again first.
+    pub key_created_at: obleth_core::UnixMillis,
 }
 
 impl McpCaller {

@@ -22,7 +22,12 @@ pub struct McpIdentity(pub Arc<Identity>);
 impl Authenticate for McpIdentity {
     async fn authenticate(&self, secret: &str) -> Result<McpCaller, ApiError> {
         let caller = self.0.resolve(secret).await?;
-        Ok(McpCaller { tenant: caller.tenant, key_id: caller.key.id.as_str().into(), key_prefix: caller.key_prefix })
+        Ok(McpCaller {
+            tenant: caller.tenant,
+            key_id: caller.key.id.as_str().into(),
+            key_prefix: caller.key_prefix,
+            key_created_at: caller.key.created_at,
+        })
     }
 }
 

@@ -1,6 +1,8 @@
 //! The MCP gateway through the real binary, driven by the official Rust SDK (rmcp) as
 //! the client, with the bundled mock's MCP server (rmcp too) as the upstream.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::HashMap;
@@ -60,7 +62,8 @@ fn sleep_call(ms: u64) -> CallToolRequestParams {
 }
 
 /// Two tenants at weights 3:1 keep a server with a concurrency cap of 2 saturated (eight
-/// callers each, 40 ms calls): the server's call time is shared 75/25, ± 5 points.
+/// callers each, 40 ms calls): the server's call time is shared 75/25, ± 5 points
+/// (fair queues; first come, first served would give 50/50).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_server_is_shared_by_weight() {
     let shutdown = CancellationToken::new();
@@ -85,14 +88,10 @@ async fn a_busy_server_is_shared_by_weight() {
             let (count, measuring, stop) = (count.clone(), measuring.clone(), stop.clone());
             callers.spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    let started = Instant::now();
                     let result = session.call_tool(sleep_call(40)).await.expect("a tool call");
                     assert_ne!(result.is_error, Some(true), "{result:?}");
                     if measuring.load(Ordering::Relaxed) {
-                        count.fetch_add(
-                            u64::try_from(started.elapsed().as_micros()).unwrap_or(0).min(40_000).max(1),
-                            Ordering::Relaxed,
-                        );
+                        count.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 session.cancel().await.ok();
@@ -108,10 +107,11 @@ async fn a_busy_server_is_shared_by_weight() {
     while let Some(done) = callers.join_next().await {
         done.unwrap();
     }
+    // Every call takes the same 40 ms upstream, so shares of calls are shares of time.
     let heavy = served["heavy"].load(Ordering::Relaxed) as f64;
     let light = served["light"].load(Ordering::Relaxed) as f64;
     let share = heavy / (heavy + light);
-    println!("heavy {heavy:.0} µs, light {light:.0} µs of calls: heavy's share {share:.3}");
+    println!("calls answered in 10 s: heavy {heavy}, light {light}; heavy's share {share:.3}");
     assert!((share - 0.75).abs() <= 0.05, "heavy's share of the server's call time is {share:.3}, not 0.75 ± 0.05");
     gw.stop();
     shutdown.cancel();
@@ -162,4 +162,86 @@ async fn tool_call_rows(gw: &Gateway, n: usize) -> Vec<Value> {
         assert!(Instant::now() < deadline, "{} tool-call rows, not {n}: {rows:?}", rows.len());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// An MCP session of the 2026-07-28 protocol (no initialize, no session).
+async fn stateless_client(gw: &Gateway, key: &str) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
+    let http = Plain(Client::builder(TokioExecutor::new()).build_http());
+    let auth = (http::header::AUTHORIZATION, http::HeaderValue::from_str(&format!("Bearer {key}")).unwrap());
+    let transport = StreamableHttpClientTransport::with_client(
+        McpHttp { http: Arc::new(http), credential: Some(auth) },
+        StreamableHttpClientTransportConfig::with_uri(format!("http://{}/mcp", gw.data)),
+    );
+    let lifecycle = rmcp::service::ClientLifecycleMode::Discover {
+        preferred_versions: vec![rmcp::model::ProtocolVersion::V_2026_07_28],
+    };
+    use rmcp::service::ClientServiceExt;
+    ().serve_with_lifecycle(transport, lifecycle).await.expect("a 2026-07-28 MCP client")
+}
+
+async fn tool_list(session: &rmcp::service::RunningService<rmcp::RoleClient, ()>) -> Vec<String> {
+    session.list_all_tools().await.unwrap().into_iter().map(|t| t.name.to_string()).collect()
+}
+
+/// A server that changes a tool's definition (the mock's `mutate` rewrites `echo`'s
+/// description) gets that tool quarantined at once: a 2026-07-28 listener is told, the
+/// tool is neither listed nor callable, until an operator approves the definition they
+/// reviewed, by its hash.
+#[tokio::test]
+async fn a_changed_tool_is_quarantined_until_approved() {
+    let shutdown = CancellationToken::new();
+    let upstream = mock(&shutdown).await;
+    let mut gw = Gateway::new(upstream, &[] as &[(&str, &str)]);
+    gw.start().await;
+    let server = json!({"name": "mock", "url": format!("http://{upstream}/mcp")});
+    call(&gw.admin, "POST", "/api/v1/mcp/servers", Some(server)).await.unwrap();
+    let key = tenant(&gw, "t1", 1).await;
+    call(&gw.admin, "POST", "/api/v1/mcp/grants", Some(json!({"tenant": "t1", "server": "mock"}))).await.unwrap();
+
+    let listener = stateless_client(&gw, &key).await;
+    assert!(tool_list(&listener).await.contains(&"mock__echo".to_owned()));
+    let filter = rmcp::model::SubscriptionFilter::builder().tools_list_changed().build();
+    let mut subscription = listener.listen(filter).await.expect("subscriptions/listen");
+
+    let caller = client(&gw, &key).await;
+    let mutated = caller.call_tool(CallToolRequestParams::new("mock__mutate")).await.unwrap();
+    assert_ne!(mutated.is_error, Some(true), "{mutated:?}");
+    let told = tokio::time::timeout(Duration::from_secs(10), subscription.next()).await;
+    assert!(
+        matches!(told, Ok(Ok(Some(rmcp::model::ServerNotification::ToolListChangedNotification(_))))),
+        "no list_changed on the listen stream: {told:?}"
+    );
+    let tools = tool_list(&listener).await;
+    assert!(!tools.contains(&"mock__echo".to_owned()) && tools.contains(&"mock__add".to_owned()), "{tools:?}");
+    let mut echo = CallToolRequestParams::new("mock__echo");
+    echo.arguments = Some(json!({"text": "hi"}).as_object().cloned().unwrap());
+    let refused = caller.call_tool(echo.clone()).await.expect_err("a quarantined tool is not callable");
+    assert!(refused.to_string().contains("unknown tool"), "{refused}");
+
+    let pins = call(&gw.admin, "GET", "/api/v1/mcp/servers/mock/tools", None).await.unwrap();
+    let pin = pins["data"].as_array().unwrap().iter().find(|p| p["tool"] == "echo").cloned().unwrap();
+    assert_eq!(pin["state"], "quarantined", "{pin}");
+    let stale = call(
+        &gw.admin,
+        "POST",
+        "/api/v1/mcp/servers/mock/tools/echo/approve",
+        Some(json!({"hash": pin["approved_hash"]})),
+    )
+    .await;
+    assert!(stale.is_err(), "approving a hash other than the pending one: {stale:?}");
+    call(&gw.admin, "POST", "/api/v1/mcp/servers/mock/tools/echo/approve", Some(json!({"hash": pin["pending_hash"]})))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !tool_list(&listener).await.contains(&"mock__echo".to_owned()) {
+        assert!(Instant::now() < deadline, "the approved tool is not listed again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answered = caller.call_tool(echo).await.unwrap();
+    assert_eq!(serde_json::to_value(&answered.content).unwrap()[0]["text"], "hi");
+    drop(subscription);
+    caller.cancel().await.ok();
+    listener.cancel().await.ok();
+    gw.stop();
+    shutdown.cancel();
 }
