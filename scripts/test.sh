@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test obleth has: the Rust workspace (unit, property and integration tests
-# against real servers on 127.0.0.1:0), the end-to-end suite with the official OpenAI
-# Python SDK against the real binary, the console's Chromium tests, and the deployment
+# against real servers on 127.0.0.1:0), the end-to-end suite with the official OpenAI and
+# MCP Python SDKs against the real binary, the MCP conformance suite against /mcp, the
+# console's Chromium tests, and the deployment
 # artifacts (Compose, Helm, Prometheus rules, dashboards; the Compose topology run as
 # processes). Installs what it needs on first run.
 set -euo pipefail
@@ -18,8 +19,11 @@ else
   cargo test --workspace --locked --no-fail-fast
 fi
 
-echo "== OpenAI SDK end-to-end tests"
+echo "== End-to-end tests: the official OpenAI and MCP SDKs"
 bash scripts/e2e.sh
+
+echo "== MCP conformance suite against /mcp"
+OBLETH_BIN=target/debug/obleth bash scripts/mcp-conformance.sh
 
 echo "== Operator console: committed build and Chromium tests"
 bash scripts/console.sh
