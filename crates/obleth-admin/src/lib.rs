@@ -78,6 +78,9 @@ pub struct AdminState {
     pub mcp_separator: Arc<str>,
     /// The names of `[mcp.stdio.commands]`: what a stdio MCP server may run.
     pub mcp_stdio_commands: Arc<[String]>,
+    /// This pod's MCP servers as the gateway sees them (health, queues); `None` when the
+    /// MCP gateway is off.
+    pub mcp: Option<Arc<dyn obleth_mcp::McpStatus>>,
 }
 
 /// The separator of MCP tool names when the configuration sets none.

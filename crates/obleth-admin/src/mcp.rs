@@ -31,7 +31,31 @@ pub(crate) fn routes() -> Vec<(&'static str, MethodRouter<AdminState>)> {
         ("/api/v1/mcp/servers/{name}/tools/{tool}/approve", post(approve_tool)),
         ("/api/v1/mcp/grants", get(list_grants).post(create_grant)),
         ("/api/v1/mcp/grants/{id}", delete(delete_grant)),
+        ("/api/v1/mcp/health", get(health)),
+        ("/api/v1/mcp/servers/{name}/health", get(server_health)),
     ]
+}
+
+// === health (this pod's view) ===
+
+fn statuses(s: &AdminState) -> Result<Vec<obleth_mcp::ServerStatus>, ApiError> {
+    let mcp = s
+        .mcp
+        .as_ref()
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "the MCP gateway is off ([mcp] enabled = false)"))?;
+    Ok(mcp.servers())
+}
+
+/// Every server's health as this pod sees it: up or down (with the last error), its
+/// last listing, protocol version, calls in flight and queued, tools awaiting approval.
+async fn health(State(s): State<AdminState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({ "data": statuses(&s)? })))
+}
+
+async fn server_health(State(s): State<AdminState>, PathParam(name): PathParam) -> Result<Json<Value>, ApiError> {
+    let found = statuses(&s)?.into_iter().find(|st| st.name == name);
+    let status = found.ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("MCP server '{name}' not found")))?;
+    Ok(Json(json!(status)))
 }
 
 // === servers ===

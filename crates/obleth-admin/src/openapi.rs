@@ -276,6 +276,14 @@ pub const OPERATIONS: &[Operation] = &[
         true,
     ),
     op("delete", "/api/v1/mcp/grants/{id}", "Revoke an MCP grant", 200, Body::Deleted("McpGrant")),
+    op("get", "/api/v1/mcp/health", "Every MCP server's health as this pod sees it", 200, Body::Json("McpHealthList")),
+    op(
+        "get",
+        "/api/v1/mcp/servers/{name}/health",
+        "One MCP server's health as this pod sees it",
+        200,
+        Body::Json("McpHealth"),
+    ),
     op(
         "get",
         "/api/v1/me/scheduler",

@@ -141,8 +141,11 @@ impl Drop for ToolCall {
         self.record.status = outcome.status();
         self.record.error_type = (outcome != Outcome::Ok).then(|| outcome.label().to_owned());
         self.record.client_disconnected = outcome == Outcome::ClientGone;
-        if let Some(server) = &self.server {
-            crate::telemetry::tool_call(server, outcome.label(), self.started.elapsed());
+        match (&self.server, &self.record.upstream_model) {
+            (Some(server), Some(tool)) => {
+                crate::telemetry::tool_call(server, tool, outcome.label(), self.started.elapsed())
+            }
+            _ => crate::telemetry::tool_call_refused(outcome.label()),
         }
         self.sink.record(std::mem::take(&mut self.record));
     }

@@ -148,6 +148,48 @@ impl Server {
     }
 }
 
+/// One server as this pod sees it: for the admin API's health and the metrics.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerStatus {
+    pub name: String,
+    pub enabled: bool,
+    #[serde(flatten)]
+    pub health: Health,
+    /// Tool calls running upstream now, and waiting in the server's fair queue.
+    pub in_flight: u32,
+    pub queued: usize,
+    pub max_concurrency: u32,
+    /// Tools whose served definition waits for an operator's approval.
+    pub pending_approval: usize,
+}
+
+/// What this pod knows of its MCP servers (the admin API and `/metrics` read it).
+pub trait McpStatus: Send + Sync + 'static {
+    fn servers(&self) -> Vec<ServerStatus>;
+}
+
+impl McpStatus for Hub {
+    fn servers(&self) -> Vec<ServerStatus> {
+        let pins = read(&self.pins);
+        self.servers()
+            .into_iter()
+            .map(|server| {
+                let queue = server.admission.snapshot();
+                let pending = pins.get(server.name()).map_or(0, |p| p.values().filter(|p| p.pending.is_some()).count());
+                ServerStatus {
+                    name: server.name().to_owned(),
+                    enabled: server.config.enabled,
+                    health: server.health(),
+                    in_flight: queue.as_ref().map_or(0, |q| q.slots_used),
+                    queued: queue.as_ref().map_or(0, |q| q.queued),
+                    max_concurrency: server.config.max_concurrency,
+                    pending_approval: pending,
+                }
+            })
+            .collect()
+    }
+}
+
 /// Every server, grant and pin this pod knows.
 pub struct Hub {
     pub(crate) store: Arc<dyn McpStore>,

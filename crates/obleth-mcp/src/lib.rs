@@ -27,7 +27,7 @@ use std::sync::Arc;
 use obleth_core::{ApiError, Tenant};
 
 pub use front::McpGateway;
-pub use hub::{AdmissionFactory, Hub, HubParts, McpConfig, PinEvents};
+pub use hub::{AdmissionFactory, Hub, HubParts, McpConfig, McpStatus, PinEvents, ServerStatus};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

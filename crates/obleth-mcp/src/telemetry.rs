@@ -7,11 +7,34 @@ pub fn list_partial(server: &str) {
     metrics::counter!("obleth_mcp_list_partial_total", "server" => server.to_owned()).increment(1);
 }
 
-/// One tool call's outcome: `ok`, `tool_error`, `upstream_error`, `timeout`, `denied`.
-pub fn tool_call(server: &str, outcome: &'static str, took: Duration) {
-    metrics::counter!("obleth_mcp_tool_calls_total", "server" => server.to_owned(), "outcome" => outcome).increment(1);
-    metrics::histogram!("obleth_mcp_tool_call_duration_seconds", "server" => server.to_owned())
+/// The histograms (their buckets are set where the recorder is installed).
+pub const HISTOGRAMS: &[&str] = &["obleth_mcp_tool_call_duration_seconds"];
+
+/// One tool call's outcome (`ok`, `tool_error`, `unknown_tool`, `queue_full`, …) and how
+/// long it took. `tool` is the upstream's own name, only for tools the server lists (so
+/// the label's values are bounded by its catalog); a refused name is not a label.
+pub fn tool_call(server: &str, tool: &str, outcome: &'static str, took: Duration) {
+    metrics::counter!("obleth_mcp_tool_calls_total", "server" => server.to_owned(), "tool" => tool.to_owned(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("obleth_mcp_tool_call_duration_seconds", "server" => server.to_owned(), "tool" => tool.to_owned())
         .record(took.as_secs_f64());
+}
+
+/// A call refused before it reached a server (an unknown, ungranted or quarantined
+/// tool): no server or tool label, as the name came from the client.
+pub fn tool_call_refused(outcome: &'static str) {
+    metrics::counter!("obleth_mcp_tool_calls_refused_total", "outcome" => outcome).increment(1);
+}
+
+/// The gauges of each server, refreshed at every scrape.
+pub fn publish(servers: &[crate::ServerStatus]) {
+    for s in servers {
+        let name = || s.name.clone();
+        metrics::gauge!("obleth_mcp_upstream_up", "server" => name()).set(f64::from(u8::from(s.health.up)));
+        metrics::gauge!("obleth_mcp_tool_calls_in_flight", "server" => name()).set(f64::from(s.in_flight));
+        metrics::gauge!("obleth_mcp_tool_calls_queued", "server" => name()).set(s.queued as f64);
+        metrics::gauge!("obleth_mcp_tools_pending_approval", "server" => name()).set(s.pending_approval as f64);
+    }
 }
 
 /// A tool's definition moved away from its pin (quarantined) or back.

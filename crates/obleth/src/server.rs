@@ -291,6 +291,7 @@ pub async fn start(
         tracing::info!(pod = %cluster.pod_name, channel = %cluster.channel, "control-plane changes are shared with the other pods over Redis");
         notifier = bus;
     }
+    let mcp_hub = mcp.as_ref().map(|(_, (hub, _))| hub.clone());
     let mcp = mcp.map(|(path, (hub, audit))| {
         audit.connect(notifier.clone());
         let identity = Arc::new(crate::mcp::McpIdentity(identity.clone()));
@@ -364,6 +365,7 @@ pub async fn start(
             .as_ref()
             .map(|(_, mcp)| mcp.stdio_commands.keys().cloned().collect())
             .unwrap_or_default(),
+        mcp: mcp_hub.clone().map(|hub| hub as Arc<dyn obleth_mcp::McpStatus>),
     });
     tasks.spawn(listener::serve(listeners.admin, admin, admin_connections.clone(), drained(shutdown.clone())));
     let metrics_addr = match listeners.metrics {
@@ -372,6 +374,7 @@ pub async fn start(
             let scheduler = fairshare.clone();
             let budget = budget.clone();
             let ledger = ledger.clone();
+            let mcp_hub = mcp_hub.clone();
             let series = config.metrics.series;
             let connections = [data_connections.clone(), admin_connections.clone(), metrics_connections.clone()];
             let render = move || {
@@ -385,6 +388,9 @@ pub async fn start(
                 obleth_scheduler::telemetry::publish(&state);
                 if let Some(ledger) = &ledger {
                     obleth_ledger::telemetry::publish(&ledger.status());
+                }
+                if let Some(hub) = &mcp_hub {
+                    obleth_mcp::telemetry::publish(&obleth_mcp::McpStatus::servers(&**hub));
                 }
                 let mut body = handle.render();
                 if !body.is_empty() && !body.ends_with('\n') {

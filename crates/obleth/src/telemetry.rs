@@ -38,7 +38,8 @@ pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
     ];
     let mut builder = PrometheusBuilder::new();
     // The ledger's insert time too: a histogram (not a summary) adds up across pods.
-    for name in names::HISTOGRAMS.iter().chain(&["obleth_ledger_insert_duration_seconds"]) {
+    let others = ["obleth_ledger_insert_duration_seconds"].iter().chain(obleth_mcp::telemetry::HISTOGRAMS);
+    for name in names::HISTOGRAMS.iter().chain(others) {
         builder = builder.set_buckets_for_metric(Matcher::Full((*name).to_owned()), BUCKETS)?;
     }
     let handle = builder.install_recorder()?;

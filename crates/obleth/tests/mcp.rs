@@ -144,6 +144,20 @@ async fn every_tool_call_is_one_ledger_row() {
     assert_eq!((ok["model"].as_str(), ok["upstream_model"].as_str()), (Some("mock__add"), Some("add")), "{ok}");
     let refused = calls.iter().find(|r| r["status"] == 404).expect("the refused call");
     assert_eq!(refused["error_type"], "unknown_tool", "{refused}");
+
+    // The server's health as this pod sees it, and its series in /metrics.
+    let health = call(&gw.admin, "GET", "/api/v1/mcp/servers/mock/health", None).await.unwrap();
+    assert_eq!((health["up"].as_bool(), health["tools"].as_u64()), (Some(true), Some(4)), "{health}");
+    assert_eq!(health["protocol_version"], "2025-11-25", "{health}");
+    let metrics = scrape(&gw).await;
+    for series in [
+        r#"obleth_mcp_tool_calls_total{server="mock",tool="add",outcome="ok"} 1"#,
+        r#"obleth_mcp_tool_calls_refused_total{outcome="unknown_tool"} 1"#,
+        r#"obleth_mcp_upstream_up{server="mock"} 1"#,
+        r#"obleth_mcp_tool_calls_in_flight{server="mock"} 0"#,
+    ] {
+        assert!(metrics.contains(series), "no {series} in:\n{metrics}");
+    }
     gw.stop();
     shutdown.cancel();
 }
@@ -244,4 +258,13 @@ async fn a_changed_tool_is_quarantined_until_approved() {
     listener.cancel().await.ok();
     gw.stop();
     shutdown.cancel();
+}
+
+/// The gateway's /metrics text.
+async fn scrape(gw: &Gateway) -> String {
+    let addr = gw.env.iter().find(|(k, _)| k == "OBLETH_LISTEN_METRICS").map(|(_, v)| v.clone()).unwrap();
+    let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let request = http::Request::get(format!("http://{addr}/metrics")).body(Full::new(Bytes::new())).unwrap();
+    let response = http.request(request).await.unwrap();
+    String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
 }
