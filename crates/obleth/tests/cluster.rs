@@ -141,6 +141,55 @@ async fn changes_reach_every_pod_within_a_second() {
     }
 }
 
+/// MCP grants revoked through pod A stop pod B's tool calls within a second, in a live
+/// session; a pod without the change channel keeps the grants it read (the control).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_grant_revocations_reach_every_pod_within_a_second() {
+    let shutdown = CancellationToken::new();
+    let pg = PgDb::create();
+    let db = pg.url();
+    let channel = format!("obleth-test-{}", obleth_core::new_id(""));
+    let redis = "redis://127.0.0.1:6379";
+    let mock = mock(&shutdown).await;
+    let mut a = Gateway::new(mock, &pod_env(&db, Some(redis), &channel));
+    let mut b = Gateway::new(mock, &pod_env(&db, Some(redis), &channel));
+    let mut lone = Gateway::new(mock, &pod_env(&db, None, &channel));
+    for pod in [&mut a, &mut b, &mut lone] {
+        pod.start().await;
+    }
+    let key = seed(&a).await;
+    let server = json!({"name": "mock", "url": format!("http://{mock}/mcp")});
+    call(&a.admin, "POST", "/api/v1/mcp/servers", Some(server)).await.unwrap();
+    let grant =
+        call(&a.admin, "POST", "/api/v1/mcp/grants", Some(json!({"tenant": "t1", "server": "mock"}))).await.unwrap();
+    let add = || {
+        let mut params = rmcp::model::CallToolRequestParams::new("mock__add");
+        params.arguments = json!({"a": 1, "b": 2}).as_object().cloned();
+        params
+    };
+    let on_b = mcp_client(b.data, &key).await;
+    within(Duration::from_secs(1), "pod B allows the granted tool", || async { on_b.call_tool(add()).await.is_ok() })
+        .await;
+    // The control pod reads the grant itself (its periodic reload is a minute away).
+    lone.stop();
+    lone.start().await;
+    let on_lone = mcp_client(lone.data, &key).await;
+    assert!(on_lone.call_tool(add()).await.is_ok());
+
+    call(&a.admin, "DELETE", &format!("/api/v1/mcp/grants/{}", grant["id"].as_str().unwrap()), None).await.unwrap();
+    let took = within(Duration::from_secs(1), "pod B refuses the revoked tool", || async {
+        on_b.call_tool(add()).await.is_err()
+    })
+    .await;
+    eprintln!("the MCP grant's revocation reached pod B in {took:?}");
+    assert!(on_lone.call_tool(add()).await.is_ok(), "without the channel the pod keeps the grants it read");
+    on_b.cancel().await.ok();
+    on_lone.cancel().await.ok();
+    for pod in [&mut a, &mut b, &mut lone] {
+        pod.stop();
+    }
+}
+
 /// Redis away: pods keep serving from their caches. When it returns, each pod's
 /// subscription reconnects and resynchronizes, so a change made meanwhile takes effect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,41 +11,22 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{Gateway, mock};
+use common::{Gateway, Plain, mcp_client, mock};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use obleth::client::call;
-use obleth_mcp::BoxError;
-use obleth_mcp::upstream::http::{McpHttp, UpstreamBody, UpstreamHttp};
-use rmcp::ServiceExt;
+use obleth_mcp::upstream::http::McpHttp;
 use rmcp::model::CallToolRequestParams;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-/// A plain HTTP client for rmcp's transport, sending the caller's key.
-struct Plain(Client<HttpConnector, Full<Bytes>>);
-
-#[async_trait::async_trait]
-impl UpstreamHttp for Plain {
-    async fn send(&self, request: http::Request<Full<Bytes>>) -> Result<http::Response<UpstreamBody>, BoxError> {
-        let response = self.0.request(request).await?;
-        Ok(response.map(|b| b.map_err(std::io::Error::other).boxed_unsync()))
-    }
-}
-
 /// An MCP client session with `gw`'s `/mcp` as `key`.
 async fn client(gw: &Gateway, key: &str) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
-    let http = Plain(Client::builder(TokioExecutor::new()).build_http());
-    let auth = (http::header::AUTHORIZATION, http::HeaderValue::from_str(&format!("Bearer {key}")).unwrap());
-    let transport = StreamableHttpClientTransport::with_client(
-        McpHttp { http: Arc::new(http), credential: Some(auth) },
-        StreamableHttpClientTransportConfig::with_uri(format!("http://{}/mcp", gw.data)),
-    );
-    ().serve(transport).await.expect("an MCP session with the gateway")
+    mcp_client(gw.data, key).await
 }
 
 /// Creates a tenant of `weight` with a key; returns the key.

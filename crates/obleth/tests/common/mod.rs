@@ -272,3 +272,32 @@ impl Drop for PgDb {
             .output();
     }
 }
+
+/// A plain HTTP client for rmcp's client transport (the test's own, not the gateway's).
+pub struct Plain(pub Client<HttpConnector, Full<Bytes>>);
+
+#[async_trait::async_trait]
+impl obleth_mcp::upstream::http::UpstreamHttp for Plain {
+    async fn send(
+        &self,
+        request: http::Request<Full<Bytes>>,
+    ) -> Result<http::Response<obleth_mcp::upstream::http::UpstreamBody>, obleth_mcp::BoxError> {
+        let response = self.0.request(request).await?;
+        Ok(response.map(|b| b.map_err(std::io::Error::other).boxed_unsync()))
+    }
+}
+
+/// An MCP client session (the official Rust SDK) with the `/mcp` of the data plane at
+/// `data`, as `key`.
+pub async fn mcp_client(data: SocketAddr, key: &str) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
+    use rmcp::ServiceExt;
+    let http = Plain(Client::builder(TokioExecutor::new()).build_http());
+    let auth = (http::header::AUTHORIZATION, http::HeaderValue::from_str(&format!("Bearer {key}")).unwrap());
+    let transport = rmcp::transport::StreamableHttpClientTransport::with_client(
+        obleth_mcp::upstream::http::McpHttp { http: std::sync::Arc::new(http), credential: Some(auth) },
+        rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(format!(
+            "http://{data}/mcp"
+        )),
+    );
+    ().serve(transport).await.expect("an MCP session with the gateway")
+}
