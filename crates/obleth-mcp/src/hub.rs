@@ -456,22 +456,34 @@ impl Hub {
         let link = self.link(server).await?;
         let peer = link.peer();
         let caps = peer.peer_info().map(|i| i.capabilities.clone()).unwrap_or_default();
-        let failed = |what: &str, e: rmcp::ServiceError| Arc::<str>::from(format!("listing {what}: {e}"));
-        let tools = match caps.tools {
-            Some(_) => peer.list_all_tools().await.map_err(|e| failed("tools", e))?,
-            None => Vec::new(),
-        };
-        let (resources, templates) = match caps.resources {
-            Some(_) => (
-                peer.list_all_resources().await.map_err(|e| failed("resources", e))?,
-                peer.list_all_resource_templates().await.map_err(|e| failed("resource templates", e))?,
-            ),
-            None => (Vec::new(), Vec::new()),
-        };
-        let prompts = match caps.prompts {
-            Some(_) => peer.list_all_prompts().await.map_err(|e| failed("prompts", e))?,
-            None => Vec::new(),
-        };
+        let failed = |what: &'static str| move |e: rmcp::ServiceError| Arc::<str>::from(format!("listing {what}: {e}"));
+        // The four lists at once: a listing costs the slowest of them, not their sum.
+        let (tools, resources, templates, prompts) = tokio::try_join!(
+            async {
+                match caps.tools {
+                    Some(_) => peer.list_all_tools().await.map_err(failed("tools")),
+                    None => Ok(Vec::new()),
+                }
+            },
+            async {
+                match caps.resources {
+                    Some(_) => peer.list_all_resources().await.map_err(failed("resources")),
+                    None => Ok(Vec::new()),
+                }
+            },
+            async {
+                match caps.resources {
+                    Some(_) => peer.list_all_resource_templates().await.map_err(failed("resource templates")),
+                    None => Ok(Vec::new()),
+                }
+            },
+            async {
+                match caps.prompts {
+                    Some(_) => peer.list_all_prompts().await.map_err(failed("prompts")),
+                    None => Ok(Vec::new()),
+                }
+            },
+        )?;
         if let Some(info) = peer.peer_info() {
             lock(&server.health).protocol_version = Some(info.protocol_version.to_string());
         }

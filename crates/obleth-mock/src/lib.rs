@@ -80,6 +80,9 @@ pub struct MockConfig {
     pub stall_duration: Duration,
     /// Seeds the fault RNG and the output text.
     pub seed: u64,
+    /// How long the MCP server takes to answer each of its lists (`tools/list`, …): a
+    /// slow upstream for the MCP gateway's listing benchmark.
+    pub mcp_list_delay: Duration,
 }
 
 impl Default for MockConfig {
@@ -99,6 +102,7 @@ impl Default for MockConfig {
             omit_usage: false,
             stall_duration: Duration::from_secs(300),
             seed: 0,
+            mcp_list_delay: Duration::ZERO,
         }
     }
 }
@@ -142,7 +146,7 @@ fn build(config: MockConfig, shutdown: CancellationToken) -> Router {
         .route("/health", get(handlers::health))
         .route("/mock/stats", get(handlers::stats))
         .route("/mock/reset", post(handlers::reset))
-        .route_service("/mcp", mcp::service(shared.shutdown.clone()))
+        .route_service("/mcp", mcp::service(shared.config.mcp_list_delay, shared.shutdown.clone()))
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(shared)

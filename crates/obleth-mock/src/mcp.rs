@@ -30,6 +30,8 @@ const MAX_SLEEP_MS: u64 = 60_000;
 #[derive(Clone, Default)]
 pub(crate) struct MockMcp {
     mutations: Arc<AtomicU64>,
+    /// Added before answering each list.
+    list_delay: Duration,
 }
 
 fn schema(v: Value) -> Arc<Map<String, Value>> {
@@ -95,6 +97,7 @@ impl ServerHandler for MockMcp {
         _: Option<PaginatedRequestParams>,
         _: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
+        tokio::time::sleep(self.list_delay).await;
         Ok(ListToolsResult::with_all_items(self.tools()))
     }
 
@@ -130,6 +133,7 @@ impl ServerHandler for MockMcp {
         _: Option<PaginatedRequestParams>,
         _: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
+        tokio::time::sleep(self.list_delay).await;
         Ok(ListResourcesResult::with_all_items(vec![Resource::new("mock://note", "note")]))
     }
 
@@ -150,6 +154,7 @@ impl ServerHandler for MockMcp {
         _: Option<PaginatedRequestParams>,
         _: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
+        tokio::time::sleep(self.list_delay).await;
         let who = PromptArgument::new("who").with_required(true);
         Ok(ListPromptsResult::with_all_items(vec![Prompt::new("greet", Some("Greet someone."), Some(vec![who]))]))
     }
@@ -169,11 +174,14 @@ impl ServerHandler for MockMcp {
 }
 
 /// The `/mcp` service: sessions for 2025 clients, stateless JSON for 2026-07-28 ones.
-pub(crate) fn service(shutdown: CancellationToken) -> StreamableHttpService<MockMcp, LocalSessionManager> {
+pub(crate) fn service(
+    list_delay: Duration,
+    shutdown: CancellationToken,
+) -> StreamableHttpService<MockMcp, LocalSessionManager> {
     let config = StreamableHttpServerConfig::default()
         .with_json_response(true)
         .disable_allowed_hosts()
         .with_cancellation_token(shutdown);
-    let server = MockMcp::default();
+    let server = MockMcp { list_delay, ..MockMcp::default() };
     StreamableHttpService::new(move || Ok(server.clone()), Arc::new(LocalSessionManager::default()), config)
 }

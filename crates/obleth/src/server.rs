@@ -845,6 +845,9 @@ pub struct MockArgs {
     /// Seed of the fault draws and output text.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Delay of each list answered by the MCP server at /mcp (tools, resources, prompts).
+    #[arg(long, default_value_t = 0.0)]
+    pub mcp_list_delay_ms: f64,
 }
 
 /// `obleth mock`.
@@ -868,6 +871,7 @@ pub async fn mock(args: MockArgs) -> anyhow::Result<()> {
         abort_rate: args.abort_rate,
         omit_usage: args.omit_usage,
         seed: args.seed,
+        mcp_list_delay: ms(args.mcp_list_delay_ms),
         ..obleth_mock::MockConfig::default()
     };
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
