@@ -68,12 +68,12 @@ fn rpc_code(code: ErrorCode) -> i32 {
 }
 
 /// An HTTP refusal with a JSON-RPC error body (what MCP clients parse), keeping the
-/// table's status, `type` and `code`.
-pub fn response(error: &ApiError) -> http::Response<Bytes> {
+/// table's status, `type` and `code`; `id` is the refused request's, when it was read.
+pub fn response(error: &ApiError, id: Option<serde_json::Value>) -> http::Response<Bytes> {
     let spec = error.code.spec();
     let body = json!({
         "jsonrpc": "2.0",
-        "id": null,
+        "id": id,
         "error": {
             "code": rpc_code(error.code),
             "message": error.message,
@@ -120,14 +120,14 @@ mod tests {
     fn transport_refusals_become_jsonrpc_errors_of_the_table() {
         let bad_json = transport_refusal(StatusCode::UNSUPPORTED_MEDIA_TYPE, "fail to deserialize request body", true);
         assert_eq!(bad_json.code, ErrorCode::InvalidJson);
-        let body: serde_json::Value = serde_json::from_slice(response(&bad_json).body()).expect("a JSON body");
+        let body: serde_json::Value = serde_json::from_slice(response(&bad_json, None).body()).expect("a JSON body");
         assert_eq!((body["error"]["code"].as_i64(), body["id"].is_null()), (Some(-32700), true), "{body}");
-        assert_eq!(response(&bad_json).status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response(&bad_json, None).status(), StatusCode::BAD_REQUEST);
         let wrong_type = transport_refusal(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported Media Type", false);
         assert_eq!(wrong_type.code, ErrorCode::InvalidContentType);
         let too_large = transport_refusal(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large", true);
-        assert_eq!(response(&too_large).status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(response(&too_large, None).status(), StatusCode::PAYLOAD_TOO_LARGE);
         let unknown = transport_refusal(StatusCode::NOT_FOUND, "Not Found: Session not found", true);
-        assert_eq!(response(&unknown).status(), StatusCode::NOT_FOUND);
+        assert_eq!(response(&unknown, None).status(), StatusCode::NOT_FOUND);
     }
 }

@@ -56,10 +56,34 @@ impl McpGateway {
         Arc::new(McpGateway { hub, auth, service, bindings })
     }
 
-    async fn serve(&self, mut request: Request<Body>) -> Result<Response, ApiError> {
-        let caller = self.authenticate(request.headers()).await?;
-        let session = self.check_session(request.headers(), &caller)?;
-        self.check_size(request.headers())?;
+    /// Refuses before rmcp sees the request, answering with the request's own id when
+    /// its body is small enough to read (clients match answers to requests by id; the
+    /// official Rust SDK waits forever for an answer to a request without one).
+    async fn admit(&self, request: Request<Body>) -> Result<(Request<Body>, McpCaller, Option<String>), Response> {
+        // The head alone across the awaits: a body is not `Sync`.
+        let (parts, body) = request.into_parts();
+        let checked = async {
+            let caller = self.authenticate(&parts.headers).await?;
+            let session = self.check_session(&parts.headers, &caller)?;
+            self.check_size(&parts.headers)?;
+            Ok::<_, ApiError>((caller, session))
+        };
+        let outcome = checked.await;
+        let request = Request::from_parts(parts, body);
+        match outcome {
+            Ok((caller, session)) => Ok((request, caller, session)),
+            Err(error) => {
+                let id = request_id(request).await;
+                Err(refusal(&error, id))
+            }
+        }
+    }
+
+    async fn serve(&self, request: Request<Body>) -> Result<Response, ApiError> {
+        let (mut request, caller, session) = match self.admit(request).await {
+            Ok(admitted) => admitted,
+            Err(refused) => return Ok(refused),
+        };
         let deleting = request.method() == Method::DELETE;
         let declared_json = content_type_is_json(request.headers());
         request.extensions_mut().insert(caller.clone());
@@ -141,13 +165,33 @@ fn is_plain_text(headers: &HeaderMap) -> bool {
     headers.get(header::CONTENT_TYPE).is_none_or(|v| v.as_bytes().starts_with(b"text/plain"))
 }
 
+/// The largest body read to find the id of a request refused before rmcp.
+const ID_READ_LIMIT: usize = 64 * 1024;
+
+/// The JSON-RPC id of a refused request, if its body is a small JSON object with one.
+async fn request_id(request: Request<Body>) -> Option<serde_json::Value> {
+    let small = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .is_some_and(|n| n <= ID_READ_LIMIT);
+    if !small {
+        return None;
+    }
+    let body = http_body_util::Limited::new(request.into_body(), ID_READ_LIMIT).collect().await.ok()?.to_bytes();
+    let value: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    value.get("id").filter(|id| id.is_string() || id.is_number()).cloned()
+}
+
+fn refusal(error: &ApiError, id: Option<serde_json::Value>) -> Response {
+    let (parts, body): (_, Bytes) = errors::response(error, id).into_parts();
+    Response::from_parts(parts, Body::from(body)).into_response()
+}
+
 /// The `/mcp` route's handler.
 pub async fn handle(State(gateway): State<Arc<McpGateway>>, request: Request<Body>) -> Response {
     match gateway.serve(request).await {
         Ok(response) => response,
-        Err(error) => {
-            let (parts, body): (_, Bytes) = errors::response(&error).into_parts();
-            Response::from_parts(parts, Body::from(body)).into_response()
-        }
+        Err(error) => refusal(&error, None),
     }
 }

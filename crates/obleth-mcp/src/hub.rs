@@ -95,6 +95,9 @@ pub struct Health {
 /// (the binary's scheduler).
 pub type AdmissionFactory = Arc<dyn Fn(u32) -> Arc<dyn Admission> + Send + Sync>;
 
+/// The longest an upstream session may take to open (a process to start, `initialize`).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 type Refresh = Shared<BoxFuture<'static, Result<Arc<Listing>, Arc<str>>>>;
 
 /// One upstream server as this pod holds it.
@@ -107,6 +110,8 @@ pub struct Server {
     stale: AtomicBool,
     refreshing: Mutex<Option<Refresh>>,
     health: Mutex<Health>,
+    /// After a failed connect: no new attempt before the instant, and the next wait.
+    backoff: Mutex<Option<(Instant, Duration)>>,
 }
 
 impl Server {
@@ -119,6 +124,7 @@ impl Server {
             stale: AtomicBool::new(true),
             refreshing: Mutex::new(None),
             health: Mutex::new(Health::default()),
+            backoff: Mutex::new(None),
         })
     }
 
@@ -498,11 +504,20 @@ impl Hub {
         Ok(Arc::new(Listing { tools, resources, templates, prompts, at: Instant::now() }))
     }
 
-    /// The live session with `server`, opened if there is none.
+    /// The live session with `server`, opened if there is none. Opening is bounded by
+    /// [`CONNECT_TIMEOUT`]; after a failure the server is not tried again for a while
+    /// (1 s, doubling up to 30 s), so a crashing stdio server is not restarted by every
+    /// request and a dead one does not hold callers.
     pub async fn link(&self, server: &Arc<Server>) -> Result<Arc<Link>, Arc<str>> {
         let mut link = server.link.lock().await;
         if let Some(live) = link.as_ref().filter(|l| !l.is_closed()) {
             return Ok(live.clone());
+        }
+        if let Some((until, _)) = *lock(&server.backoff)
+            && Instant::now() < until
+        {
+            let last = server.health().last_error.unwrap_or_default();
+            return Err(Arc::from(format!("not retried yet after a failed connection: {last}")));
         }
         let me = self.me.clone();
         let target = Arc::downgrade(server);
@@ -514,11 +529,22 @@ impl Hub {
             // or calls it again.
             drop(hub.refresh(&server));
         });
-        let connected =
-            self.connector.connect(&server.config, on_change).await.map_err(|e| Arc::from(e.to_string()))?;
-        let connected = Arc::new(connected);
-        *link = Some(connected.clone());
-        Ok(connected)
+        let connecting = tokio::time::timeout(CONNECT_TIMEOUT, self.connector.connect(&server.config, on_change));
+        let failure = match connecting.await {
+            Ok(Ok(connected)) => {
+                *lock(&server.backoff) = None;
+                let connected = Arc::new(connected);
+                *link = Some(connected.clone());
+                return Ok(connected);
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no session within {CONNECT_TIMEOUT:?}"),
+        };
+        let mut backoff = lock(&server.backoff);
+        let wait = backoff.map_or(Duration::from_secs(1), |(_, last)| (last * 2).min(Duration::from_secs(30)));
+        *backoff = Some((Instant::now() + wait, wait));
+        server.down(failure.clone());
+        Err(Arc::from(failure))
     }
 
     /// Pings every server with a live session each `interval`; one that does not answer

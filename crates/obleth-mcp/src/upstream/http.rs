@@ -87,6 +87,19 @@ fn with_headers(
     builder
 }
 
+/// An error answered without an id (allowed on an HTTP refusal: the server may not have
+/// read the request) is the answer to the request sent: without its id rmcp could match
+/// it to nothing, and the call would wait until its timeout.
+fn answering(answer: ServerJsonRpcMessage, sent: &ClientJsonRpcMessage) -> ServerJsonRpcMessage {
+    match (answer, sent) {
+        (JsonRpcMessage::Error(mut error), JsonRpcMessage::Request(request)) if error.id.is_none() => {
+            error.id = Some(request.id.clone());
+            JsonRpcMessage::Error(error)
+        }
+        (answer, _) => answer,
+    }
+}
+
 fn media_type_is(value: Option<&HeaderValue>, want: &str) -> bool {
     value
         .and_then(|v| v.to_str().ok())
@@ -166,7 +179,7 @@ impl StreamableHttpClient for McpHttp {
         let body = read(response.into_body(), max).await?;
         if media_type_is(content_type.as_ref(), JSON) {
             match serde_json::from_slice::<ServerJsonRpcMessage>(&body) {
-                Ok(parsed) => return Ok(StreamableHttpPostResponse::Json(parsed, session)),
+                Ok(parsed) => return Ok(StreamableHttpPostResponse::Json(answering(parsed, &message), session)),
                 Err(_) if awaits_nothing && status.is_success() => return Ok(StreamableHttpPostResponse::Accepted),
                 Err(_) => {}
             }
