@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod model;
 pub mod prom;
 pub mod pulse;
+pub mod relay;
 pub mod scheduler;
 pub mod tenant;
 pub mod upstream;
