@@ -6,7 +6,8 @@ The DDL in crates/obleth-ledger/src/clickhouse/schema.sql is written for Debian'
 it in chdb, ClickHouse's engine embedded in a Python package, so a current release is
 checked too without a server: the DDL applies (twice, as obleth applies it at every
 start), a row with every column and one with nulls in the Nullable columns insert as
-JSONEachRow (as obleth sends them), and a row sent twice counts once under FINAL.
+JSONEachRow (as obleth sends them), a row sent twice counts once under FINAL, and a table
+from before schema version 3 gets the tool-call columns from tools.sql.
 
 Needs `pip install chdb` (large: scripts/check-clickhouse-schema.sh makes a venv for it).
 """
@@ -21,8 +22,10 @@ from chdb import session as chs
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "crates/obleth-ledger/src/clickhouse/schema.sql"
+TOOLS = ROOT / "crates/obleth-ledger/src/clickhouse/tools.sql"
 DB, TABLE = "obleth_check", "usage"
 FQ = f"{DB}.{TABLE}"
+TOOL_COLUMNS = ["mcp_server", "args_sha256", "result_bytes", "upstream_error", "capture"]
 
 FULL = {
     "request_id": "req-0001",
@@ -51,6 +54,12 @@ FULL = {
     "error_type": "",
     "streamed": 1,
     "client_disconnected": 0,
+    # The tool-call columns (schema version 3): empty on a model request's row.
+    "mcp_server": "",
+    "args_sha256": "",
+    "result_bytes": 0,
+    "upstream_error": "",
+    "capture": "",
 }
 # Rejected before admission: nothing admitted, no first token.
 NULLS = {
@@ -73,10 +82,10 @@ NULLS = {
 }
 
 
-def statements(text: str) -> list[str]:
+def statements(text: str, table: str = TABLE) -> list[str]:
     """The schema's statements: `--` comments dropped, placeholders filled, split on `;`."""
     sql = "\n".join(re.sub(r"--.*$", "", line) for line in text.splitlines())
-    sql = sql.replace("{db}", DB).replace("{table}", TABLE)
+    sql = sql.replace("{db}", DB).replace("{table}", table)
     return [s.strip() for s in sql.split(";") if s.strip()]
 
 
@@ -113,6 +122,24 @@ def main() -> int:
             q(f"OPTIMIZE TABLE {FQ} FINAL")
             merged = q(f"SELECT count() FROM {FQ}")
             assert merged == "2", f"after a merge count() is {merged}, want 2"
+
+            # A table from before version 3 (its rows in it), upgraded as obleth does.
+            old = "usage_v2"
+            for stmt in statements(SCHEMA.read_text(), old):
+                q(stmt)
+            for column in TOOL_COLUMNS:
+                q(f"ALTER TABLE {DB}.{old} DROP COLUMN {column}")
+            old_row = {k: v for k, v in FULL.items() if k not in TOOL_COLUMNS}
+            q(f"INSERT INTO {DB}.{old} FORMAT JSONEachRow\n{json.dumps(old_row)}\n")
+            for stmt in statements(TOOLS.read_text(), old):
+                q(stmt)
+            upgraded = set(q(f"SELECT name FROM system.columns WHERE database = '{DB}' AND table = '{old}'").split())
+            assert upgraded == columns, f"the upgraded table differs: {upgraded ^ columns}"
+            tool_row = {**FULL, "request_id": "req-0003", "mcp_server": "files", "result_bytes": 5000000000}
+            q(f"INSERT INTO {DB}.{old} FORMAT JSONEachRow\n{json.dumps(tool_row)}\n")
+            got = q(f"SELECT request_id, mcp_server, result_bytes FROM {DB}.{old} FINAL ORDER BY request_id")
+            want = "req-0001\t\t0\nreq-0003\tfiles\t5000000000"
+            assert got == want, f"the upgraded table holds {got!r}, want {want!r}"
         finally:
             sess.close()
     print(f"chdb {chdb.__version__}, ClickHouse engine {version}")

@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod model;
 pub mod prom;
 pub mod pulse;
+pub mod relay;
 pub mod scheduler;
 pub mod tenant;
 pub mod upstream;
@@ -29,7 +30,9 @@ pub use scheduler::{
     ClusterStatus, ClusterView, ModelView, NextPick, PodSlots, SchedulerSnapshot, ServedWork, SlotPool,
 };
 pub use tenant::{Group, Quota, Tenant};
-pub use usage::{Usage, UsageRecord, UsageSink};
+pub use usage::{
+    MAX_CAPTURE_BYTES, MAX_UPSTREAM_ERROR_BYTES, ToolCallUsage, Usage, UsageRecord, UsageSink, truncate_to_bytes,
+};
 
 /// Milliseconds since the Unix epoch: the one timestamp representation stored and
 /// exchanged by obleth (JSON, SQLite, Postgres and ClickHouse all handle it natively).

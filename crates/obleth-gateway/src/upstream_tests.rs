@@ -1,5 +1,5 @@
 //! Tests of the upstream client: endpoints, the policy at connect time (through a resolver
-//! seam that gives names the addresses a test needs), and relayed messages.
+//! seam that gives names the addresses a test needs); relayed messages are `obleth_core::relay`'s.
 
 #![allow(clippy::unwrap_used)]
 
@@ -154,24 +154,4 @@ async fn the_resolver_filters_with_the_urls_port() {
     assert_eq!(addrs, ["10.0.0.1:9090".parse::<SocketAddr>().unwrap()], "loopback on the admin port is dropped");
     let err = PolicyResolver::new(dns, policy, 80).oneshot("unknown.test".parse().unwrap()).await.unwrap_err();
     assert!(refusal_of(err.as_ref()).is_none(), "a failed lookup is not a refusal: {err}");
-}
-
-#[test]
-fn relayed_messages_name_no_internal_address() {
-    for (upstream, expected) in [
-        ("The model `m` does not exist at http://10.0.3.7:8000/v1/models.", "The model `m` does not exist at [url]."),
-        ("proxy https://admin.internal:9090/api/v1/tenants?x=1 refused", "proxy [url] refused"),
-        ("connect to 10.1.2.3:8000 failed (vllm-0.vllm.svc:8000)", "connect to [address] failed ([address])"),
-        ("peer [fd00::17]:8000 reset; also fd00::17", "peer [address] reset; also [address]"),
-        ("backend vllm:8000 is down", "backend [address] is down"),
-        ("status:404, max_tokens=4097 is too large", "status:404, max_tokens=4097 is too large"),
-        ("This model's maximum context length is 8192 tokens.", "This model's maximum context length is 8192 tokens."),
-        ("ratio 1.5 and time 12:30", "ratio 1.5 and time 12:30"),
-    ] {
-        assert_eq!(relayable_message(upstream), expected, "{upstream}");
-    }
-    let long = "é".repeat(2000);
-    let bounded = relayable_message(&long);
-    assert_eq!(bounded.chars().count(), MAX_RELAYED_MESSAGE + 1, "cut on a character boundary, with an ellipsis");
-    assert!(bounded.ends_with('…'));
 }

@@ -153,6 +153,7 @@ impl Gen {
             error_type: None,
             streamed: true,
             client_disconnected: false,
+            tool: None,
         }
     }
 }

@@ -2,10 +2,11 @@
 //!
 //! Rows are inserted as `JSONEachRow` with every column given (old servers do not apply
 //! column defaults to omitted JSON fields). The schema ([`SCHEMA`], `schema.sql`) is
-//! created at the first insert and versioned in a small `obleth_ledger_migrations` table;
-//! it avoids everything newer than Debian's 18.16 server (DateTime64, LowCardinality,
-//! `toStartOfInterval`, `ADD COLUMN IF NOT EXISTS`), and is checked against a current
-//! engine by `scripts/check-clickhouse-schema.sh`.
+//! created at the first insert and versioned in a small `obleth_ledger_migrations` table
+//! (1: the rows, 2: the hourly sums, 3: the tool-call columns); it avoids everything
+//! newer than Debian's 18.16 server (DateTime64, LowCardinality, `toStartOfInterval`,
+//! `ADD COLUMN IF NOT EXISTS`), and is checked against a current engine by
+//! `scripts/check-clickhouse-schema.sh`.
 //!
 //! The table is a `ReplacingMergeTree` keyed by request: a row that reaches it twice is
 //! merged away eventually, and every query reads with `FINAL` so that it is never
@@ -28,6 +29,9 @@ use serde::Deserialize;
 
 use crate::rollup::{self, SUMS};
 use crate::{Filter, GroupBy, LedgerBackend, LedgerError, LedgerRow, Result, SeriesPoint, SeriesQuery, Totals};
+
+/// Schema version 3, the tool-call columns of a table made before them.
+pub const TOOLS_SCHEMA: &str = include_str!("clickhouse/tools.sql");
 
 /// Schema version 2, the hourly sums (see `rollup`).
 pub const ROLLUP_SCHEMA: &str = include_str!("clickhouse/rollup.sql");
@@ -232,6 +236,22 @@ impl ClickHouse {
             self.record_version(2).await?;
             tracing::info!(table = %self.table(), "created the ClickHouse ledger's hourly sums");
         }
+        // Version 3, the tool-call columns. Each is added only if missing (see tools.sql).
+        // Two pods upgrading at once may both try one: the loser's `prepare` fails, and
+        // its retry finds the column there.
+        if current < 3 {
+            let present = self.columns().await?;
+            for statement in sql_statements(TOOLS_SCHEMA, db, &self.config.table) {
+                let Some(column) = added_column(&statement) else {
+                    return Err(LedgerError::Invalid(format!("tools.sql: not one ADD COLUMN: {statement}")));
+                };
+                if !present.contains(column) {
+                    self.execute(&statement, None).await?;
+                }
+            }
+            self.record_version(3).await?;
+            tracing::info!(table = %self.table(), "added the tool-call columns to the ClickHouse ledger");
+        }
         #[derive(Deserialize)]
         struct Since {
             at: u64,
@@ -245,6 +265,20 @@ impl ClickHouse {
             self.rollup_since_ms.store(rollup_start_ms(s.at), Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// The names of the rows' table's columns.
+    async fn columns(&self) -> Result<HashSet<String>> {
+        #[derive(Deserialize)]
+        struct Column {
+            name: String,
+        }
+        let sql = format!(
+            "SELECT name FROM system.columns WHERE database = {} AND table = {}",
+            quote(&self.config.database),
+            quote(&self.config.table)
+        );
+        Ok(self.select::<Column>(&sql).await?.into_iter().map(|c| c.name).collect())
     }
 
     async fn record_version(&self, version: u32) -> Result<()> {
@@ -435,7 +469,7 @@ impl ClickHouse {
 const LEDGER_COLUMNS: &str = "request_id, received_at, received_at_ms, admitted_at_ms, first_token_at_ms, \
     finished_at_ms, tenant_id, key_prefix, group_name, route, requested_model, model, upstream_model, input_tokens, \
     output_tokens, cached_tokens, tokens_estimated, cost, queue_wait_ms, ttft_ms, duration_ms, admission_class, status, \
-    error_type, streamed, client_disconnected";
+    error_type, streamed, client_disconnected, mcp_server, args_sha256, result_bytes, upstream_error, capture";
 
 const AGGREGATES: &str = "count() AS requests, \
     countIf(status >= 400) AS errors, \
@@ -458,6 +492,13 @@ fn rollup_start_ms(created_at_s: u64) -> u64 {
 fn sql_statements(file: &str, db: &str, table: &str) -> Vec<String> {
     let text: String = file.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
     text.split(';').map(|s| s.trim().replace("{db}", db).replace("{table}", table)).filter(|s| !s.is_empty()).collect()
+}
+
+/// The column an `ALTER TABLE … ADD COLUMN name …` statement adds.
+fn added_column(statement: &str) -> Option<&str> {
+    let mut words = statement.split_whitespace();
+    words.by_ref().find(|w| w.eq_ignore_ascii_case("COLUMN"))?;
+    words.next()
 }
 
 /// An error with its causes (a connection error says why: refused, TLS, DNS).
@@ -498,6 +539,17 @@ mod tests {
     fn quoting_escapes_what_would_end_the_literal() {
         assert_eq!(quote("a'b\\c"), r"'a\'b\\c'");
         assert_eq!(quote("x\0y\n"), r"'x\0y\n'");
+    }
+
+    #[test]
+    fn every_version_3_statement_adds_one_named_column() {
+        let statements = sql_statements(TOOLS_SCHEMA, "db", "t");
+        let columns: Vec<_> = statements.iter().filter_map(|s| added_column(s)).collect();
+        assert_eq!(columns, ["mcp_server", "args_sha256", "result_bytes", "upstream_error", "capture"]);
+        // The file and the table made now agree: each column is in schema.sql too.
+        for c in columns {
+            assert!(SCHEMA.contains(&format!("\n    {c} ")), "{c} is missing from schema.sql");
+        }
     }
 
     #[test]

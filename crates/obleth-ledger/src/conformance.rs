@@ -20,6 +20,8 @@ fn base(tag: &str) -> u64 {
         "st" => 2,
         "fi" => 3,
         "ex" => 5,
+        "tc" => 6,
+        "ow" => 7,
         _ => 4,
     };
     BASE_MS + day * DAY_MS
@@ -61,7 +63,44 @@ pub fn row(tag: &str, n: u32, tenant: &str, model: &str, minutes: u64) -> Ledger
         error_type: if n % 4 == 3 { "rate_limit_exceeded".into() } else { String::new() },
         streamed: n % 2 == 1,
         client_disconnected: n == 7,
+        mcp_server: String::new(),
+        args_sha256: String::new(),
+        result_bytes: 0,
+        upstream_error: String::new(),
+        capture: String::new(),
     }
+}
+
+/// An MCP tool call's row, as `obleth-mcp` writes one: no tokens, the tool-call columns
+/// filled; every third one failed upstream (no result, an error).
+pub fn tool_row(tag: &str, n: u32, tenant: &str, minutes: u64) -> LedgerRow {
+    let mut r = row(tag, n, tenant, "files__read", minutes);
+    let failed = n.is_multiple_of(3);
+    r.route = "mcp_tools_call".into();
+    r.requested_model = "files__read".into();
+    r.upstream_model = "read".into();
+    (r.input_tokens, r.output_tokens, r.cached_tokens, r.cost) = (0, 0, 0, 0.0);
+    (r.first_token_at_ms, r.ttft_ms, r.streamed) = (None, None, false);
+    r.status = if failed { 502 } else { 200 };
+    r.error_type = if failed { "upstream_error".into() } else { String::new() };
+    r.mcp_server = "files".into();
+    r.args_sha256 = format!("sha256:{:064x}", u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    // Past 32 bits, so that no backend may keep it narrower.
+    r.result_bytes = if failed { 0 } else { 5_000_000_000 + u64::from(n) };
+    r.upstream_error = if failed {
+        format!("upstream MCP server 'files' failed: it's \"down\" \\ at [address]\n\tcall {n} — é 😀")
+    } else {
+        String::new()
+    };
+    let result = if failed {
+        serde_json::Value::Null
+    } else {
+        serde_json::json!({"content": [{"type": "text", "text": format!("line \"{n}\"\n\u{1}é😀\\")}]})
+    };
+    r.capture =
+        serde_json::json!({"arguments": {"path": format!("/tmp/{n}"), "token": "[redacted]"}, "result": result})
+            .to_string();
+    r
 }
 
 fn filter(tag: &str, tenant: Option<&str>) -> Filter {
@@ -84,6 +123,114 @@ pub async fn run(backend: &dyn LedgerBackend, tag: &str) {
     awkward_strings(backend, &format!("{tag}aw")).await;
     extremes(backend, &format!("{tag}ex")).await;
     long_ranges(backend, &format!("{tag}lr")).await;
+    tool_calls(backend, &format!("{tag}tc")).await;
+    old_log_lines(backend, &format!("{tag}ow")).await;
+}
+
+/// Tool-call rows keep their five columns, whole (a capture at its bound, with quotes,
+/// backslashes, control characters and non-ASCII); the requests in the same batches
+/// keep them empty; all of them count in the totals.
+async fn tool_calls(backend: &dyn LedgerBackend, tag: &str) {
+    let mut rows = Vec::new();
+    for n in 0..12u32 {
+        rows.push(if n % 2 == 0 { tool_row(tag, n, "a", u64::from(n)) } else { row(tag, n, "a", "m1", u64::from(n)) });
+    }
+    // The largest capture a row may have, most of it escaped in JSON.
+    let mut big = tool_row(tag, 12, "a", 12);
+    let unit = "\"\\\u{7}é";
+    big.capture = unit.repeat(obleth_core::MAX_CAPTURE_BYTES / unit.len());
+    big.upstream_error = "€".repeat(obleth_core::MAX_UPSTREAM_ERROR_BYTES / 3);
+    rows.push(big);
+    backend.insert(&rows[..6]).await.expect("insert");
+    backend.insert(&rows[6..]).await.expect("insert");
+
+    let mut got = backend.recent(&filter(tag, Some("a")), 100).await.expect("recent");
+    got.reverse();
+    assert_eq!(got.len(), rows.len());
+    for (g, w) in got.iter().zip(&rows) {
+        assert!((g.cost - w.cost).abs() < 1e-15, "cost {} vs {}", g.cost, w.cost);
+        assert_eq!(LedgerRow { cost: 0.0, ..g.clone() }, LedgerRow { cost: 0.0, ..w.clone() }, "{}", w.request_id);
+    }
+    let tools: Vec<&LedgerRow> = got.iter().filter(|r| r.route == "mcp_tools_call").collect();
+    assert_eq!(tools.len(), 7);
+    assert!(tools.iter().all(|r| r.mcp_server == "files" && r.args_sha256.len() == 71));
+    for llm in got.iter().filter(|r| r.route != "mcp_tools_call") {
+        let tool = (&llm.mcp_server, &llm.args_sha256, llm.result_bytes, &llm.upstream_error, &llm.capture);
+        assert_eq!(tool, (&String::new(), &String::new(), 0, &String::new(), &String::new()), "{}", llm.request_id);
+    }
+    let big = got.last().expect("the big row");
+    assert_eq!(big.capture.len(), rows[12].capture.len());
+
+    let by_model = backend.totals(&filter(tag, Some("a")), GroupBy::Model).await.expect("totals");
+    let calls = by_model.iter().find(|t| t.key == "files__read").expect("the tool's totals");
+    assert_eq!((calls.requests, calls.errors, calls.input_tokens), (7, 3, 0), "{calls:?}");
+    assert_eq!(by_model.iter().map(|t| t.requests).sum::<u64>(), 13);
+}
+
+/// A line of the write-ahead log written before the tool-call columns, byte for byte as
+/// that version wrote it (request `n` of `tag`'s tenant `a`, received at `at` ms), and
+/// the row it must read as: the tool-call columns empty.
+pub fn old_log_line(tag: &str, n: u32, at: u64) -> (String, LedgerRow) {
+    let line = format!(
+        r#"{{"request_id":"{tag}-{n:05}","received_at":{s},"received_at_ms":{at},"admitted_at_ms":{admitted},"first_token_at_ms":null,"finished_at_ms":{finished},"tenant_id":"{tag}-a","key_prefix":"obl-abcd","group_name":"default","route":"chat","requested_model":"auto","model":"m1","upstream_model":"m1-upstream","input_tokens":120,"output_tokens":30,"cached_tokens":0,"tokens_estimated":0,"cost":0.0005,"queue_wait_ms":10,"ttft_ms":null,"duration_ms":900,"admission_class":"queued","status":200,"error_type":"","streamed":1,"client_disconnected":0}}"#,
+        s = at / 1000,
+        admitted = at + 5,
+        finished = at + 900,
+    );
+    let row = LedgerRow {
+        request_id: format!("{tag}-{n:05}"),
+        received_at: at / 1000,
+        received_at_ms: at,
+        admitted_at_ms: Some(at + 5),
+        first_token_at_ms: None,
+        finished_at_ms: at + 900,
+        tenant_id: format!("{tag}-a"),
+        key_prefix: "obl-abcd".into(),
+        group_name: "default".into(),
+        route: "chat".into(),
+        requested_model: "auto".into(),
+        model: "m1".into(),
+        upstream_model: "m1-upstream".into(),
+        input_tokens: 120,
+        output_tokens: 30,
+        cached_tokens: 0,
+        tokens_estimated: false,
+        cost: 0.0005,
+        queue_wait_ms: 10,
+        ttft_ms: None,
+        duration_ms: 900,
+        admission_class: "queued".into(),
+        status: 200,
+        error_type: String::new(),
+        streamed: true,
+        client_disconnected: false,
+        mcp_server: String::new(),
+        args_sha256: String::new(),
+        result_bytes: 0,
+        upstream_error: String::new(),
+        capture: String::new(),
+    };
+    (line, row)
+}
+
+/// An old line of the log (see [`old_log_line`]) still parses and ships, in one batch
+/// with a line of today's.
+async fn old_log_lines(backend: &dyn LedgerBackend, tag: &str) {
+    let (line, old) = old_log_line(tag, 1, base(tag) + 60_000);
+    let mut payload = format!("{line}\n").into_bytes();
+    let new = tool_row(tag, 2, "a", 2);
+    new.write_json_line(&mut payload);
+    let (parsed, bad) = LedgerRow::parse_json_lines(&payload);
+    assert_eq!((parsed.len(), bad), (2, 0), "{}", String::from_utf8_lossy(&payload));
+    assert_eq!(parsed, [old.clone(), new.clone()]);
+    backend.insert(&parsed).await.expect("insert");
+    let mut got = backend.recent(&filter(tag, Some("a")), 10).await.expect("recent");
+    got.reverse();
+    assert_eq!(got.len(), 2);
+    for (g, w) in got.iter().zip([old, new]) {
+        assert!((g.cost - w.cost).abs() < 1e-15);
+        assert_eq!(LedgerRow { cost: 0.0, ..g.clone() }, LedgerRow { cost: 0.0, ..w });
+    }
 }
 
 /// What a series query should answer, computed from the rows themselves.

@@ -44,11 +44,27 @@ CREATE TABLE IF NOT EXISTS usage (
     status INTEGER NOT NULL,
     error_type TEXT NOT NULL,
     streamed INTEGER NOT NULL,
-    client_disconnected INTEGER NOT NULL
+    client_disconnected INTEGER NOT NULL,
+    mcp_server TEXT NOT NULL DEFAULT '',
+    args_sha256 TEXT NOT NULL DEFAULT '',
+    result_bytes INTEGER NOT NULL DEFAULT 0,
+    upstream_error TEXT NOT NULL DEFAULT '',
+    capture TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS usage_tenant_time ON usage (tenant_id, received_at_ms);
 CREATE INDEX IF NOT EXISTS usage_time ON usage (received_at_ms);
 "#;
+
+/// The tool-call columns, which files made before them lack (see [`add_tool_columns`]):
+/// `ADD COLUMN` with a constant default only rewrites the schema, not the rows, so the
+/// upgrade of a large file is instant.
+const TOOL_COLUMNS: [(&str, &str); 5] = [
+    ("mcp_server", "TEXT NOT NULL DEFAULT ''"),
+    ("args_sha256", "TEXT NOT NULL DEFAULT ''"),
+    ("result_bytes", "INTEGER NOT NULL DEFAULT 0"),
+    ("upstream_error", "TEXT NOT NULL DEFAULT ''"),
+    ("capture", "TEXT NOT NULL DEFAULT ''"),
+];
 
 /// The hourly sums (see `rollup`), created once with a fill from the rows already there
 /// (a ledger file from before the sums), in one transaction holding the write lock; from
@@ -91,9 +107,9 @@ const ADD_SUMS_CONFLICT: &str = " ON CONFLICT (hour, tenant_id, model) DO UPDATE
 const COLUMNS: &str = "request_id, received_at, received_at_ms, admitted_at_ms, first_token_at_ms, finished_at_ms, \
      tenant_id, key_prefix, group_name, route, requested_model, model, upstream_model, input_tokens, output_tokens, \
      cached_tokens, tokens_estimated, cost, queue_wait_ms, ttft_ms, duration_ms, admission_class, status, error_type, \
-     streamed, client_disconnected";
+     streamed, client_disconnected, mcp_server, args_sha256, result_bytes, upstream_error, capture";
 
-/// Rows per `INSERT` statement (SQLite binds at most 32766 variables; 26 columns per row).
+/// Rows per `INSERT` statement (SQLite binds at most 32766 variables; 31 columns per row).
 /// A prepared statement costs SQLite about 8 KiB per row of `VALUES`: 1000 rows held 8 MiB
 /// while each insert ran. A statement of 64 rows holds about 0.5 MiB, and since every
 /// full chunk has the same text, it is prepared once per connection and cached.
@@ -141,6 +157,7 @@ impl LedgerBackend for SqliteLedger {
 
     async fn prepare(&self) -> Result<()> {
         sqlx::raw_sql(SCHEMA).execute(&self.pool).await.map_err(db)?;
+        add_tool_columns(&self.pool).await?;
         add_rollup(&self.pool).await
     }
 
@@ -252,6 +269,24 @@ async fn add_rollup(pool: &SqlitePool) -> Result<()> {
     tx.commit().await.map_err(db)
 }
 
+/// Adds the tool-call columns a file made before them lacks, once: a column already
+/// there is left alone, so this is a no-op on every later start, and a start that died
+/// half-way finishes the job. One transaction holding the write lock, so two processes
+/// opening the same old file do not both add a column.
+async fn add_tool_columns(pool: &SqlitePool) -> Result<()> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+    let present: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM pragma_table_info('usage')").fetch_all(&mut *tx).await.map_err(db)?;
+    for (name, definition) in TOOL_COLUMNS {
+        if !present.iter().any(|p| p == name) {
+            let sql = format!("ALTER TABLE usage ADD COLUMN {name} {definition}");
+            sqlx::query(&sql).execute(&mut *tx).await.map_err(db)?;
+            tracing::info!(column = name, "added a tool-call column to the SQLite ledger");
+        }
+    }
+    tx.commit().await.map_err(db)
+}
+
 /// One hour, tenant and model.
 type HourKey<'a> = (i64, &'a str, &'a str);
 
@@ -299,7 +334,12 @@ async fn insert_rows(conn: &mut SqliteConnection, rows: &[LedgerRow]) -> Result<
             .push_bind(r.status as i64)
             .push_bind(r.error_type.as_str())
             .push_bind(r.streamed)
-            .push_bind(r.client_disconnected);
+            .push_bind(r.client_disconnected)
+            .push_bind(r.mcp_server.as_str())
+            .push_bind(r.args_sha256.as_str())
+            .push_bind(r.result_bytes.min(i64::MAX as u64) as i64)
+            .push_bind(r.upstream_error.as_str())
+            .push_bind(r.capture.as_str());
     });
     // Only full chunks are cached: a shorter last chunk's text changes with its row
     // count, and sqlx keeps up to 100 prepared statements per connection (caching
@@ -413,6 +453,11 @@ fn row(r: &SqliteRow) -> Result<LedgerRow> {
         error_type: r.try_get("error_type").map_err(db)?,
         streamed: r.try_get("streamed").map_err(db)?,
         client_disconnected: r.try_get("client_disconnected").map_err(db)?,
+        mcp_server: r.try_get("mcp_server").map_err(db)?,
+        args_sha256: r.try_get("args_sha256").map_err(db)?,
+        result_bytes: get_u64(r, "result_bytes")?,
+        upstream_error: r.try_get("upstream_error").map_err(db)?,
+        capture: r.try_get("capture").map_err(db)?,
     })
 }
 

@@ -193,3 +193,59 @@ async fn https_with_a_private_ca() {
     let err = ClickHouse::new(missing).expect_err("no such file").to_string();
     assert!(err.contains("ledger.clickhouse_ca_file") && err.contains("/nonexistent/ca.pem"), "{err}");
 }
+
+/// A table from schema version 2 (its rows and hourly sums in it) is upgraded to version 3
+/// at the next start: the tool-call columns are added, its rows read back with them
+/// empty, tool calls keep them, the hourly sums go on counting every insert, and a start
+/// after that changes nothing.
+#[tokio::test]
+async fn a_version_2_table_gets_the_tool_columns() {
+    let server = OwnClickHouse::start();
+    let ch = backend(&server, "upgrade");
+    ch.prepare().await.unwrap();
+    let old: Vec<LedgerRow> = (0..20u32).map(|n| conformance::row("up", n, "a", "m1", u64::from(n))).collect();
+    ch.insert(&old).await.unwrap();
+    // The database as the previous release left it.
+    for c in ["mcp_server", "args_sha256", "result_bytes", "upstream_error", "capture"] {
+        server.query(&format!("ALTER TABLE upgrade.obleth_usage DROP COLUMN {c}"));
+    }
+    server.query("DROP TABLE upgrade.obleth_ledger_migrations");
+    server.query(
+        "CREATE TABLE upgrade.obleth_ledger_migrations (tbl String, version UInt32, applied_at DateTime) ENGINE = TinyLog",
+    );
+    server.query(
+        "INSERT INTO upgrade.obleth_ledger_migrations VALUES ('obleth_usage', 1, now()), ('obleth_usage', 2, now())",
+    );
+    let columns = |server: &OwnClickHouse| {
+        server.query(
+            "SELECT count() FROM system.columns WHERE database = 'upgrade' AND table = 'obleth_usage' \
+             AND name IN ('mcp_server', 'args_sha256', 'result_bytes', 'upstream_error', 'capture')",
+        )
+    };
+    assert_eq!(columns(&server).trim(), "0");
+
+    let ch = backend(&server, "upgrade");
+    ch.prepare().await.unwrap();
+    assert_eq!(columns(&server).trim(), "5");
+    let version = server.query("SELECT max(version) FROM upgrade.obleth_ledger_migrations WHERE tbl = 'obleth_usage'");
+    assert_eq!(version.trim(), "3");
+    let tools: Vec<LedgerRow> = (20..30u32).map(|n| conformance::tool_row("up", n, "a", u64::from(n))).collect();
+    ch.insert(&tools).await.unwrap();
+    let mut want = old;
+    want.extend(tools);
+    let all = obleth_ledger::Filter { from_ms: 0, to_ms: u64::MAX / 2, ..Default::default() };
+    let mut got = ch.recent(&all, 100).await.unwrap();
+    got.reverse();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g.cost - w.cost).abs() < 1e-15, "cost {} vs {}", g.cost, w.cost);
+        assert_eq!(LedgerRow { cost: 0.0, ..g.clone() }, LedgerRow { cost: 0.0, ..w.clone() });
+    }
+    // The view behind the hourly sums saw the inserts on both sides of the upgrade.
+    let summed = server.query("SELECT sum(requests), sum(input_tokens) FROM upgrade.obleth_usage_hourly");
+    let input: u32 = want.iter().map(|r| r.input_tokens).sum();
+    assert_eq!(summed.split_whitespace().collect::<Vec<_>>(), ["30", input.to_string().as_str()]);
+
+    backend(&server, "upgrade").prepare().await.unwrap();
+    assert_eq!(columns(&server).trim(), "5");
+}

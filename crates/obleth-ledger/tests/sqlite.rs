@@ -9,6 +9,7 @@ use std::time::Duration;
 use obleth_core::UsageSink;
 use obleth_ledger::sqlite::SqliteLedger;
 use obleth_ledger::wal::fs::DirFs;
+use obleth_ledger::wal::{Wal, WalConfig};
 use obleth_ledger::{Filter, GroupBy, Ledger, LedgerBackend, LedgerConfig, conformance};
 
 mod common;
@@ -113,4 +114,83 @@ async fn hourly_sums_count_each_row_once() {
     let reopened = open(&dir).await;
     let totals = reopened.totals(&all, GroupBy::None).await.unwrap();
     assert_eq!(totals.first().map(|t| t.requests), Some(300), "{totals:?}");
+}
+
+/// A ledger file from before the tool-call columns (its rows in it) gets them when it is
+/// opened: its rows read back with them empty, tool calls keep them, the hourly sums count
+/// both, and opening it again changes nothing.
+#[tokio::test]
+async fn a_file_from_before_tool_calls_gets_their_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir).await;
+    let old: Vec<_> = (0..20u32).map(|n| conformance::row("up", n, "a", "m1", u64::from(n))).collect();
+    ledger.insert(&old).await.unwrap();
+    drop(ledger);
+    // The file as the previous release left it: the same rows, without the columns.
+    let url = format!("sqlite://{}", dir.path().join("usage.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    for c in ["mcp_server", "args_sha256", "result_bytes", "upstream_error", "capture"] {
+        sqlx::query(&format!("ALTER TABLE usage DROP COLUMN {c}")).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+
+    let ledger = open(&dir).await;
+    let tools: Vec<_> = (20..30u32).map(|n| conformance::tool_row("up", n, "a", u64::from(n))).collect();
+    ledger.insert(&tools).await.unwrap();
+    let mut want = old.clone();
+    want.extend(tools);
+    let all = Filter { from_ms: 0, to_ms: u64::MAX / 2, ..Filter::default() };
+    let mut got = ledger.recent(&all, 100).await.unwrap();
+    got.reverse();
+    assert_eq!(got, want);
+    let totals = ledger.totals(&all, GroupBy::None).await.unwrap();
+    assert_eq!(totals[0].requests, 30, "{totals:?}");
+    drop(ledger);
+    let again = open(&dir).await;
+    assert_eq!(again.recent(&all, 100).await.unwrap().len(), 30);
+}
+
+/// Batches a previous release left in the write-ahead log (lines without the tool-call
+/// columns) ship after an upgrade, beside new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_log_lines_ship_after_an_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend: Arc<dyn LedgerBackend> = Arc::new(open(&dir).await);
+    let fs = Arc::new(DirFs::new(dir.path().join("wal")).unwrap());
+    let start = 1_796_000_400_000;
+    let mut want = Vec::new();
+    {
+        let (mut wal, _) = Wal::open(fs.clone(), WalConfig::default()).unwrap();
+        for b in 0..3u32 {
+            let mut payload = Vec::new();
+            for n in 0..10 {
+                let (line, row) = conformance::old_log_line("wal", b * 10 + n, start + u64::from(b * 10 + n) * 1000);
+                payload.extend_from_slice(line.as_bytes());
+                payload.push(b'\n');
+                want.push(row);
+            }
+            wal.append(&payload).unwrap();
+        }
+    }
+    let config = LedgerConfig { flush_interval: Duration::from_millis(20), ..LedgerConfig::default() };
+    let (ledger, recovered) = Ledger::start(backend.clone(), fs, config).unwrap();
+    assert_eq!(recovered.pending_batches, 3);
+    let mut call = record(1, "wal-a");
+    call.received_at = (start + 60_000) as i64;
+    call.finished_at = call.received_at + 10;
+    call.tool = Some(obleth_core::ToolCallUsage {
+        server: "files".into(),
+        args_sha256: format!("sha256:{}", "0".repeat(64)),
+        result_bytes: 42,
+        upstream_error: String::new(),
+        capture: r#"{"arguments":{},"result":null}"#.into(),
+    });
+    ledger.record(call.clone());
+    assert!(ledger.close(Duration::from_secs(10)).await, "{:?}", ledger.status());
+    assert_eq!((ledger.status().rows_written, ledger.status().rows_dropped), (31, 0));
+    want.push(obleth_ledger::LedgerRow::from(call));
+    let all = Filter { from_ms: 0, to_ms: u64::MAX / 2, ..Filter::default() };
+    let mut got = backend.recent(&all, 100).await.unwrap();
+    got.reverse();
+    assert_eq!(got, want);
 }

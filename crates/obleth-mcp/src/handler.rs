@@ -169,7 +169,8 @@ impl ServerHandler for McpFront {
                 return Err(e);
             }
         };
-        call.routed(server.name(), tool);
+        call.routed(&server.config, tool);
+        call.arguments(request.arguments.as_ref());
         let timeout = Duration::from_millis(u64::from(server.config.call_timeout_ms));
         if let Err(rejection) = call.admit(&*server.admission, &caller, tool_model(&server, tool), timeout).await {
             return Err(errors::queue_refusal(&rejection));
@@ -178,7 +179,7 @@ impl ServerHandler for McpFront {
         upstream.name = tool.to_owned().into();
         upstream.meta = None;
         let (mut result, outcome) = self.forward_call(&server, upstream, timeout, &ctx).await;
-        call.finish(outcome);
+        call.answered(&result, outcome);
         // An upstream on an older protocol sends no `resultType`; a 2026-07-28 client
         // needs it (rmcp drops it again for older clients).
         result.result_type.get_or_insert(ResultType::COMPLETE);

@@ -3,7 +3,8 @@
 //!
 //! Pure rules: how upstream tools are named to clients ([`names`]), who may list and
 //! call what ([`grants`]: deny by default, one decision for both), how a tool whose
-//! definition changed is caught ([`pin`]) and whom a session serves ([`sessions`]).
+//! definition changed is caught ([`pin`]), whom a session serves ([`sessions`]) and what
+//! a captured tool call keeps ([`redact`]).
 //! Around them: the upstream connections ([`upstream`]), what this pod knows of the
 //! servers ([`hub`]), aggregated lists ([`aggregate`]), rmcp's server handler
 //! ([`handler`]) and the HTTP front ([`front`]). The binary supplies identity and the
@@ -18,6 +19,7 @@ pub mod handler;
 pub mod hub;
 pub mod names;
 pub mod pin;
+pub mod redact;
 pub mod sessions;
 pub mod telemetry;
 pub mod upstream;

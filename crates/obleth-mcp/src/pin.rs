@@ -26,22 +26,39 @@ pub fn canonical(v: &Value) -> String {
     out
 }
 
+/// `map` as canonical JSON, as [`canonical`] writes an object (without copying it into
+/// a [`Value`] first).
+pub fn canonical_object(map: &serde_json::Map<String, Value>) -> String {
+    let mut out = String::new();
+    write_object(map, &mut out);
+    out
+}
+
+/// `sha256:` and the hex digest of `text`.
+pub fn sha256(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+fn write_object(map: &serde_json::Map<String, Value>, out: &mut String) {
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort_unstable();
+    out.push('{');
+    for (i, k) in keys.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&Value::String(k.clone()).to_string());
+        out.push(':');
+        write(&map[k], out);
+    }
+    out.push('}');
+}
+
 fn write(v: &Value, out: &mut String) {
     match v {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_unstable();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                write(&map[k], out);
-            }
-            out.push('}');
-        }
+        Value::Object(map) => write_object(map, out),
         Value::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -70,9 +87,7 @@ pub fn definition(tool: &Value) -> Value {
 
 /// The hash of a tool's definition.
 pub fn tool_hash(tool: &Value) -> PinHash {
-    let digest = Sha256::digest(canonical(&definition(tool)).as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    PinHash(format!("sha256:{hex}"))
+    PinHash(sha256(&canonical(&definition(tool))))
 }
 
 /// A tool's pin as stored.

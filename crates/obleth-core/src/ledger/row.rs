@@ -5,6 +5,10 @@ use crate::UsageRecord;
 use serde::{Deserialize, Serialize};
 
 /// One request, as the ledger stores it. Absent strings are empty, absent times `None`.
+///
+/// The tool-call columns (`mcp_server` to `capture`) came later: empty and zero for
+/// every other request, and defaulted when a line of the write-ahead log written before
+/// them is read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LedgerRow {
     pub request_id: String,
@@ -44,6 +48,21 @@ pub struct LedgerRow {
     pub streamed: bool,
     #[serde(with = "flag")]
     pub client_disconnected: bool,
+    /// The MCP server of a tool call.
+    #[serde(default)]
+    pub mcp_server: String,
+    /// `sha256:…` of a tool call's arguments as canonical JSON.
+    #[serde(default)]
+    pub args_sha256: String,
+    /// Bytes of a tool call's result.
+    #[serde(default)]
+    pub result_bytes: u64,
+    /// Why a tool call's upstream failed.
+    #[serde(default)]
+    pub upstream_error: String,
+    /// A tool call's redacted arguments and result, where its server captures them.
+    #[serde(default)]
+    pub capture: String,
 }
 
 impl From<UsageRecord> for LedgerRow {
@@ -52,6 +71,10 @@ impl From<UsageRecord> for LedgerRow {
         let received = ms(r.received_at);
         let finished = ms(r.finished_at).max(received);
         let usage = r.usage.unwrap_or_default();
+        let mut tool = r.tool.unwrap_or_default();
+        // The producer bounds both; bounded again here so no row can outgrow them.
+        crate::truncate_to_bytes(&mut tool.upstream_error, crate::MAX_UPSTREAM_ERROR_BYTES);
+        crate::truncate_to_bytes(&mut tool.capture, crate::MAX_CAPTURE_BYTES);
         LedgerRow {
             request_id: r.request_id,
             received_at: received / 1000,
@@ -79,6 +102,12 @@ impl From<UsageRecord> for LedgerRow {
             error_type: r.error_type.unwrap_or_default(),
             streamed: r.streamed,
             client_disconnected: r.client_disconnected,
+            mcp_server: tool.server,
+            args_sha256: tool.args_sha256,
+            // SQLite's integers are signed: kept in their range, like the token counts.
+            result_bytes: tool.result_bytes.min(i64::MAX as u64),
+            upstream_error: tool.upstream_error,
+            capture: tool.capture,
         }
     }
 }

@@ -7,6 +7,9 @@
 -- (a replay after a crash between insert and acknowledgement) collapses to one when
 -- parts merge, and queries read with FINAL so they never count it twice meanwhile.
 -- Partitioned by month; ordered for per-tenant time-range queries.
+--
+-- The last five columns (tool calls) are version 3's: a table made before it gets them
+-- from tools.sql; one made now, or made again after it was lost, has them from here.
 CREATE TABLE IF NOT EXISTS {db}.{table} (
     request_id String,
     received_at DateTime,
@@ -33,7 +36,12 @@ CREATE TABLE IF NOT EXISTS {db}.{table} (
     status UInt16,
     error_type String,
     streamed UInt8,
-    client_disconnected UInt8
+    client_disconnected UInt8,
+    mcp_server String DEFAULT '',
+    args_sha256 String DEFAULT '',
+    result_bytes UInt64 DEFAULT 0,
+    upstream_error String DEFAULT '',
+    capture String DEFAULT ''
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(received_at)
 ORDER BY (tenant_id, received_at, request_id)
