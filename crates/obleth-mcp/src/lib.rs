@@ -3,7 +3,8 @@
 //!
 //! Pure rules: how upstream tools are named to clients ([`names`]), who may list and
 //! call what ([`grants`]: deny by default, one decision for both), how a tool whose
-//! definition changed is caught ([`pin`]) and whom a session serves ([`sessions`]).
+//! definition changed is caught ([`pin`]), whom a session serves ([`sessions`]) and how
+//! many calls a tenant may make ([`limits`]: per minute and in flight, per pod).
 //! Around them: the upstream connections ([`upstream`]), what this pod knows of the
 //! servers ([`hub`]), aggregated lists ([`aggregate`]), rmcp's server handler
 //! ([`handler`]) and the HTTP front ([`front`]). The binary supplies identity and the
@@ -16,6 +17,7 @@ pub mod front;
 pub mod grants;
 pub mod handler;
 pub mod hub;
+pub mod limits;
 pub mod names;
 pub mod pin;
 pub mod sessions;
