@@ -5,6 +5,8 @@ export interface Quota {
   monthly_budget?: number | null;
   lifetime_budget?: number | null;
   fail_closed?: boolean;
+  tool_calls_per_minute?: number | null;
+  tool_calls_in_flight?: number | null;
 }
 
 export interface Tenant {

@@ -46,7 +46,9 @@ export function TenantForm(props: {
     const w = parseOptInt(f.weight, 1);
     if (w === null) ce.weight = 'Required.';
     else if (typeof w === 'string') ce.weight = w;
-    const quota: Quota = { fail_closed: f.fail_closed };
+    // The API replaces the whole quota: keep the fields this form does not show (the
+    // MCP tool-call limits), or saving would clear them.
+    const quota: Quota = { ...t?.quota, fail_closed: f.fail_closed };
     for (const k of ['tpm', 'rpm', 'max_in_flight'] as const) {
       const v = parseOptInt(f[k], 1);
       if (typeof v === 'string') ce[`quota.${k}`] = v;

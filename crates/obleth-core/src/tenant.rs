@@ -96,6 +96,15 @@ pub struct Quota {
     /// (503) instead of admitting them on the pod's local share of its spend budget.
     #[serde(default)]
     pub fail_closed: bool,
+    /// MCP tool calls per minute (a token bucket of this capacity, refilled
+    /// continuously). Enforced by each pod on its own: a cluster of n pods admits up to
+    /// n times this.
+    #[serde(default)]
+    pub tool_calls_per_minute: Option<u64>,
+    /// MCP tool calls in flight at once, across every MCP server. Per pod, like
+    /// `tool_calls_per_minute`.
+    #[serde(default)]
+    pub tool_calls_in_flight: Option<u32>,
 }
 
 /// Checks a tenant or group name: 1–64 chars of `[a-z0-9._-]`, starting alphanumeric,
@@ -129,6 +138,15 @@ mod tests {
         assert!(validate_name("-x").is_err());
         assert!(validate_name("ten_abc").is_err());
         assert!(validate_name(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn quotas_written_before_the_mcp_limits_still_parse() {
+        let quota: Quota = serde_json::from_str(r#"{"rpm": 5, "max_in_flight": 2}"#).expect("an older quota");
+        assert_eq!((quota.tool_calls_per_minute, quota.tool_calls_in_flight), (None, None));
+        let quota: Quota =
+            serde_json::from_str(r#"{"tool_calls_per_minute": 3, "tool_calls_in_flight": 1}"#).expect("the MCP limits");
+        assert_eq!((quota.tool_calls_per_minute, quota.tool_calls_in_flight), (Some(3), Some(1)));
     }
 
     #[test]

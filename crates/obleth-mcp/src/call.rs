@@ -33,6 +33,8 @@ pub enum Outcome {
     ToolError,
     /// Unknown, not granted, or quarantined (one answer for all three).
     Unknown,
+    /// Refused by a limit of the tenant (tool calls per minute or in flight).
+    RateLimited,
     QueueFull,
     QueueTimeout,
     UpstreamError,
@@ -46,7 +48,7 @@ impl Outcome {
         match self {
             Outcome::Ok | Outcome::ToolError => 200,
             Outcome::Unknown => 404,
-            Outcome::QueueFull => 429,
+            Outcome::RateLimited | Outcome::QueueFull => 429,
             Outcome::QueueTimeout => 503,
             Outcome::UpstreamError => 502,
             Outcome::UpstreamTimeout => 504,
@@ -60,6 +62,7 @@ impl Outcome {
             Outcome::Ok => "ok",
             Outcome::ToolError => "tool_error",
             Outcome::Unknown => "unknown_tool",
+            Outcome::RateLimited => "rate_limited",
             Outcome::QueueFull => "queue_full",
             Outcome::QueueTimeout => "queue_timeout",
             Outcome::UpstreamError => "upstream_error",
@@ -165,7 +168,11 @@ impl ToolCall {
                     result.content.iter().filter_map(|c| c.as_text()).map(|t| t.text.as_str()).collect();
                 self.upstream_error(&why.join("\n"));
             }
-            Outcome::Unknown | Outcome::QueueFull | Outcome::QueueTimeout | Outcome::ClientGone => {}
+            Outcome::Unknown
+            | Outcome::RateLimited
+            | Outcome::QueueFull
+            | Outcome::QueueTimeout
+            | Outcome::ClientGone => {}
         }
         self.finish(outcome);
     }

@@ -30,6 +30,20 @@ pub fn grants_unavailable() -> ErrorData {
     )
 }
 
+/// A limit of the caller's tenant on tool calls (per minute or in flight): retryable.
+pub const RATE_LIMITED: RpcCode = RpcCode(-32011);
+
+pub fn limit_refusal(refusal: &crate::limits::Refusal) -> ErrorData {
+    use crate::limits::Limit;
+    let message = match refusal.limit {
+        Limit::PerMinute => format!("the tenant's limit of {} MCP tool calls per minute is reached", refusal.cap),
+        Limit::InFlight => format!("the tenant already has its limit of {} MCP tool calls in flight", refusal.cap),
+    };
+    let retry_after_ms = u64::try_from(refusal.retry_after.as_millis()).unwrap_or(u64::MAX);
+    let data = json!({"retryable": true, "retry_after_ms": retry_after_ms, "limit": refusal.limit.field()});
+    ErrorData::new(RATE_LIMITED, message, Some(data))
+}
+
 /// The server's fair queue is full, or the call waited too long in it: retryable.
 pub const BUSY: RpcCode = RpcCode(-32012);
 

@@ -171,6 +171,14 @@ impl ServerHandler for McpFront {
         };
         call.routed(&server.config, tool);
         call.arguments(request.arguments.as_ref());
+        // Held until the call ends, however it ends: dropping it frees the tenant's slot.
+        let _slot = match self.hub.limits.admit(&caller.tenant) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                call.finish(Outcome::RateLimited);
+                return Err(errors::limit_refusal(&refusal));
+            }
+        };
         let timeout = Duration::from_millis(u64::from(server.config.call_timeout_ms));
         if let Err(rejection) = call.admit(&*server.admission, &caller, tool_model(&server, tool), timeout).await {
             return Err(errors::queue_refusal(&rejection));

@@ -215,6 +215,8 @@ pub struct Hub {
     sessions: Mutex<Vec<rmcp::Peer<rmcp::RoleServer>>>,
     /// The same news for 2026-07-28 clients' `subscriptions/listen` streams.
     changes: tokio::sync::broadcast::Sender<()>,
+    /// Each tenant's tool calls per minute and in flight, on this pod.
+    pub limits: crate::limits::ToolLimits,
     me: Weak<Hub>,
 }
 
@@ -249,6 +251,7 @@ impl Hub {
             events,
             sessions: Mutex::new(Vec::new()),
             changes: tokio::sync::broadcast::channel(16).0,
+            limits: crate::limits::ToolLimits::default(),
             me: me.clone(),
         })
     }

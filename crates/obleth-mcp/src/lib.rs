@@ -3,8 +3,9 @@
 //!
 //! Pure rules: how upstream tools are named to clients ([`names`]), who may list and
 //! call what ([`grants`]: deny by default, one decision for both), how a tool whose
-//! definition changed is caught ([`pin`]), whom a session serves ([`sessions`]) and what
-//! a captured tool call keeps ([`redact`]).
+//! definition changed is caught ([`pin`]), whom a session serves ([`sessions`]), what a
+//! captured tool call keeps ([`redact`]) and how many calls a tenant may make
+//! ([`limits`]: per minute and in flight, per pod).
 //! Around them: the upstream connections ([`upstream`]), what this pod knows of the
 //! servers ([`hub`]), aggregated lists ([`aggregate`]), rmcp's server handler
 //! ([`handler`]) and the HTTP front ([`front`]). The binary supplies identity and the
@@ -17,6 +18,7 @@ pub mod front;
 pub mod grants;
 pub mod handler;
 pub mod hub;
+pub mod limits;
 pub mod names;
 pub mod pin;
 pub mod redact;

@@ -235,7 +235,7 @@ async fn tenants(store: &dyn ControlPlaneStore) {
             TenantPatch {
                 weight: Some(7),
                 disabled: Some(true),
-                quota: Some(Quota { rpm: Some(3), ..Quota::default() }),
+                quota: Some(Quota { rpm: Some(3), tool_calls_in_flight: Some(1), ..Quota::default() }),
                 ..TenantPatch::default()
             },
         )
@@ -244,7 +244,7 @@ async fn tenants(store: &dyn ControlPlaneStore) {
     assert_eq!(patched.weight, 7);
     assert!(patched.disabled);
     assert_eq!(patched.group, "prod", "untouched fields stay");
-    assert_eq!(patched.quota, Quota { rpm: Some(3), ..Quota::default() });
+    assert_eq!(patched.quota, Quota { rpm: Some(3), tool_calls_in_flight: Some(1), ..Quota::default() });
     assert!(patched.updated_at >= t.updated_at);
     assert_eq!(store.get_tenant(&t.id).await.expect("get"), patched);
 
@@ -425,11 +425,20 @@ async fn round_trips(store: &dyn ControlPlaneStore) {
         monthly_budget: Some(0.1 + 0.2),
         lifetime_budget: Some(1e12),
         fail_closed: true,
+        tool_calls_per_minute: Some(crate::rules::MAX_TOOL_CALLS_PER_MINUTE),
+        tool_calls_in_flight: Some(crate::rules::MAX_TOOL_CALLS_IN_FLIGHT),
     };
-    // One past the largest storable rate is refused, not stored negative.
+    // One past the largest storable rate is refused, not stored negative; MCP tool-call
+    // limits are refused at zero and past their maxima.
+    let tool_rate = |v| Quota { tool_calls_per_minute: Some(v), ..Quota::default() };
+    let tool_slots = |v| Quota { tool_calls_in_flight: Some(v), ..Quota::default() };
     for (field, quota) in [
         ("quota.tpm", Quota { tpm: Some(i64::MAX as u64 + 1), ..Quota::default() }),
         ("quota.rpm", Quota { rpm: Some(u64::MAX), ..Quota::default() }),
+        ("quota.tool_calls_per_minute", tool_rate(0)),
+        ("quota.tool_calls_per_minute", tool_rate(crate::rules::MAX_TOOL_CALLS_PER_MINUTE + 1)),
+        ("quota.tool_calls_in_flight", tool_slots(0)),
+        ("quota.tool_calls_in_flight", tool_slots(crate::rules::MAX_TOOL_CALLS_IN_FLIGHT + 1)),
     ] {
         let mut too_big = tenant("too-big");
         too_big.quota = quota;

@@ -44,7 +44,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 const TENANT_COLUMNS: &str = "id, name, weight, group_name, allowed_models::text AS allowed_models, disabled,
     never_degrade, quota_tpm, quota_rpm, quota_max_in_flight, quota_monthly_budget, quota_lifetime_budget,
-    quota_fail_closed, created_at, updated_at";
+    quota_fail_closed, quota_tool_calls_per_minute, quota_tool_calls_in_flight, created_at, updated_at";
 const KEY_COLUMNS: &str = "id, tenant_id, name, prefix, key_hash, created_at, expires_at, revoked_at";
 const MODEL_COLUMNS: &str = "model_name, upstream_model, api_base, api_key, input_cost_per_token,
     output_cost_per_token, context_window, enabled, admission_weight, max_in_flight, tags::text AS tags,
@@ -154,14 +154,14 @@ async fn write_tenant<'e>(exec: impl PgExecutor<'e>, t: &Tenant, insert: bool) -
     let sql = if insert {
         "INSERT INTO tenants (name, weight, group_name, allowed_models, disabled, never_degrade,
             quota_tpm, quota_rpm, quota_max_in_flight, quota_monthly_budget, quota_lifetime_budget,
-            quota_fail_closed, created_at, updated_at, id)
-         VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            quota_fail_closed, quota_tool_calls_per_minute, quota_tool_calls_in_flight, created_at, updated_at, id)
+         VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
     } else {
         "UPDATE tenants SET name = $1, weight = $2, group_name = $3, allowed_models = $4::jsonb, disabled = $5,
             never_degrade = $6, quota_tpm = $7, quota_rpm = $8, quota_max_in_flight = $9,
             quota_monthly_budget = $10, quota_lifetime_budget = $11, quota_fail_closed = $12,
-            created_at = $13, updated_at = $14
-         WHERE id = $15"
+            quota_tool_calls_per_minute = $13, quota_tool_calls_in_flight = $14, created_at = $15, updated_at = $16
+         WHERE id = $17"
     };
     let allowed = serde_json::to_string(&t.allowed_models).map_err(|e| StoreError::Backend(e.to_string()))?;
     sqlx::query(sql)
@@ -179,6 +179,8 @@ async fn write_tenant<'e>(exec: impl PgExecutor<'e>, t: &Tenant, insert: bool) -
         .bind(t.quota.monthly_budget)
         .bind(t.quota.lifetime_budget)
         .bind(t.quota.fail_closed)
+        .bind(t.quota.tool_calls_per_minute.map(|v| v as i64))
+        .bind(t.quota.tool_calls_in_flight.map(i64::from))
         .bind(t.created_at)
         .bind(t.updated_at)
         .bind(&t.id)
@@ -780,6 +782,8 @@ fn tenant_from_row(row: &PgRow) -> Result<Tenant> {
             monthly_budget: row.try_get("quota_monthly_budget").map_err(db_err)?,
             lifetime_budget: row.try_get("quota_lifetime_budget").map_err(db_err)?,
             fail_closed: row.try_get("quota_fail_closed").map_err(db_err)?,
+            tool_calls_per_minute: opt_u64("quota_tool_calls_per_minute")?,
+            tool_calls_in_flight: opt_u64("quota_tool_calls_in_flight")?.map(|v| v.min(u32::MAX as u64) as u32),
         },
         created_at: row.try_get("created_at").map_err(db_err)?,
         updated_at: row.try_get("updated_at").map_err(db_err)?,

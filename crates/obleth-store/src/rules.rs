@@ -10,6 +10,11 @@ pub(crate) mod mcp;
 
 /// Largest accepted tenant weight: keeps weighted arithmetic far from overflow.
 pub const MAX_WEIGHT: u32 = 1_000_000;
+/// Largest accepted `quota.tool_calls_per_minute`: ~16,700 calls a second, more than a
+/// pod forwards; a larger number is a typo, not a limit.
+pub const MAX_TOOL_CALLS_PER_MINUTE: u64 = 1_000_000;
+/// Largest accepted `quota.tool_calls_in_flight`, for the same reason.
+pub const MAX_TOOL_CALLS_IN_FLIGHT: u32 = 100_000;
 
 pub(crate) fn new_tenant(new: NewTenant) -> Result<Tenant> {
     let now = now_millis();
@@ -79,6 +84,14 @@ fn check_tenant(t: &Tenant) -> Result<()> {
     }
     if q.max_in_flight == Some(0) {
         return Err(invalid("quota.max_in_flight", "must be at least 1 (omit it for no limit)"));
+    }
+    if q.tool_calls_per_minute.is_some_and(|v| v == 0 || v > MAX_TOOL_CALLS_PER_MINUTE) {
+        let message = format!("must be between 1 and {MAX_TOOL_CALLS_PER_MINUTE} (omit it for no limit)");
+        return Err(invalid("quota.tool_calls_per_minute", message));
+    }
+    if q.tool_calls_in_flight.is_some_and(|v| v == 0 || v > MAX_TOOL_CALLS_IN_FLIGHT) {
+        let message = format!("must be between 1 and {MAX_TOOL_CALLS_IN_FLIGHT} (omit it for no limit)");
+        return Err(invalid("quota.tool_calls_in_flight", message));
     }
     Ok(())
 }

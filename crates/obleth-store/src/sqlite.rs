@@ -123,11 +123,13 @@ async fn write_tenant<'e>(exec: impl SqliteExecutor<'e>, t: &Tenant, insert: boo
     let sql = if insert {
         "INSERT INTO tenants (name, weight, group_name, allowed_models, disabled, never_degrade,
             quota_tpm, quota_rpm, quota_max_in_flight, quota_monthly_budget, quota_lifetime_budget,
-            quota_fail_closed, created_at, updated_at, id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            quota_fail_closed, quota_tool_calls_per_minute, quota_tool_calls_in_flight, created_at, updated_at, id)
+            VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
     } else {
         "UPDATE tenants SET name=?, weight=?, group_name=?, allowed_models=?, disabled=?, never_degrade=?,
             quota_tpm=?, quota_rpm=?, quota_max_in_flight=?, quota_monthly_budget=?, quota_lifetime_budget=?,
-            quota_fail_closed=?, created_at=?, updated_at=? WHERE id=?"
+            quota_fail_closed=?, quota_tool_calls_per_minute=?, quota_tool_calls_in_flight=?, created_at=?,
+            updated_at=? WHERE id=?"
     };
     let allowed = serde_json::to_string(&t.allowed_models).map_err(|e| StoreError::Backend(e.to_string()))?;
     sqlx::query(sql)
@@ -143,6 +145,8 @@ async fn write_tenant<'e>(exec: impl SqliteExecutor<'e>, t: &Tenant, insert: boo
         .bind(t.quota.monthly_budget)
         .bind(t.quota.lifetime_budget)
         .bind(t.quota.fail_closed)
+        .bind(t.quota.tool_calls_per_minute.map(|v| v as i64))
+        .bind(t.quota.tool_calls_in_flight.map(i64::from))
         .bind(t.created_at)
         .bind(t.updated_at)
         .bind(&t.id)
@@ -695,6 +699,8 @@ fn tenant_from_row(row: SqliteRow) -> Result<Tenant> {
             monthly_budget: row.try_get("quota_monthly_budget").map_err(db_err)?,
             lifetime_budget: row.try_get("quota_lifetime_budget").map_err(db_err)?,
             fail_closed: row.try_get("quota_fail_closed").map_err(db_err)?,
+            tool_calls_per_minute: opt_u64("quota_tool_calls_per_minute")?,
+            tool_calls_in_flight: opt_u64("quota_tool_calls_in_flight")?.map(|v| v.min(u32::MAX as u64) as u32),
         },
         created_at: row.try_get("created_at").map_err(db_err)?,
         updated_at: row.try_get("updated_at").map_err(db_err)?,

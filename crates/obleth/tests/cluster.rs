@@ -141,6 +141,14 @@ async fn changes_reach_every_pod_within_a_second() {
     }
 }
 
+/// Whether `mock__add` answers through `session` within 2 s (a call that hangs counts as
+/// refused, so a poll fails on its own deadline instead of hanging).
+async fn answered(session: &rmcp::service::RunningService<rmcp::RoleClient, ()>) -> bool {
+    let mut add = rmcp::model::CallToolRequestParams::new("mock__add");
+    add.arguments = json!({"a": 1, "b": 2}).as_object().cloned();
+    matches!(tokio::time::timeout(Duration::from_secs(2), session.call_tool(add)).await, Ok(Ok(_)))
+}
+
 /// MCP grants revoked through pod A stop pod B's tool calls within a second, in a live
 /// session; a pod without the change channel keeps the grants it read (the control).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,17 +170,7 @@ async fn mcp_grant_revocations_reach_every_pod_within_a_second() {
     call(&a.admin, "POST", "/api/v1/mcp/servers", Some(server)).await.unwrap();
     let grant =
         call(&a.admin, "POST", "/api/v1/mcp/grants", Some(json!({"tenant": "t1", "server": "mock"}))).await.unwrap();
-    let add = || {
-        let mut params = rmcp::model::CallToolRequestParams::new("mock__add");
-        params.arguments = json!({"a": 1, "b": 2}).as_object().cloned();
-        params
-    };
-    // A call that does not answer within 2 s counts as refused (the poll then fails on
-    // its own deadline rather than hanging).
-    let answered = |session: &rmcp::service::RunningService<rmcp::RoleClient, ()>| {
-        let call = session.call_tool(add());
-        async move { matches!(tokio::time::timeout(Duration::from_secs(2), call).await, Ok(Ok(_))) }
-    };
+
     let on_b = mcp_client(b.data, &key).await;
     within(Duration::from_secs(1), "pod B allows the granted tool", || async { answered(&on_b).await }).await;
     // The control pod reads the grant itself (its periodic reload is a minute away).

@@ -249,3 +249,70 @@ async fn scrape(gw: &Gateway) -> String {
     let response = http.request(request).await.unwrap();
     String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
 }
+
+/// Creates a tenant with `quota` and a key; returns its id and the key.
+async fn limited_tenant(gw: &Gateway, name: &str, quota: Value) -> (String, String) {
+    let tenant = call(&gw.admin, "POST", "/api/v1/tenants", Some(json!({"name": name, "quota": quota}))).await.unwrap();
+    let key = call(&gw.admin, "POST", &format!("/api/v1/tenants/{name}/keys"), Some(json!({}))).await.unwrap();
+    call(&gw.admin, "POST", "/api/v1/mcp/grants", Some(json!({"tenant": name, "server": "mock"}))).await.unwrap();
+    (tenant["id"].as_str().unwrap().to_owned(), key["secret"].as_str().unwrap().to_owned())
+}
+
+/// The JSON-RPC error of a refused call, if it was refused by a tenant's limit.
+fn limit_refusal(outcome: &Result<rmcp::model::CallToolResult, rmcp::ServiceError>) -> Option<Value> {
+    match outcome {
+        Err(rmcp::ServiceError::McpError(e)) if e.code.0 == -32011 => e.data.clone(),
+        _ => None,
+    }
+}
+
+/// A tenant's limits on tool calls: its fourth call within a minute of a limit of 3 is
+/// refused with -32011 (and its ledger row says 429); of two concurrent calls under a
+/// limit of 1 in flight one is refused, and once the other is answered the next passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_tool_call_limits_refuse_with_32011() {
+    let shutdown = CancellationToken::new();
+    let upstream = mock(&shutdown).await;
+    let mut gw = Gateway::new(upstream, &[] as &[(&str, &str)]);
+    gw.start().await;
+    let server = json!({"name": "mock", "url": format!("http://{upstream}/mcp")});
+    call(&gw.admin, "POST", "/api/v1/mcp/servers", Some(server)).await.unwrap();
+    let (rate_id, rate_key) = limited_tenant(&gw, "rate", json!({"tool_calls_per_minute": 3})).await;
+    let (slots_id, slots_key) = limited_tenant(&gw, "slots", json!({"tool_calls_in_flight": 1})).await;
+
+    let session = client(&gw, &rate_key).await;
+    for _ in 0..3 {
+        let answered = session.call_tool(sleep_call(1)).await.unwrap();
+        assert_ne!(answered.is_error, Some(true), "{answered:?}");
+    }
+    let fourth = session.call_tool(sleep_call(1)).await;
+    let data = limit_refusal(&fourth).unwrap_or_else(|| panic!("the fourth call in a minute: {fourth:?}"));
+    assert_eq!((data["limit"].as_str(), data["retryable"].as_bool()), (Some("tool_calls_per_minute"), Some(true)));
+    let after = data["retry_after_ms"].as_u64().unwrap();
+    assert!(after > 0 && after <= 20_000, "one call refills in 20 s: {data}");
+    session.cancel().await.ok();
+
+    let session = client(&gw, &slots_key).await;
+    let (a, b) = tokio::join!(session.call_tool(sleep_call(300)), session.call_tool(sleep_call(300)));
+    let refused: Vec<Value> = [&a, &b].into_iter().filter_map(limit_refusal).collect();
+    assert_eq!(refused.len(), 1, "one of two concurrent calls is refused: {a:?} {b:?}");
+    assert_eq!(refused[0]["limit"], "tool_calls_in_flight", "{refused:?}");
+    let answered = if limit_refusal(&a).is_some() { b } else { a };
+    assert_ne!(answered.unwrap().is_error, Some(true));
+    let next = session.call_tool(sleep_call(1)).await.unwrap();
+    assert_ne!(next.is_error, Some(true), "the slot was given back: {next:?}");
+    session.cancel().await.ok();
+
+    let rows = tool_call_rows(&gw, 7).await;
+    let of = |id: &str| rows.iter().filter(|r| r["tenant_id"] == id).cloned().collect::<Vec<_>>();
+    for (id, calls) in [(&rate_id, 4), (&slots_id, 3)] {
+        let rows = of(id);
+        assert_eq!(rows.len(), calls, "{rows:?}");
+        let limited: Vec<&Value> = rows.iter().filter(|r| r["status"] == 429).collect();
+        assert_eq!(limited.len(), 1, "{rows:?}");
+        assert_eq!(limited[0]["error_type"], "rate_limited", "{rows:?}");
+        assert_eq!(limited[0]["upstream_model"], "sleep", "the refused call was routed: {rows:?}");
+    }
+    gw.stop();
+    shutdown.cancel();
+}

@@ -148,6 +148,39 @@ async fn mcp_servers_are_managed_and_their_credential_never_shown() {
     assert_eq!(only_fs["data"].as_array().unwrap().len(), 3);
 }
 
+/// A tenant's limits on MCP tool calls are part of its quota: set by create and patch,
+/// answered, checked (0 and past the maximum are refused, naming the field), documented.
+#[tokio::test]
+async fn mcp_tool_call_limits_are_part_of_a_tenants_quota() {
+    let h = &Harness::start(fast_mock()).await;
+    let created =
+        ok(h, "POST", "/api/v1/tenants", Some(json!({"name": "lim", "quota": {"tool_calls_per_minute": 3}}))).await;
+    assert_eq!(
+        (created["quota"]["tool_calls_per_minute"].as_u64(), created["quota"]["tool_calls_in_flight"].is_null()),
+        (Some(3), true),
+        "{created}"
+    );
+    let both = json!({"quota": {"tool_calls_per_minute": 1_000_000, "tool_calls_in_flight": 2}});
+    ok(h, "PATCH", "/api/v1/tenants/lim", Some(both)).await;
+    let got = ok(h, "GET", "/api/v1/tenants/lim", None).await;
+    assert_eq!(got["quota"]["tool_calls_per_minute"], 1_000_000, "{got}");
+    assert_eq!(got["quota"]["tool_calls_in_flight"], 2, "{got}");
+    for (quota, field) in [
+        (json!({"tool_calls_in_flight": 0}), "quota.tool_calls_in_flight"),
+        (json!({"tool_calls_per_minute": 1_000_001}), "quota.tool_calls_per_minute"),
+    ] {
+        let refused = admin(h, "PATCH", "/api/v1/tenants/lim", Some(json!({"quota": quota}))).await;
+        assert_error(&refused, StatusCode::BAD_REQUEST, "invalid_value", Some(field));
+    }
+    assert_eq!(ok(h, "GET", "/api/v1/tenants/lim", None).await, got, "a refused patch changes nothing");
+
+    let doc = ok(h, "GET", "/api/v1/openapi.json", None).await;
+    let quota = &doc["components"]["schemas"]["Quota"]["properties"];
+    for field in ["tool_calls_per_minute", "tool_calls_in_flight"] {
+        assert!(quota[field].is_object(), "{field} is not in the OpenAPI schema: {quota}");
+    }
+}
+
 #[tokio::test]
 async fn mcp_grants_are_managed_and_audited() {
     let h = &Harness::start(fast_mock()).await;
