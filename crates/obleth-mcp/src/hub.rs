@@ -95,8 +95,9 @@ pub struct Health {
 /// (the binary's scheduler).
 pub type AdmissionFactory = Arc<dyn Fn(u32) -> Arc<dyn Admission> + Send + Sync>;
 
-/// The longest an upstream session may take to open (a process to start, `initialize`).
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest an upstream session may take to open (a process to start, then
+/// `server/discover`, which rmcp gives 10 s before it falls back to `initialize`).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 type Refresh = Shared<BoxFuture<'static, Result<Arc<Listing>, Arc<str>>>>;
 
@@ -572,13 +573,8 @@ impl Hub {
     async fn ping(&self, server: &Arc<Server>) {
         let Some(link) = server.link.lock().await.clone() else { return };
         let wait = Duration::from_millis(u64::from(server.config.list_timeout_ms));
-        let failure = match tokio::time::timeout(
-            wait,
-            link.peer().send_request(rmcp::model::ClientRequest::PingRequest(Default::default())),
-        )
-        .await
-        {
-            Ok(Ok(_)) => return,
+        let failure = match tokio::time::timeout(wait, alive(link.peer())).await {
+            Ok(Ok(())) => return,
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer to a ping within {} ms", server.config.list_timeout_ms),
         };
@@ -678,6 +674,18 @@ impl Hub {
             approved_by: old.as_ref().and_then(|o| o.approved_by.clone()),
         })
     }
+}
+
+/// Whether the server answers: `ping` on a session (2025 versions), or `server/discover`
+/// (2026-07-28 removed ping).
+async fn alive(peer: &rmcp::Peer<rmcp::RoleClient>) -> Result<(), rmcp::ServiceError> {
+    let stateless = peer.peer_info().is_some_and(|info| !info.protocol_version.has_initialize());
+    let request = if stateless {
+        rmcp::model::ClientRequest::DiscoverRequest(rmcp::model::DiscoverRequest::new(Default::default()))
+    } else {
+        rmcp::model::ClientRequest::PingRequest(Default::default())
+    };
+    peer.send_request(request).await.map(drop)
 }
 
 /// Whether a server's row changed in what its session depends on.

@@ -42,6 +42,14 @@ fn schema(v: Value) -> Arc<Map<String, Value>> {
 }
 
 impl MockMcp {
+    /// Waits the configured list delay (none at all when it is zero: even a zero sleep
+    /// waits for the timer's next tick, about a millisecond).
+    async fn list_delay(&self) {
+        if !self.list_delay.is_zero() {
+            tokio::time::sleep(self.list_delay).await;
+        }
+    }
+
     fn tools(&self) -> Vec<Tool> {
         let mutations = self.mutations.load(Ordering::Acquire);
         let echo = match mutations {
@@ -97,7 +105,7 @@ impl ServerHandler for MockMcp {
         _: Option<PaginatedRequestParams>,
         _: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        tokio::time::sleep(self.list_delay).await;
+        self.list_delay().await;
         Ok(ListToolsResult::with_all_items(self.tools()))
     }
 
@@ -133,7 +141,7 @@ impl ServerHandler for MockMcp {
         _: Option<PaginatedRequestParams>,
         _: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        tokio::time::sleep(self.list_delay).await;
+        self.list_delay().await;
         Ok(ListResourcesResult::with_all_items(vec![Resource::new("mock://note", "note")]))
     }
 
@@ -154,7 +162,7 @@ impl ServerHandler for MockMcp {
         _: Option<PaginatedRequestParams>,
         _: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        tokio::time::sleep(self.list_delay).await;
+        self.list_delay().await;
         let who = PromptArgument::new("who").with_required(true);
         Ok(ListPromptsResult::with_all_items(vec![Prompt::new("greet", Some("Greet someone."), Some(vec![who]))]))
     }

@@ -129,7 +129,8 @@ async fn every_tool_call_is_one_ledger_row() {
     // The server's health as this pod sees it, and its series in /metrics.
     let health = call(&gw.admin, "GET", "/api/v1/mcp/servers/mock/health", None).await.unwrap();
     assert_eq!((health["up"].as_bool(), health["tools"].as_u64()), (Some(true), Some(4)), "{health}");
-    assert_eq!(health["protocol_version"], "2025-11-25", "{health}");
+    // The mock speaks 2026-07-28, which the gateway prefers upstream (no session to keep).
+    assert_eq!(health["protocol_version"], "2026-07-28", "{health}");
     let metrics = scrape(&gw).await;
     for series in [
         r#"obleth_mcp_tool_calls_total{server="mock",tool="add",outcome="ok"} 1"#,

@@ -13,11 +13,13 @@ use std::process::Stdio;
 use std::sync::Arc;
 
 use obleth_store::{McpServer, McpTransport};
-use rmcp::model::{ClientCapabilities, ClientConfig, Implementation};
-use rmcp::service::{NotificationContext, Peer, RunningService};
+use rmcp::model::{
+    ClientCapabilities, ClientConfig, Implementation, ProtocolVersion, ServerNotification, SubscriptionFilter,
+};
+use rmcp::service::{ClientCacheConfig, ClientLifecycleMode, ClientServiceExt, NotificationContext, Peer, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
-use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use rmcp::{ClientHandler, RoleClient};
 use secrecy::ExposeSecret;
 use tokio::io::AsyncBufReadExt;
 
@@ -99,20 +101,33 @@ pub struct Connector {
 }
 
 impl Connector {
-    /// Opens a session with `server` (initialize included).
+    /// Opens a session with `server`: the stateless 2026-07-28 protocol when the server
+    /// speaks it (no session to keep, plain JSON answers), else `initialize` (2025-11-25
+    /// or older, as the server negotiates). A 2026 server's list changes arrive on a
+    /// `subscriptions/listen` stream, which is opened here.
     pub async fn connect(&self, server: &McpServer, on_change: OnChange) -> Result<Link, ConnectError> {
-        let events = Events { on_change };
+        let events = Events { on_change: on_change.clone() };
+        let lifecycle = ClientLifecycleMode::Auto {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            legacy_version: Some(ProtocolVersion::V_2025_11_25),
+        };
         let service = match server.transport {
             McpTransport::Http => {
                 let transport = self.http_transport(server)?;
-                events.serve(transport).await
+                events.serve_with_lifecycle(transport, lifecycle).await
             }
             McpTransport::Stdio => {
                 let transport = self.child(server)?;
-                events.serve(transport).await
+                events.serve_with_lifecycle(transport, lifecycle).await
             }
         };
         let service = service.map_err(|e| ConnectError::Initialize(e.to_string()))?;
+        // The gateway keeps its own listings; the SDK's cache would answer a refresh, or a
+        // ping of a dead server, from memory.
+        service.peer().set_response_cache_config(ClientCacheConfig::disabled()).await;
+        if service.peer().peer_info().is_some_and(|info| !info.protocol_version.has_initialize()) {
+            listen(service.peer().clone(), &server.name, on_change);
+        }
         Ok(Link { service })
     }
 
@@ -155,6 +170,30 @@ impl Connector {
         }
         Ok(process)
     }
+}
+
+/// Follows a 2026-07-28 server's list changes until its session ends.
+fn listen(peer: Peer<RoleClient>, server: &str, on_change: OnChange) {
+    let server = server.to_owned();
+    tokio::spawn(async move {
+        let filter = SubscriptionFilter::builder().tools_list_changed().prompts_list_changed().resources_list_changed().build();
+        let mut subscription = match peer.listen(filter).await {
+            Ok(subscription) => subscription,
+            Err(e) => {
+                // Listings still expire (mcp.list_cache_ttl); changes are seen then.
+                tracing::warn!(server = %server, error = %e, "an MCP server refused subscriptions/listen");
+                return;
+            }
+        };
+        while let Ok(Some(notification)) = subscription.next().await {
+            match notification {
+                ServerNotification::ToolListChangedNotification(_) => on_change(ListKind::Tools),
+                ServerNotification::PromptListChangedNotification(_) => on_change(ListKind::Prompts),
+                ServerNotification::ResourceListChangedNotification(_) => on_change(ListKind::Resources),
+                _ => {}
+            }
+        }
+    });
 }
 
 /// The header carrying a server's credential: `Authorization: Bearer …` for the
