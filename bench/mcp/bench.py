@@ -9,7 +9,8 @@ with wrk, in alternating rounds (a shared VM's drifts hit both alike):
 2. tools/call at 16 connections: requests per second, and the ratio;
 3. tools/list over three servers whose lists take 20, 40 and 60 ms: through obleth with
    its cache off (every list asks all three, concurrently) against the slowest server
-   direct; and through obleth with its cache on against one zero-delay server direct.
+   direct; and through obleth with its cache on against one zero-delay server direct, at
+   1 connection (latency) and 16 (throughput of the front alone, no upstream leg).
 
 Requests are 2026-07-28 stateless POSTs (no session), the kind a benchmark can repeat.
 Every answer is checked (a JSON-RPC result with status 200); a round with any failure
@@ -191,6 +192,8 @@ def main() -> None:
     for target in (list_fast, list_warm):
         check(*target)
     dw, gw_ = rounds(list_fast, list_warm, 1)
+    # What the front costs alone: a cached list at 16 connections (no upstream leg).
+    dw16, gw16 = rounds(list_fast, list_warm, 16)
 
     ms = lambda us: f"{us / 1000:.2f} ms"
     print(f"\n## MCP gateway overhead ({ROUNDS} alternating rounds of {DURATION} s; medians)\n")
@@ -202,7 +205,9 @@ def main() -> None:
     print(f"| tools/list of 3 servers (20/40/60 ms), cache off, p50 | {ms(med(dl, 'p50'))} (slowest alone) | {ms(med(gl, 'p50'))} | +{ms(added(dl, gl, 'p50'))} | ≤ +2 ms |")
     print(f"| tools/list of 3 servers, cached, p50 | {ms(med(dw, 'p50'))} (one server) | {ms(med(gw_, 'p50'))} | +{ms(added(dw, gw_, 'p50'))} | ≤ +1 ms (cached) |")
     print(f"| tools/list of 3 servers, cached, p99 | {ms(med(dw, 'p99'))} | {ms(med(gw_, 'p99'))} | +{ms(added(dw, gw_, 'p99'))} | |")
-    raw = {"call_1": [d1, g1], "call_16": [d16, g16], "list_cold": [dl, gl], "list_cached": [dw, gw_]}
+    print(f"| tools/list cached, 16 conns (one server direct) | {med(dw16, 'rps'):.0f} rps | {med(gw16, 'rps'):.0f} rps | {med(gw16, 'rps') / med(dw16, 'rps'):.2f}× | |")
+    raw = {"call_1": [d1, g1], "call_16": [d16, g16], "list_cold": [dl, gl], "list_cached": [dw, gw_],
+           "list_cached_16": [dw16, gw16]}
     (TMP / "raw.json").write_text(json.dumps(raw, indent=1))
     print(f"\nraw rounds: {TMP / 'raw.json'}")
 
