@@ -148,9 +148,8 @@ async fn migrate_is_its_own_step_and_pods_check_the_schema() {
     let with_password = pg.url().replacen("postgres@", "postgres:migrate-s3cret@", 1);
     let first = migrate(&with_password);
     let (out, err) = (String::from_utf8_lossy(&first.stdout), String::from_utf8_lossy(&first.stderr));
-    let shipped = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../obleth-store/migrations/postgres"))
-        .unwrap()
-        .count();
+    let shipped =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../obleth-store/migrations/postgres")).unwrap().count();
     let applied = format!("applied {shipped} migration(s)");
     assert!(first.status.success() && out.contains(&applied), "{applied}: {out}{err}");
     assert!(!out.contains("migrate-s3cret") && !err.contains("migrate-s3cret"), "no credentials printed: {out}{err}");

@@ -16,7 +16,9 @@ use obleth_store::{McpServer, McpTransport};
 use rmcp::model::{
     ClientCapabilities, ClientConfig, Implementation, ProtocolVersion, ServerNotification, SubscriptionFilter,
 };
-use rmcp::service::{ClientCacheConfig, ClientLifecycleMode, ClientServiceExt, NotificationContext, Peer, RunningService};
+use rmcp::service::{
+    ClientCacheConfig, ClientLifecycleMode, ClientServiceExt, NotificationContext, Peer, RunningService,
+};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{ClientHandler, RoleClient};
@@ -176,7 +178,8 @@ impl Connector {
 fn listen(peer: Peer<RoleClient>, server: &str, on_change: OnChange) {
     let server = server.to_owned();
     tokio::spawn(async move {
-        let filter = SubscriptionFilter::builder().tools_list_changed().prompts_list_changed().resources_list_changed().build();
+        let filter =
+            SubscriptionFilter::builder().tools_list_changed().prompts_list_changed().resources_list_changed().build();
         let mut subscription = match peer.listen(filter).await {
             Ok(subscription) => subscription,
             Err(e) => {
