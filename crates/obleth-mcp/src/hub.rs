@@ -168,6 +168,21 @@ pub struct ServerStatus {
     pub max_concurrency: u32,
     /// Tools whose served definition waits for an operator's approval.
     pub pending_approval: usize,
+    /// The tenants of the server's fair queue with calls in flight or waiting, or a
+    /// share of its recent call time.
+    pub tenants: Vec<TenantQueue>,
+}
+
+/// One tenant in a server's fair queue.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantQueue {
+    pub tenant: String,
+    pub in_flight: u32,
+    pub queued: usize,
+    /// The share of the server's call time the tenant is entitled to (while it has
+    /// calls waiting), and the share it got (decayed over the scheduler's half-life).
+    pub target_share: f64,
+    pub actual_share: f64,
 }
 
 /// What this pod knows of its MCP servers (the admin API and `/metrics` read it).
@@ -191,10 +206,26 @@ impl McpStatus for Hub {
                     queued: queue.as_ref().map_or(0, |q| q.queued),
                     max_concurrency: server.config.max_concurrency,
                     pending_approval: pending,
+                    tenants: queue.map(|q| tenant_queues(&q)).unwrap_or_default(),
                 }
             })
             .collect()
     }
+}
+
+fn tenant_queues(snapshot: &obleth_core::scheduler::SchedulerSnapshot) -> Vec<TenantQueue> {
+    snapshot
+        .tenants
+        .iter()
+        .filter(|t| t.in_flight > 0 || t.queued > 0 || t.actual_share > 0.0)
+        .map(|t| TenantQueue {
+            tenant: t.name.clone(),
+            in_flight: t.in_flight,
+            queued: t.queued,
+            target_share: t.target_share,
+            actual_share: t.actual_share,
+        })
+        .collect()
 }
 
 /// Every server, grant and pin this pod knows.

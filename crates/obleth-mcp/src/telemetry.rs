@@ -52,3 +52,38 @@ pub fn session_rejected(reason: &'static str) {
 pub fn sessions(count: u64) {
     metrics::gauge!("obleth_mcp_sessions").set(count as f64);
 }
+
+/// The per-tenant families of each server's fair queue, rendered from this scrape's
+/// status (not registered: a tenant that leaves the queue leaves the text), at most
+/// `tenants` per server (the busiest first).
+pub fn render(servers: &[crate::ServerStatus], tenants: usize, out: &mut String) {
+    use std::fmt::Write;
+    let families: [(&str, &str); 3] = [
+        ("obleth_mcp_tenant_in_flight", "Tool calls of a tenant running on an MCP server"),
+        ("obleth_mcp_tenant_queued", "Tool calls of a tenant waiting in an MCP server's fair queue"),
+        ("obleth_mcp_tenant_share", "A tenant's share of an MCP server's call time: target (entitled) and actual"),
+    ];
+    for (i, (name, help)) in families.iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for server in servers {
+            let mut busiest: Vec<&crate::hub::TenantQueue> = server.tenants.iter().collect();
+            busiest.sort_by(|a, b| {
+                (b.in_flight as usize + b.queued)
+                    .cmp(&(a.in_flight as usize + a.queued))
+                    .then(b.actual_share.total_cmp(&a.actual_share))
+            });
+            for t in busiest.into_iter().take(tenants) {
+                let labels = format!("server=\"{}\",tenant=\"{}\"", server.name, t.tenant);
+                let _ = match i {
+                    0 => writeln!(out, "{name}{{{labels}}} {}", t.in_flight),
+                    1 => writeln!(out, "{name}{{{labels}}} {}", t.queued),
+                    _ => writeln!(
+                        out,
+                        "{name}{{{labels},kind=\"target\"}} {}\n{name}{{{labels},kind=\"actual\"}} {}",
+                        t.target_share, t.actual_share
+                    ),
+                };
+            }
+        }
+    }
+}

@@ -389,8 +389,9 @@ pub async fn start(
                 if let Some(ledger) = &ledger {
                     obleth_ledger::telemetry::publish(&ledger.status());
                 }
-                if let Some(hub) = &mcp_hub {
-                    obleth_mcp::telemetry::publish(&obleth_mcp::McpStatus::servers(&**hub));
+                let mcp_servers = mcp_hub.as_ref().map(|hub| obleth_mcp::McpStatus::servers(&**hub));
+                if let Some(servers) = &mcp_servers {
+                    obleth_mcp::telemetry::publish(servers);
                 }
                 let mut body = handle.render();
                 if !body.is_empty() && !body.ends_with('\n') {
@@ -398,6 +399,9 @@ pub async fn start(
                 }
                 obleth_scheduler::telemetry::render(&state, series, &mut body);
                 budget.render(series.tenants, &mut body);
+                if let Some(servers) = &mcp_servers {
+                    obleth_mcp::telemetry::render(servers, series.tenants, &mut body);
+                }
                 body
             };
             tasks.spawn(listener::serve(

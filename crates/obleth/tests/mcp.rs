@@ -83,6 +83,15 @@ async fn a_busy_server_is_shared_by_weight() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     measuring.store(true, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(10)).await;
+    // While both wait: the server's fair queue in /metrics, each tenant's entitled share.
+    let metrics = scrape(&gw).await;
+    let target = |tenant: &str| -> f64 {
+        let line = format!("obleth_mcp_tenant_share{{server=\"mock\",tenant=\"{tenant}\",kind=\"target\"}} ");
+        let value = metrics.lines().find_map(|l| l.strip_prefix(line.as_str()));
+        value.unwrap_or_else(|| panic!("no {line} in:\n{metrics}")).parse().unwrap()
+    };
+    assert!((target("heavy") - 0.75).abs() < 1e-9 && (target("light") - 0.25).abs() < 1e-9, "{metrics}");
+    assert!(metrics.contains("obleth_mcp_tenant_queued{server=\"mock\",tenant=\"heavy\"}"), "{metrics}");
     measuring.store(false, Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     while let Some(done) = callers.join_next().await {
