@@ -345,13 +345,15 @@ fn tool_model(server: &Server, tool: &str) -> Arc<obleth_core::Model> {
     Arc::new(model)
 }
 
+/// An upstream's failure as the client reads it: its addresses and URLs scrubbed (they
+/// name the gateway's internal network) and its length bounded.
 fn failed(server: &Server, outcome: Outcome, why: &str) -> (CallToolResult, Outcome) {
-    let why: String = why.chars().take(512).collect();
+    let why = obleth_core::relay::relayable_message(why);
     let text = format!("upstream MCP server '{}' failed: {why}", server.name());
     (CallToolResult::error(vec![ContentBlock::text(text)]), outcome)
 }
 
 fn upstream_error(server: &Server, why: &str) -> ErrorData {
-    let why: String = why.chars().take(512).collect();
+    let why = obleth_core::relay::relayable_message(why);
     ErrorData::internal_error(format!("upstream MCP server '{}' failed: {why}", server.name()), None)
 }
