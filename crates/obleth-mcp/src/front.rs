@@ -79,6 +79,11 @@ impl McpGateway {
         }
     }
 
+    /// The client sessions bound now (idle ones expired first), for `/metrics`.
+    pub fn sessions(&self) -> u64 {
+        self.bindings.len()
+    }
+
     async fn serve(&self, request: Request<Body>) -> Result<Response, ApiError> {
         let (mut request, caller, session) = match self.admit(request).await {
             Ok(admitted) => admitted,
@@ -95,7 +100,6 @@ impl McpGateway {
                     created,
                     Owner { tenant_id: caller.tenant.id.as_str().into(), key_id: caller.key_id.clone() },
                 );
-                telemetry::sessions(self.bindings.len());
             }
             (Some(id), _) if deleting && status.is_success() => self.bindings.unbind(id),
             _ => {}
@@ -133,7 +137,7 @@ impl McpGateway {
         match self.bindings.check(id, &caller.tenant.id, &caller.key_id) {
             Check::Ok => Ok(Some(id.to_owned())),
             Check::NotFound => {
-                telemetry::session_rejected("unknown_or_foreign");
+                telemetry::session_rejected();
                 Err(not_found())
             }
         }

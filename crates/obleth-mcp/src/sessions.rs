@@ -55,7 +55,10 @@ impl Bindings {
         check(self.owners.get(id).as_ref(), tenant_id, key_id)
     }
 
+    /// The bindings alive now (expired ones are dropped first: moka's count is otherwise
+    /// only eventually up to date).
     pub fn len(&self) -> u64 {
+        self.owners.run_pending_tasks();
         self.owners.entry_count()
     }
 

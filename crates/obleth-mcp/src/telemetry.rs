@@ -42,13 +42,13 @@ pub fn quarantined(server: &str) {
     metrics::counter!("obleth_mcp_tools_quarantined_total", "server" => server.to_owned()).increment(1);
 }
 
-/// A request refused before the protocol: `unknown` or `foreign` session ids are both
-/// answered 404; the label says which, for operators only.
-pub fn session_rejected(reason: &'static str) {
-    metrics::counter!("obleth_mcp_session_rejected_total", "reason" => reason).increment(1);
+/// A request with a session id that is unknown, expired or another key's (all answered
+/// 404 alike; one label, as the check cannot tell them apart).
+pub fn session_rejected() {
+    metrics::counter!("obleth_mcp_session_rejected_total").increment(1);
 }
 
-/// The sessions bound now.
+/// The sessions bound now (set at each scrape).
 pub fn sessions(count: u64) {
     metrics::gauge!("obleth_mcp_sessions").set(count as f64);
 }

@@ -375,6 +375,7 @@ pub async fn start(
             let budget = budget.clone();
             let ledger = ledger.clone();
             let mcp_hub = mcp_hub.clone();
+            let mcp_gateway = mcp.as_ref().map(|(_, gateway)| gateway.clone());
             let series = config.metrics.series;
             let connections = [data_connections.clone(), admin_connections.clone(), metrics_connections.clone()];
             let render = move || {
@@ -392,6 +393,9 @@ pub async fn start(
                 let mcp_servers = mcp_hub.as_ref().map(|hub| obleth_mcp::McpStatus::servers(&**hub));
                 if let Some(servers) = &mcp_servers {
                     obleth_mcp::telemetry::publish(servers);
+                }
+                if let Some(gateway) = &mcp_gateway {
+                    obleth_mcp::telemetry::sessions(gateway.sessions());
                 }
                 let mut body = handle.render();
                 if !body.is_empty() && !body.ends_with('\n') {

@@ -29,6 +29,19 @@ async fn client(gw: &Gateway, key: &str) -> rmcp::service::RunningService<rmcp::
     mcp_client(gw.data, key).await
 }
 
+/// A gateway (with `env`) in front of the in-process mock, whose MCP server is registered
+/// as `mock` (with `settings` added); the token stops the mock.
+async fn gateway_with_mock(env: &[(&str, &str)], settings: Value) -> (CancellationToken, Gateway) {
+    let shutdown = CancellationToken::new();
+    let upstream = mock(&shutdown).await;
+    let mut gw = Gateway::new(upstream, env);
+    gw.start().await;
+    let mut server = json!({"name": "mock", "url": format!("http://{upstream}/mcp")});
+    server.as_object_mut().unwrap().extend(settings.as_object().unwrap().clone());
+    call(&gw.admin, "POST", "/api/v1/mcp/servers", Some(server)).await.unwrap();
+    (shutdown, gw)
+}
+
 /// Creates a tenant of `weight` with a key; returns the key.
 async fn tenant(gw: &Gateway, name: &str, weight: u32) -> String {
     call(&gw.admin, "POST", "/api/v1/tenants", Some(json!({"name": name, "weight": weight}))).await.unwrap();
@@ -47,12 +60,8 @@ fn sleep_call(ms: u64) -> CallToolRequestParams {
 /// (fair queues; first come, first served would give 50/50).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_server_is_shared_by_weight() {
-    let shutdown = CancellationToken::new();
-    let upstream = mock(&shutdown).await;
-    let mut gw = Gateway::new(upstream, &[("OBLETH_ADMISSION_QUEUE_TIMEOUT", "60s")]);
-    gw.start().await;
-    let server = json!({"name": "mock", "url": format!("http://{upstream}/mcp"), "max_concurrency": 2});
-    call(&gw.admin, "POST", "/api/v1/mcp/servers", Some(server)).await.unwrap();
+    let (shutdown, mut gw) =
+        gateway_with_mock(&[("OBLETH_ADMISSION_QUEUE_TIMEOUT", "60s")], json!({"max_concurrency": 2})).await;
     let keys = [("heavy", tenant(&gw, "heavy", 3).await), ("light", tenant(&gw, "light", 1).await)];
     for (name, _) in &keys {
         call(&gw.admin, "POST", "/api/v1/mcp/grants", Some(json!({"tenant": name, "server": "mock"}))).await.unwrap();
@@ -110,12 +119,7 @@ async fn a_busy_server_is_shared_by_weight() {
 /// Each tool call is one ledger row: the route, the tool's two names, the status.
 #[tokio::test]
 async fn every_tool_call_is_one_ledger_row() {
-    let shutdown = CancellationToken::new();
-    let upstream = mock(&shutdown).await;
-    let mut gw = Gateway::new(upstream, &[] as &[(&str, &str)]);
-    gw.start().await;
-    let server = json!({"name": "mock", "url": format!("http://{upstream}/mcp")});
-    call(&gw.admin, "POST", "/api/v1/mcp/servers", Some(server)).await.unwrap();
+    let (shutdown, mut gw) = gateway_with_mock(&[], json!({})).await;
     let key = tenant(&gw, "t1", 1).await;
     call(&gw.admin, "POST", "/api/v1/mcp/grants", Some(json!({"tenant": "t1", "server": "mock", "tool": "add"})))
         .await
@@ -194,12 +198,7 @@ async fn tool_list(session: &rmcp::service::RunningService<rmcp::RoleClient, ()>
 /// reviewed, by its hash.
 #[tokio::test]
 async fn a_changed_tool_is_quarantined_until_approved() {
-    let shutdown = CancellationToken::new();
-    let upstream = mock(&shutdown).await;
-    let mut gw = Gateway::new(upstream, &[] as &[(&str, &str)]);
-    gw.start().await;
-    let server = json!({"name": "mock", "url": format!("http://{upstream}/mcp")});
-    call(&gw.admin, "POST", "/api/v1/mcp/servers", Some(server)).await.unwrap();
+    let (shutdown, mut gw) = gateway_with_mock(&[], json!({})).await;
     let key = tenant(&gw, "t1", 1).await;
     call(&gw.admin, "POST", "/api/v1/mcp/grants", Some(json!({"tenant": "t1", "server": "mock"}))).await.unwrap();
 
@@ -281,12 +280,7 @@ fn limit_refusal(outcome: &Result<rmcp::model::CallToolResult, rmcp::ServiceErro
 /// limit of 1 in flight one is refused, and once the other is answered the next passes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenants_tool_call_limits_refuse_with_32011() {
-    let shutdown = CancellationToken::new();
-    let upstream = mock(&shutdown).await;
-    let mut gw = Gateway::new(upstream, &[] as &[(&str, &str)]);
-    gw.start().await;
-    let server = json!({"name": "mock", "url": format!("http://{upstream}/mcp")});
-    call(&gw.admin, "POST", "/api/v1/mcp/servers", Some(server)).await.unwrap();
+    let (shutdown, mut gw) = gateway_with_mock(&[], json!({})).await;
     let (rate_id, rate_key) = limited_tenant(&gw, "rate", json!({"tool_calls_per_minute": 3})).await;
     let (slots_id, slots_key) = limited_tenant(&gw, "slots", json!({"tool_calls_in_flight": 1})).await;
 

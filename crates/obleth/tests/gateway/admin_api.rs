@@ -12,23 +12,7 @@ use crate::support::*;
 
 /// One admin call with an optional `X-Obleth-Actor`; returns the status and JSON body.
 async fn admin(h: &Harness, method: &str, path: &str, body: Option<Value>, actor: Option<&str>) -> (StatusCode, Value) {
-    let mut req = Request::builder()
-        .method(method)
-        .uri(format!("{}{path}", h.admin.admin_url))
-        .header("authorization", format!("Bearer {ADMIN_TOKEN}"));
-    if let Some(a) = actor {
-        req = req.header("x-obleth-actor", a);
-    }
-    let body = match body {
-        Some(b) => {
-            req = req.header("content-type", "application/json");
-            Bytes::from(b.to_string())
-        }
-        None => Bytes::new(),
-    };
-    let res = h.http.request(req.body(Full::new(body)).unwrap()).await.unwrap();
-    let status = res.status();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let (status, bytes) = admin_request(h, method, path, body, actor).await;
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 

@@ -2,9 +2,7 @@
 //! not even in the audit trail), grants, the review and approval of tool pins, errors in
 //! the OpenAI shape, and `obleth mcp …` run as a process against the same API.
 
-use bytes::Bytes;
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::StatusCode;
 use obleth_store::McpToolPin;
 use serde_json::{Value, json};
 
@@ -17,21 +15,7 @@ const SECRETS: &str = "sk-mcp-upstream";
 const ACTOR: &str = "ops@example.com";
 
 async fn admin(h: &Harness, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut req = Request::builder()
-        .method(method)
-        .uri(format!("{}{path}", h.admin.admin_url))
-        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
-        .header("x-obleth-actor", ACTOR);
-    let body = match body {
-        Some(b) => {
-            req = req.header("content-type", "application/json");
-            Bytes::from(b.to_string())
-        }
-        None => Bytes::new(),
-    };
-    let res = h.http.request(req.body(Full::new(body)).unwrap()).await.unwrap();
-    let status = res.status();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let (status, bytes) = admin_request(h, method, path, body, Some(ACTOR)).await;
     let text = String::from_utf8_lossy(&bytes);
     assert!(!text.contains(SECRETS), "{method} {path} answered a credential: {text}");
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))

@@ -181,3 +181,31 @@ pub fn chat(stream: bool, max_tokens: u32) -> Value {
     json!({"model": "mock-model", "stream": stream, "max_tokens": max_tokens,
            "messages": [{"role": "user", "content": "one two three four"}]})
 }
+
+/// One call of the harness's admin API with the admin token and, when given, an
+/// `X-Obleth-Actor`; returns the status and the raw body.
+pub async fn admin_request(
+    h: &Harness,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    actor: Option<&str>,
+) -> (StatusCode, Bytes) {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("{}{path}", h.admin.admin_url))
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"));
+    if let Some(a) = actor {
+        req = req.header("x-obleth-actor", a);
+    }
+    let body = match body {
+        Some(b) => {
+            req = req.header("content-type", "application/json");
+            Bytes::from(b.to_string())
+        }
+        None => Bytes::new(),
+    };
+    let res = h.http.request(req.body(Full::new(body)).unwrap()).await.unwrap();
+    let status = res.status();
+    (status, res.into_body().collect().await.unwrap().to_bytes())
+}
