@@ -21,6 +21,7 @@
 //!   [`clickhouse::ClickHouse`] (production). Both answer the usage queries.
 
 pub mod clickhouse;
+mod pace;
 mod rollup;
 pub mod sqlite;
 pub mod telemetry;

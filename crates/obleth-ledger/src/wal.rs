@@ -69,13 +69,16 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crc::{CRC_32_ISCSI, Crc, Table};
-
 use self::fs::{Fs, SegmentFile};
 
-/// Slicing-by-16 tables (16 KiB): the crate's default reads a byte at a time, and the
-/// checksum of every record written and read back was ~8 % of the gateway's CPU under load.
-const CRC32C: Crc<u32, Table<16>> = Crc::<u32, Table<16>>::new(&CRC_32_ISCSI);
+/// CRC-32C with the CPU's own instruction where there is one (SSE 4.2, chosen at run
+/// time): every record is checksummed when written and again when read back, and the
+/// slicing-by-16 tables used before kept the appender on a CPU ~0.25 ms for a batch of
+/// 1,000 rows, long enough to hold up a data-plane thread woken behind it.
+fn checksum(bytes: &[u8]) -> u32 {
+    crc32c::crc32c(bytes)
+}
+
 const HEADER: usize = 8;
 const BODY_HEADER: usize = 9;
 const KIND_BATCH: u8 = 1;
@@ -502,7 +505,7 @@ fn encode(kind: u8, seq: u64, payload: &[u8]) -> Vec<u8> {
     record.push(kind);
     record.extend_from_slice(&seq.to_le_bytes());
     record.extend_from_slice(payload);
-    let crc = CRC32C.checksum(&record[HEADER..]);
+    let crc = checksum(&record[HEADER..]);
     record[4..8].copy_from_slice(&crc.to_le_bytes());
     record
 }
@@ -534,7 +537,7 @@ fn parse(buf: &[u8]) -> Parsed<'_> {
     }
     let crc = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
     let body = &buf[HEADER..HEADER + body_len];
-    if CRC32C.checksum(body) != crc {
+    if checksum(body) != crc {
         return Parsed::Corrupt;
     }
     let kind = body[0];

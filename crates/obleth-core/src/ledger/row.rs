@@ -129,13 +129,19 @@ impl LedgerRow {
     pub fn parse_json_lines(payload: &[u8]) -> (Vec<LedgerRow>, usize) {
         let mut rows = Vec::new();
         let mut bad = 0;
-        for line in payload.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            match serde_json::from_slice(line) {
+        for line in Self::json_lines(payload) {
+            match line {
                 Ok(row) => rows.push(row),
                 Err(_) => bad += 1,
             }
         }
         (rows, bad)
+    }
+
+    /// The rows of a payload of JSON lines one at a time, for a caller that does
+    /// something between them.
+    pub fn json_lines(payload: &[u8]) -> impl Iterator<Item = serde_json::Result<LedgerRow>> + '_ {
+        payload.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(serde_json::from_slice)
     }
 }
 

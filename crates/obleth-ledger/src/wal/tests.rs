@@ -174,3 +174,18 @@ fn dir_fs_round_trips_on_a_real_directory() {
     assert_eq!(rec.pending_batches, 6);
     assert_eq!(read_all(&wal).iter().map(|e| e.seq).collect::<Vec<_>>(), (5..=10).collect::<Vec<_>>());
 }
+
+/// Logs written before the checksum moved to the CPU's instruction must still read: the
+/// function is CRC-32C (iSCSI), with its published check value, and a record is encoded
+/// byte for byte as an independently computed one.
+#[test]
+fn the_checksum_is_crc32c_so_older_logs_still_read() {
+    assert_eq!(checksum(b"123456789"), 0xE306_9283);
+    assert_eq!(checksum(b""), 0);
+    // A batch record (seq 7, payload "{}\n") with its CRC-32C computed independently.
+    let body = [&[KIND_BATCH][..], &7u64.to_le_bytes(), b"{}\n"].concat();
+    let mut record = (body.len() as u32).to_le_bytes().to_vec();
+    record.extend_from_slice(&0x600B_0364u32.to_le_bytes());
+    record.extend_from_slice(&body);
+    assert_eq!(encode(KIND_BATCH, 7, b"{}\n"), record);
+}
