@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use moka::sync::Cache;
 use obleth_core::{
     ApiKey, ChangeEvent, ChangeNotifier, KeyHash, Shared, SharedCache, SharedKind, Tenant, key::MAX_KEY_LEN, now_millis,
 };
@@ -33,8 +32,11 @@ use obleth_store::{StoreError, StoreGuard};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use self::memo::Memo;
 use crate::error::ApiError;
 use crate::telemetry;
+
+mod memo;
 
 /// Settings of the identity caches.
 #[derive(Debug, Clone)]
@@ -70,23 +72,22 @@ pub struct Caller {
 ///
 /// Each key and tenant is cached once, with when it was read: fresh for `ttl`, then kept
 /// as the last known answer until `stale_ttl` (one cache per kind, not a fresh one and a
-/// stale one: a moka entry costs ~250 B besides its value, 5 MiB with 10,000 tenants).
+/// stale one).
 pub struct Identity {
     store: Arc<StoreGuard>,
     shared: Option<Arc<dyn SharedCache>>,
-    keys: Cache<KeyHash, Known<ApiKey>>,
-    negative: Cache<KeyHash, ()>,
-    tenants: Cache<String, Known<Tenant>>,
+    keys: Memo<KeyHash, Known<ApiKey>>,
+    negative: Memo<KeyHash, ()>,
+    tenants: Memo<String, Known<Tenant>>,
     ttl: Duration,
     /// Bumped by a resync: every entry read before it is stale (a last known answer).
     generation: AtomicU64,
 }
 
-/// A cached answer and when it was read.
+/// A cached answer, and the resync it was read after.
 #[derive(Clone)]
 struct Known<T> {
     value: Arc<T>,
-    read_at: Instant,
     generation: u64,
 }
 
@@ -98,34 +99,27 @@ enum Found<T> {
 
 impl Identity {
     pub fn new(store: Arc<StoreGuard>, shared: Option<Arc<dyn SharedCache>>, config: &IdentityConfig) -> Self {
-        fn cache<K, V>(capacity: u64, ttl: Duration) -> Cache<K, V>
-        where
-            K: std::hash::Hash + Eq + Send + Sync + 'static,
-            V: Clone + Send + Sync + 'static,
-        {
-            Cache::builder().max_capacity(capacity).time_to_live(ttl).build()
-        }
         let n = config.capacity;
         let kept = config.stale_ttl.max(config.ttl);
         Identity {
             store,
             shared,
-            keys: cache(n, kept),
-            negative: cache(n, config.negative_ttl),
-            tenants: cache(n, kept),
+            keys: Memo::new(n, kept),
+            negative: Memo::new(n, config.negative_ttl),
+            tenants: Memo::new(n, kept),
             ttl: config.ttl,
             generation: AtomicU64::new(0),
         }
     }
 
     fn known<T>(&self, value: Arc<T>) -> Known<T> {
-        Known { value, read_at: Instant::now(), generation: self.generation.load(Ordering::Relaxed) }
+        Known { value, generation: self.generation.load(Ordering::Relaxed) }
     }
 
-    /// The value if it was read within `ttl` and since the last resync.
-    fn fresh<T>(&self, known: &Known<T>) -> Option<Arc<T>> {
+    /// The value if it was read (at `read_at`) within `ttl` and since the last resync.
+    fn fresh<T>(&self, (known, read_at): (Known<T>, Instant)) -> Option<Arc<T>> {
         let current = known.generation == self.generation.load(Ordering::Relaxed);
-        (current && known.read_at.elapsed() < self.ttl).then(|| known.value.clone())
+        (current && read_at.elapsed() < self.ttl).then_some(known.value)
     }
 
     /// Resolves a presented secret. Errors are the client-facing answers.
@@ -134,7 +128,7 @@ impl Identity {
             return Err(ApiError::invalid_key());
         }
         let hash = KeyHash::of(secret);
-        let key = match self.keys.get(&hash).and_then(|k| self.fresh(&k)) {
+        let key = match self.keys.get(&hash).and_then(|k| self.fresh(k)) {
             Some(key) => {
                 telemetry::key_cache("hit");
                 key
@@ -173,7 +167,7 @@ impl Identity {
                 Ok(Found::Absent)
             }
             Err(e) => match self.keys.get(&hash) {
-                Some(known) => {
+                Some((known, _)) => {
                     telemetry::key_cache("stale");
                     Ok(Found::Some(known.value))
                 }
@@ -183,7 +177,7 @@ impl Identity {
     }
 
     async fn tenant(&self, id: &str) -> Result<Arc<Tenant>, ApiError> {
-        if let Some(t) = self.tenants.get(id).and_then(|t| self.fresh(&t)) {
+        if let Some(t) = self.tenants.get(id).and_then(|t| self.fresh(t)) {
             return Ok(t);
         }
         let owned = id.to_owned();
@@ -212,7 +206,7 @@ impl Identity {
                 Err(ApiError::invalid_key())
             }
             Err(e) => match self.tenants.get(id) {
-                Some(known) => {
+                Some((known, _)) => {
                     telemetry::key_cache("stale");
                     Ok(known.value)
                 }
