@@ -111,7 +111,8 @@ def main():
     check(len(stages) == 2, "two stages: build and runtime")
     build, runtime = ("FROM " + s for s in stages)
     check(re.match(r"FROM rust:1-bookworm AS build", build) is not None, "the build stage is rust:1-bookworm")
-    check("cargo build --release --locked -p obleth" in build, "the build is `cargo build --release --locked -p obleth`")
+    check("cargo build --profile dist --locked -p obleth" in build, "the build is `cargo build --profile dist --locked -p obleth`")
+    check("target/dist/obleth /out/obleth" in build, "the image takes the `dist` profile's binary")
     check(re.match(r"FROM (debian:bookworm-slim|gcr\.io/distroless/cc)", runtime) is not None,
           "the runtime is debian:bookworm-slim or distroless cc")
     check(re.search(r"^USER 10001(:10001)?$", runtime, re.M) is not None, "runs as uid 10001")
