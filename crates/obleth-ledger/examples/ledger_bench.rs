@@ -90,12 +90,12 @@ fn main() {
     println!("- write-ahead logs and SQLite files under {} ({})", tmp.path().display(), fs_type(tmp.path()));
     let d = LedgerConfig::default();
     println!(
-        "- LedgerConfig::default(): queue {} rows, batch {} rows, flush {:?}, insert interval {:?}, insert max {} MiB, fsync {:?}, log max {} MiB",
+        "- LedgerConfig::default(): queue {} rows, batch {} rows, flush {:?}, insert interval {:?}, insert max {} KiB, fsync {:?}, log max {} MiB",
         d.queue_rows,
         d.batch_rows,
         d.flush_interval,
         d.insert_interval,
-        d.insert_max_bytes >> 20,
+        d.insert_max_bytes >> 10,
         d.wal.fsync,
         d.wal.max_bytes >> 20
     );

@@ -58,15 +58,20 @@ impl Default for LedgerConfig {
     fn default() -> Self {
         LedgerConfig {
             queue_rows: 65_536,
-            batch_rows: 1000,
+            // Rows wait here as whole `LedgerRow`s (~1.8 KiB each with their strings):
+            // 1,000 of them held 1.8 MiB at the peak of a heap profile under load, 256 hold
+            // under 0.5 MiB, and a batch is then ~0.2 ms of work instead of ~1 ms.
+            batch_rows: 256,
             flush_interval: Duration::from_millis(200),
             insert_interval: Duration::from_secs(1),
             // The shipper holds an insert about four times over while it runs (the log's
             // bytes, the parsed rows, the bound arguments, the database's copy): 8 MiB
             // inserts made the ledger the largest user of memory under load after the
-            // tokenizer. 1 MiB is still ~2,000 rows; a shipper that is behind inserts again
-            // at once rather than waiting for `insert_interval`.
-            insert_max_bytes: 1 << 20,
+            // tokenizer, and 1 MiB ones still ~3.5 MiB with 10,000 tenants
+            // (docs/benchmarks.md). 512 KiB is still ~1,000 rows, the size ClickHouse
+            // asks inserts to be; a shipper that is behind inserts again at once rather
+            // than waiting for `insert_interval`.
+            insert_max_bytes: 512 << 10,
             retry_max: Duration::from_secs(10),
             fsync_interval: Duration::from_secs(1),
             wal: WalConfig::default(),
