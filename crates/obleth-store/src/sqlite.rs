@@ -62,9 +62,10 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5))
             // SQLite's default page cache is 2 MiB per connection, filled as the tables grow:
-            // 8 MiB for the pool. The request path reads the store only on cache misses, so
-            // 512 KiB each (pages come back from the OS's cache) is enough.
-            .pragma("cache_size", "-512");
+            // 8 MiB for the pool. The request path reads the store only on cache misses (a
+            // key by its hash, a tenant by its id: a few pages of an index each), so 128 KiB
+            // each is enough; pages come back from the OS's cache.
+            .pragma("cache_size", "-128");
         // An in-memory database exists per connection, so it must have exactly one.
         let max = if url.contains(":memory:") { 1 } else { 4 };
         let pool = SqlitePoolOptions::new().max_connections(max).connect_with(options).await.map_err(|e| {
