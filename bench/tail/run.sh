@@ -13,6 +13,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 PEERS=${PEERS:-/work/shared/peers}
 D=${D:-12}; (( D > 30 )) && D=30
 ROUNDS=${ROUNDS:-2}; SCHED=${SCHED:-0}; GATEWAY_ENV=${GATEWAY_ENV:-}
+(( SCHED == 1 && D < 8 )) && D=8   # the recording starts 2 s in and lasts 5 s
 export WORK=${WORK:-/tmp/obleth-tail}; mkdir -p "$WORK"
 [[ -x /tmp/obleth-peers/venv/bin/python ]] || { echo "run ../shared/peers/compare.sh once (it makes the venv)" >&2; exit 1; }
 PY=/tmp/obleth-peers/venv/bin/python

@@ -489,8 +489,10 @@ async fn ship(
             Ok(row) => rows.push(row),
             Err(_) => bad += 1,
         }
-        // A blocking yield on the runtime's thread: the shipper is its only busy task,
-        // and the yield is what lets the data plane's threads ahead of it.
+        // A blocking call on the main runtime's thread, but a short one: it returns at
+        // once unless another thread is waiting for this CPU, which then runs first
+        // (the data plane's, most often). The admin API's tasks on this runtime wait no
+        // longer than they would for the parse itself.
         pacer.pace();
     }
     if bad > 0 {
